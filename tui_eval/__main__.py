@@ -1,0 +1,3 @@
+from tui_eval.cli import main
+
+raise SystemExit(main())

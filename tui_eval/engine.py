@@ -1,0 +1,231 @@
+"""The evaluation engine: data ─► length-sorted batches ─► generate ─► metrics ─► results dir.
+
+It knows nothing about any UI: it reports through events sent to a sink.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tui_eval import __version__
+from tui_eval.backend import HFBackend
+from tui_eval.batching import chunks, longest_first
+from tui_eval.config import EvalConfig
+from tui_eval.data import Dataset, Sample, load_dataset
+from tui_eval.errors import UsageError
+from tui_eval.events import EventSink, FanOut, LogLine, Progress, RunFailed, RunFinished, RunStarted
+from tui_eval.i18n import default_language, message
+from tui_eval.metrics import mean_scores, score
+from tui_eval.oom import OomPolicy, Outcome
+from tui_eval.results import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    EventRecorder,
+    PredictionWriter,
+    default_run_dir,
+    prepare_run_dir,
+    write_json_atomic,
+)
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_MODEL = DEMO_DIR / "model"
+DEMO_DATA = DEMO_DIR / "arithmetic.jsonl"
+
+
+def with_demo_defaults(config: EvalConfig) -> EvalConfig:
+    """No model and no data means the built-in demo; one without the other is a usage error."""
+    if config.model is None and config.data is None:
+        return replace(config, model=str(DEMO_MODEL), data=str(DEMO_DATA))
+    if config.model is None:
+        raise UsageError("no model: pass -m MODEL (or neither -m nor -d to run the demo)")
+    if config.data is None:
+        raise UsageError("no dataset: pass -d DATA (or neither -m nor -d to run the demo)")
+    return config
+
+
+def library_versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"tui_eval": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def device_description(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+class Evaluation:
+    """One evaluation run. ``run()`` returns the metrics dictionary written to metrics.json.
+
+    ``cancel`` is checked between batches: a cancelled run keeps every finished batch and
+    writes metrics marked ``"partial": true``.
+    """
+
+    def __init__(self, config: EvalConfig, sink: EventSink,
+                 cancel: threading.Event | None = None) -> None:
+        self.requested = config
+        self.config = config
+        self.lang = config.lang or default_language()
+        self.recorder = EventRecorder()
+        self.sink = FanOut(self.recorder, sink)
+        self.cancel = cancel or threading.Event()
+        self.run_dir: Path | None = None
+        self.started = time.perf_counter()
+
+    def log(self, level: str, key: str, **values: object) -> None:
+        self.sink(LogLine(level=level, message=message(key, self.lang, **values)))
+
+    def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        except UsageError:
+            raise
+        except Exception as exc:
+            self.sink(RunFailed(error=f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            self.recorder.close()
+
+    def _run(self) -> dict[str, Any]:
+        config = with_demo_defaults(self.requested)
+        if self.requested.model is None:
+            self.log("INFO", "demo_run", path=DEMO_DIR)
+        self.config = config
+        backend = HFBackend(config.model or "", device=config.device, dtype=config.torch_dtype,
+                            chat_template=config.chat_template,
+                            simulate_oom_above=config.simulate_oom_above)
+        if config.chat_template and not backend.use_chat_template:
+            self.log("WARNING", "chat_template_missing")
+        dataset = self._load_data(config)
+        self.run_dir = prepare_run_dir(Path(config.output_dir or default_run_dir()))
+        self.recorder.open(self.run_dir)
+        self.log("INFO", "loading_model", model=config.model, device=backend.device,
+                 dtype=backend.dtype_name)
+        backend.load_model()
+        self.log("INFO", "model_loaded", seconds=backend.load_seconds, device=backend.device,
+                 dtype=backend.dtype_name)
+        write_json_atomic(self.run_dir / CONFIG_FILE, {
+            "config": config.to_dict(),
+            "versions": library_versions(),
+            "device": backend.device,
+            "device_name": device_description(backend.device),
+            "dtype": backend.dtype_name,
+        })
+        return self._evaluate(backend, dataset)
+
+    def _load_data(self, config: EvalConfig) -> Dataset:
+        dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
+                               prompt_field=config.prompt_field,
+                               answer_field=config.answer_field, id_field=config.id_field,
+                               on_bad_line=config.on_bad_line, limit=config.limit)
+        for line in dataset.skipped:
+            self.log("WARNING", "skipped_line", where=line.split(": ", 1)[0],
+                     reason=line.split(": ", 1)[-1])
+        if dataset.skipped:
+            self.log("INFO", "skipped_lines", n=len(dataset.skipped), path=dataset.path)
+        self.log("INFO", "data_loaded", n=len(dataset.samples), path=dataset.path)
+        return dataset
+
+    def _evaluate(self, backend: HFBackend, dataset: Dataset) -> dict[str, Any]:
+        config = self.config
+        assert self.run_dir is not None
+        samples = dataset.samples
+        rendered = {s.index: backend.render(s.prompt) for s in samples}
+        lengths = backend.token_counts([rendered[s.index] for s in samples])
+        batches = chunks(longest_first(samples, lengths), config.batch_size)
+
+        def generate(batch: list[Sample]):
+            return backend.generate(
+                [rendered[s.index] for s in batch], max_new_tokens=config.max_tokens,
+                do_sample=config.do_sample, temperature=config.temperature,
+                top_p=config.top_p, stop=config.stop)
+
+        if config.do_sample:
+            import torch
+
+            torch.manual_seed(config.seed)
+        policy = OomPolicy(generate, self.sink, self.lang)
+        writer = PredictionWriter(self.run_dir)
+        total = len(samples)
+        self.sink(RunStarted(run_dir=str(self.run_dir), total=total,
+                             batch_size=config.batch_size, model=str(config.model),
+                             device=backend.device, dtype=backend.dtype_name, pid=os.getpid()))
+        self.log("INFO", "run_started", n=total, batch_size=config.batch_size,
+                 max_tokens=config.max_tokens)
+        scores: list[dict[str, float]] = []
+        done = errors = tokens = 0
+        generation_started = time.perf_counter()
+        try:
+            for batch in batches:
+                if self.cancel.is_set():
+                    break
+                outcomes = policy.run_batch(batch)
+                rows = [self._row(o) for o in outcomes]
+                writer.write_batch(rows)
+                scores.extend(row["scores"] for row in rows)
+                done += len(outcomes)
+                errors += sum(1 for o in outcomes if o.error is not None)
+                tokens += sum(o.new_tokens for o in outcomes)
+                elapsed = time.perf_counter() - generation_started
+                rate = done / elapsed if elapsed > 0 else 0.0
+                self.sink(Progress(
+                    done=done, total=total, samples_per_s=rate,
+                    tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
+                    eta_s=(total - done) / rate if rate > 0 else None,
+                    batch_size=config.batch_size, fallbacks=policy.fallbacks, errors=errors))
+        finally:
+            writer.close()
+        generation_seconds = time.perf_counter() - generation_started
+        partial = done < total
+        if not partial:
+            writer.restore_dataset_order()
+        metrics = {
+            "metrics": mean_scores(scores, config.metrics),
+            "n": done,
+            "n_total": total,
+            "n_errors": errors,
+            "n_skipped_lines": len(dataset.skipped),
+            "partial": partial,
+            "batch_size": config.batch_size,
+            "fallback_count": policy.fallbacks,
+            "wall_seconds": time.perf_counter() - self.started,
+            "generation_seconds": generation_seconds,
+            "samples_per_s": done / generation_seconds if generation_seconds > 0 else 0.0,
+            "tokens_per_s": tokens / generation_seconds if generation_seconds > 0 else 0.0,
+            "generated_tokens": tokens,
+            "device": backend.device,
+            "dtype": backend.dtype_name,
+            "model": str(config.model),
+        }
+        write_json_atomic(self.run_dir / METRICS_FILE, metrics)
+        if partial:
+            self.log("INFO", "run_cancelled", done=done, total=total, run_dir=self.run_dir)
+        else:
+            self.log("INFO", "run_finished", n=done, seconds=generation_seconds,
+                     rate=metrics["samples_per_s"], run_dir=self.run_dir)
+        self.sink(RunFinished(metrics=metrics))
+        return metrics
+
+    def _row(self, outcome: Outcome) -> dict[str, Any]:
+        sample = outcome.sample
+        prediction = outcome.prediction
+        if prediction is None:
+            scores = {name: 0.0 for name in self.config.metrics}
+        else:
+            scores = score(prediction, sample.references, self.config.metrics)
+        reference: str | list[str] = (sample.references[0] if len(sample.references) == 1
+                                      else sample.references)
+        return {"index": sample.index, "id": sample.id, "prompt": sample.prompt,
+                "prediction": prediction, "reference": reference, "scores": scores,
+                "new_tokens": outcome.new_tokens, "error": outcome.error}

@@ -1,0 +1,132 @@
+"""Typed events the engine emits; the headless printer, the app and events.jsonl consume them.
+
+Each event serialises to one JSON object with an ``event`` field naming its kind, so a
+watcher can rebuild the same objects from events.jsonl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass
+class Event:
+    kind: ClassVar[str] = "event"
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass
+class RunStarted(Event):
+    kind: ClassVar[str] = "started"
+    run_dir: str
+    total: int
+    batch_size: int
+    model: str
+    device: str
+    dtype: str
+    pid: int = 0
+
+
+@dataclass
+class LogLine(Event):
+    kind: ClassVar[str] = "log"
+    level: str  # "INFO" | "WARNING" | "ERROR"
+    message: str
+
+
+@dataclass
+class Progress(Event):
+    kind: ClassVar[str] = "progress"
+    done: int
+    total: int
+    samples_per_s: float
+    tokens_per_s: float
+    eta_s: float | None
+    batch_size: int
+    fallbacks: int
+    errors: int
+
+
+@dataclass
+class Fallback(Event):
+    """A batch failed and its samples are being generated one at a time."""
+
+    kind: ClassVar[str] = "fallback"
+    batch_size: int
+    error: str
+
+
+@dataclass
+class TuneStep(Event):
+    kind: ClassVar[str] = "tune_step"
+    batch_size: int
+    status: str  # "ok" | "oom"
+    seconds: float
+    samples_per_s: float
+    tokens_per_s: float
+    peak_memory_bytes: int | None
+    gpu_util_percent: float | None
+
+
+@dataclass
+class TuneFinished(Event):
+    kind: ClassVar[str] = "tune_finished"
+    chosen_batch_size: int
+    mode: str
+    probes: list[dict[str, Any]]
+
+
+@dataclass
+class RunFinished(Event):
+    kind: ClassVar[str] = "finished"
+    metrics: dict[str, Any]
+
+
+@dataclass
+class RunFailed(Event):
+    kind: ClassVar[str] = "failed"
+    error: str
+
+
+EventSink = Callable[[Event], None]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (RunStarted, LogLine, Progress, Fallback, TuneStep, TuneFinished, RunFinished,
+                RunFailed)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event | None:
+    """Rebuild an event read back from events.jsonl; unknown kinds give None."""
+    cls = EVENT_TYPES.get(str(data.get("event")))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def format_log_line(event: LogLine) -> str:
+    """One line as in run.log; warnings use the seed guide's '⚠️ message' form."""
+    if event.level == "WARNING":
+        return f"⚠️ {event.message}"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
+    return f"[{event.level}] {stamp} - {event.message}"
+
+
+class FanOut:
+    """Sends every event to several sinks in order."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self.sinks = list(sinks)
+
+    def __call__(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink(event)
