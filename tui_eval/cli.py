@@ -7,7 +7,9 @@ level; each command imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +85,31 @@ def run_headless(config: EvalConfig) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
+# Sub-commands, imported only when used: "name": "module:function(argv) -> exit code".
+COMMANDS: dict[str, str] = {}
+
+
+def _load_command(spec: str) -> Callable[[list[str]], int]:
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def run_command(argv: list[str]) -> int:
+    """The default command: evaluate, in the app or headless."""
     args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    if not args.no_ui:
+        print("tui-eval: the interactive UI is not available yet; use --no-ui", file=sys.stderr)
+        return EXIT_USAGE
+    return run_headless(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        config = config_from_args(args)
-        if not args.no_ui:
-            print("tui-eval: the interactive UI is not available yet; use --no-ui",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        return run_headless(config)
+        if argv and argv[0] in COMMANDS:
+            return _load_command(COMMANDS[argv[0]])(argv[1:])
+        return run_command(argv)
     except UsageError as exc:
         print(f"tui-eval: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
