@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tui_eval.testing import build_tiny_model
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-CORPUS = [
-    "What is the capital of France? Paris is the capital of France.",
-    "Add 12 and 30. The sum of 12 and 30 is 42.",
-    "Translate to French: cat. The answer is chat.",
-    "Name a colour of the sky on a clear day. Blue.",
-    "How many legs does a spider have? A spider has eight legs.",
-    "Write the number after 99. The number after 99 is 100.",
-] * 20
 
 PROMPTS = [
     ("q1", "What is the capital of France?", "Paris"),
@@ -34,36 +27,6 @@ PROMPTS = [
     ("q11", "Add 1 and 1.", "2"),
     ("q12", "How many legs?", "8"),
 ]
-
-
-def build_tiny_model(directory: Path, *, with_pad_token: bool = True) -> Path:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>" if with_pad_token else None)
-    config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=fast.convert_tokens_to_ids("<s>"),
-        eos_token_id=fast.convert_tokens_to_ids("</s>"),
-        pad_token_id=fast.convert_tokens_to_ids("<pad>") if with_pad_token else None,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    fast.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="session")

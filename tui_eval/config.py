@@ -107,6 +107,13 @@ class EvalConfig:
     oom_policy: str = setting(
         "single", "On OOM: 'single' regenerates the failed batch one sample at a time.",
         type="str", choices=("single",))
+    theme: str | None = setting(
+        None, "Colour theme of the app: a built-in name or a TOML theme's name "
+        "(from themes/ or ~/.config/tui-eval/themes); unset uses the default.",
+        type="str", optional=True)
+    gpu_poll_seconds: float = setting(
+        1.0, "Seconds between GPU/CPU gauge readings in the app.",
+        type="float", minimum=0.2, maximum=60.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

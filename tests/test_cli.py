@@ -1,0 +1,116 @@
+"""The command line: exit codes, one-line errors, fast start-up and import hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tui_eval.cli import main
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tui_eval", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = ("import sys\nfrom tui_eval.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'textual') if m in sys.modules]\n"
+            "print('heavy=' + ','.join(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip().splitlines()[-1] == "heavy="
+
+
+def test_headless_path_never_imports_textual(tiny_model: Path, qa_jsonl: Path,
+                                             tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "import tui_eval.engine, tui_eval.headless\n"
+        "from tui_eval.cli import main\n"
+        f"rc = main(['--no-ui', '-m', {str(tiny_model)!r}, '-d', {str(qa_jsonl)!r},\n"
+        f"           '--max-tokens', '2', '--limit', '3', '-o', {str(tmp_path / 'o')!r}])\n"
+        "assert rc == 0, rc\n"
+        "print('textual' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "eval.toml").write_text("max_tokens = 64\nbatch_size = 0\n", encoding="utf-8")
+    rc = main(["--no-ui", "-c", str(tmp_path / "eval.toml")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.strip() == (f"tui-eval: error: {tmp_path / 'eval.toml'}:2: key 'batch_size' "
+                           "must be an integer ≥ 1, got 0")
+
+
+def test_bad_flag_value_names_the_flag(capsys: pytest.CaptureFixture) -> None:
+    assert main(["--no-ui", "-b", "0"]) == 2
+    assert "-b/--batch-size: must be an integer ≥ 1, got 0" in capsys.readouterr().err
+
+
+def test_missing_model_exits_2_before_touching_data(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "no-such-model"
+    rc = main(["--no-ui", "-m", str(missing), "-d", str(tmp_path / "no-data.jsonl"),
+               "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.strip() == f"tui-eval: error: {missing}: model path not found"
+    assert not (tmp_path / "out").exists()
+
+
+def test_directory_without_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--no-ui", "-m", str(tmp_path), "-d", "x.jsonl"]) == 2
+    assert "not a model directory (no config.json)" in capsys.readouterr().err
+
+
+def test_bad_data_line_exits_2_naming_file_and_line(tiny_model: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "a", "answer": "b"}\n{"prompt": \n', encoding="utf-8")
+    rc = main(["--no-ui", "-m", str(tiny_model), "-d", str(data), "-o", str(tmp_path / "o")])
+    assert rc == 2
+    assert f"{data}:2: invalid JSON" in capsys.readouterr().err
+
+
+def test_skip_bad_lines_counts_them_in_metrics(tiny_model: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "a", "answer": "b"}\nbroken\n{"prompt": "c", "answer": "d"}\n',
+                    encoding="utf-8")
+    (tmp_path / "eval.toml").write_text('on_bad_line = "skip"\nmax_tokens = 2\n',
+                                        encoding="utf-8")
+    result = cli("--no-ui", "-m", str(tiny_model), "-d", str(data), "-o", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["n"] == 2 and metrics["n_skipped_lines"] == 1
+    assert f"Skipping {data}:2: invalid JSON" in result.stdout
+
+
+def test_headless_run_prints_plain_progress_and_summary(tiny_model: Path, qa_jsonl: Path,
+                                                        tmp_path: Path) -> None:
+    result = cli("--no-ui", "-m", str(tiny_model), "-d", str(qa_jsonl), "-b", "8",
+                 "--max-tokens", "4", "--simulate-oom-above", "2", "--lang", "zh",
+                 "-o", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "⚠️ 批量生成失败: CUDA out of memory" in out
+    assert "自动回退到单样本生成" in out
+    assert "progress: 12/12 samples" in out
+    assert "\r" not in out  # no TTY: plain lines only
+    assert "exact_match" in out.split("metric", 1)[1]
+
+
+def test_data_without_model_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["--no-ui", "-d", "x.jsonl"]) == 2
+    assert "no model: pass -m MODEL" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""Dataset formats, field discovery, templates, ids and bad lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tui_eval.data import load_dataset
+from tui_eval.errors import DataError
+
+
+def test_jsonl_finds_fields_and_keeps_ids(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "a", "question": "Q1", "answer": "A1"}\n\n'
+                    '{"instruction": "Q2", "output": ["x", 3]}\n', encoding="utf-8")
+    dataset = load_dataset(path)
+    assert [(s.id, s.prompt, s.references) for s in dataset.samples] == [
+        ("a", "Q1", ["A1"]), ("3", "Q2", ["x", "3"])]  # id falls back to the line number
+
+
+def test_json_list_and_csv(tmp_path: Path) -> None:
+    json_path = tmp_path / "d.json"
+    json_path.write_text(json.dumps([{"input": "x", "target": "y"}]), encoding="utf-8")
+    assert load_dataset(json_path).samples[0].references == ["y"]
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("prompt,label\n\"1,2\",3\nfour,4\n", encoding="utf-8")
+    samples = load_dataset(csv_path).samples
+    assert [(s.id, s.prompt) for s in samples] == [("2", "1,2"), ("3", "four")]
+
+
+def test_configured_fields_and_template(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"q": "2+2", "ctx": "math", "gold": "4", "key": 7}\n', encoding="utf-8")
+    sample = load_dataset(path, prompt_field="q", answer_field="gold", id_field="key",
+                          prompt_template="[{ctx}] {prompt} =").samples[0]
+    assert (sample.id, sample.prompt, sample.references) == ("7", "[math] 2+2 =", ["4"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"prompt": "a", "answer": "b"}\n{"prompt": "a", \n', r"d\.jsonl:2: invalid JSON"),
+        ('{"prompt": "a", "answer": "b"}\n{"prompt": "c"}\n', r"d\.jsonl:2: no answer field"),
+        ('{"answer": "b"}\n', r"d\.jsonl:1: no prompt field"),
+        ('[1, 2]\n', r"d\.jsonl:1: expected an object"),
+        ('{"prompt": "", "answer": "b"}\n', r"d\.jsonl:1: empty prompt"),
+        ('{"id": 1, "prompt": "a", "answer": "b"}\n{"id": 1, "prompt": "c", "answer": "d"}\n',
+         r"d\.jsonl:2: duplicate id '1'"),
+        ("", r"d\.jsonl: empty dataset"),
+    ],
+)
+def test_bad_lines_name_file_and_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        load_dataset(path)
+
+
+def test_template_with_missing_field_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "a", "answer": "b"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"d\.jsonl:1: prompt_template uses missing field 'ctx'"):
+        load_dataset(path, prompt_template="{ctx}: {prompt}")
+
+
+def test_skip_counts_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "a", "answer": "b"}\nnot json\n{"prompt": "c"}\n'
+                    '{"prompt": "d", "answer": "e"}\n', encoding="utf-8")
+    dataset = load_dataset(path, on_bad_line="skip")
+    assert [s.prompt for s in dataset.samples] == ["a", "d"]
+    assert [line.split(": ")[0] for line in dataset.skipped] == [f"{path}:2", f"{path}:3"]
+
+
+def test_limit_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(f'{{"prompt": "p{i}", "answer": "a"}}\n' for i in range(5)),
+                    encoding="utf-8")
+    assert len(load_dataset(path, limit=3).samples) == 3
+    with pytest.raises(DataError, match="dataset file not found"):
+        load_dataset(tmp_path / "nope.jsonl")
+    other = tmp_path / "d.txt"
+    other.write_text("x", encoding="utf-8")
+    with pytest.raises(DataError, match="unknown dataset format"):
+        load_dataset(other)

@@ -1,0 +1,162 @@
+"""The engine's promises: batched == one-by-one, OOM loses nothing, order and files hold."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import PROMPTS, build_tiny_model
+
+from tui_eval.backend import HFBackend, cut_at_stop
+from tui_eval.config import EvalConfig
+from tui_eval.engine import Evaluation
+from tui_eval.events import Event, Fallback, LogLine, Progress, RunFinished, format_log_line
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def logs(self) -> list[str]:
+        return [format_log_line(e) for e in self.events if isinstance(e, LogLine)]
+
+
+def run(config: EvalConfig) -> tuple[dict, list[dict], Collect]:
+    sink = Collect()
+    metrics = Evaluation(config, sink).run()
+    rows = [json.loads(line) for line in
+            Path(config.output_dir, "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    return metrics, rows, sink
+
+
+@pytest.fixture()
+def base(tiny_model: Path, qa_jsonl: Path, tmp_path: Path) -> EvalConfig:
+    return EvalConfig(model=str(tiny_model), data=str(qa_jsonl), max_tokens=8, device="cpu",
+                      torch_dtype="float32", lang="en", output_dir=str(tmp_path / "bs1"),
+                      batch_size=1)
+
+
+def predictions(rows: list[dict]) -> list[tuple[str, str]]:
+    return [(row["id"], row["prediction"]) for row in rows]
+
+
+def test_batched_greedy_equals_batch_size_one(base: EvalConfig, tmp_path: Path) -> None:
+    _, one_by_one, _ = run(base)
+    _, batched, _ = run(replace(base, batch_size=5, output_dir=str(tmp_path / "bs5")))
+    assert predictions(batched) == predictions(one_by_one)
+    assert all(row["new_tokens"] == 8 for row in batched)  # the random model never stops early
+    assert all(row["prediction"] for row in batched)
+
+
+def test_rows_come_back_in_dataset_order(base: EvalConfig) -> None:
+    _, rows, _ = run(replace(base, batch_size=4))
+    assert [row["id"] for row in rows] == [pid for pid, _, _ in PROMPTS]
+    assert [row["index"] for row in rows] == list(range(len(PROMPTS)))
+
+
+@pytest.mark.parametrize(
+    ("lang", "warning", "info"),
+    [("zh", "⚠️ 批量生成失败: CUDA out of memory", "- 自动回退到单样本生成"),
+     ("en", "⚠️ Batch generation failed: CUDA out of memory",
+      "- Falling back to single-sample generation")],
+)
+def test_injected_oom_falls_back_and_loses_nothing(base: EvalConfig, tmp_path: Path, lang: str,
+                                                   warning: str, info: str) -> None:
+    _, expected, _ = run(replace(base, batch_size=8, output_dir=str(tmp_path / "plain")))
+    metrics, rows, sink = run(replace(base, batch_size=8, simulate_oom_above=2, lang=lang,
+                                      output_dir=str(tmp_path / "oom")))
+    assert predictions(rows) == predictions(expected)  # every sample, once, same text
+    assert metrics["n"] == len(PROMPTS) and metrics["n_errors"] == 0
+    assert metrics["fallback_count"] == 2  # batches of 8 and 4 both exceed 2 rows
+    logs = sink.logs()
+    assert logs.count(warning) == 2
+    info_lines = [line for line in logs if line.endswith(info)]
+    assert len(info_lines) == 2
+    assert all(line.startswith("[INFO] 20") for line in info_lines)  # [INFO] YYYY-MM-DD …
+    run_log = Path(tmp_path / "oom" / "run.log").read_text(encoding="utf-8")
+    assert warning in run_log and info in run_log
+    assert sum(isinstance(e, Fallback) for e in sink.events) == 2
+
+
+def test_a_sample_failing_alone_is_recorded_and_the_run_goes_on(
+        base: EvalConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_generate = HFBackend.generate
+
+    def flaky(self: HFBackend, texts: list[str], **options: object):
+        if "Hi" in texts:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_generate(self, texts, **options)
+
+    monkeypatch.setattr(HFBackend, "generate", flaky)
+    metrics, rows, sink = run(replace(base, batch_size=4))
+    assert len(rows) == len(PROMPTS)
+    failed = [row for row in rows if row["error"]]
+    assert [row["id"] for row in failed] == ["q7"]
+    assert failed[0]["error"] == "CUDA out of memory"
+    assert failed[0]["prediction"] is None
+    assert all(score == 0.0 for score in failed[0]["scores"].values())
+    assert metrics["n_errors"] == 1 and metrics["n"] == len(PROMPTS)
+    assert any("Sample q7 failed on its own" in line for line in sink.logs())
+
+
+def test_results_directory_files(base: EvalConfig) -> None:
+    metrics, rows, _ = run(replace(base, batch_size=4))
+    out = Path(base.output_dir or "")
+    snapshot = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert snapshot["config"]["batch_size"] == 4
+    assert set(snapshot["versions"]) >= {"torch", "transformers", "tui_eval"}
+    assert snapshot["device"] == "cpu" and snapshot["dtype"] == "float32"
+    assert set(rows[0]) >= {"id", "prompt", "prediction", "reference", "scores", "error"}
+    on_disk = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert set(on_disk["metrics"]) == {"exact_match", "contains", "numeric", "token_f1"}
+    for key in ("n", "n_errors", "batch_size", "fallback_count", "wall_seconds",
+                "samples_per_s", "tokens_per_s", "device", "dtype", "model"):
+        assert key in on_disk
+    assert on_disk["tokens_per_s"] > 0 and on_disk["partial"] is False
+    kinds = [json.loads(line)["event"] for line in
+             (out / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert kinds[-1] == "finished" and "started" in kinds and "progress" in kinds
+    assert "Loading model" in (out / "run.log").read_text(encoding="utf-8")
+
+
+def test_a_crash_keeps_every_finished_batch(base: EvalConfig) -> None:
+    class CrashAfterTwoBatches(Collect):
+        def __call__(self, event: Event) -> None:
+            super().__call__(event)
+            if isinstance(event, Progress) and event.done >= 6:
+                raise KeyboardInterrupt
+
+    config = replace(base, batch_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        Evaluation(config, CrashAfterTwoBatches()).run()
+    rows = Path(config.output_dir or "", "predictions.jsonl").read_text().splitlines()
+    assert len(rows) == 6
+    assert not Path(config.output_dir or "", "metrics.json").exists()
+
+
+def test_pad_token_falls_back_to_eos(tmp_path: Path, qa_jsonl: Path) -> None:
+    model = build_tiny_model(tmp_path / "nopad", with_pad_token=False)
+    backend = HFBackend(str(model), device="cpu", dtype="float32")
+    assert backend.tokenizer.pad_token == backend.tokenizer.eos_token
+    assert backend.tokenizer.padding_side == "left"
+    metrics, _, _ = run(EvalConfig(model=str(model), data=str(qa_jsonl), max_tokens=4,
+                                   batch_size=4, device="cpu", lang="en",
+                                   output_dir=str(tmp_path / "out")))
+    assert metrics["n"] == len(PROMPTS) and metrics["n_errors"] == 0
+
+
+def test_stop_strings_cut_each_prediction() -> None:
+    assert cut_at_stop("42\nQ: next", ["\n", "Q:"]) == "42"
+    assert cut_at_stop("no stop here", ["###"]) == "no stop here"
+
+
+def test_finished_event_carries_the_metrics(base: EvalConfig) -> None:
+    metrics, _, sink = run(base)
+    finished = [e for e in sink.events if isinstance(e, RunFinished)]
+    assert len(finished) == 1 and finished[0].metrics == metrics

@@ -1,0 +1,255 @@
+"""Resuming a run: what a results directory already holds, and whether it may be continued.
+
+A directory holds a run when it has config.json or predictions.jsonl. Continuing it is
+allowed only when the new config matches the saved one on every key that changes what is
+generated or how it is scored (``RESUME_KEYS``); the keys in ``MAY_CHANGE_KEYS`` only
+change how the work is done and may differ between tries. Rows already in
+predictions.jsonl are kept and their samples skipped; a torn last line (the process was
+killed while writing it) is cut off so that its sample is generated again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui_eval.config import EvalConfig, check_value, rules
+from tui_eval.data import Dataset, Sample
+from tui_eval.errors import UsageError
+from tui_eval.results import CONFIG_FILE, EVENTS_FILE, LOG_FILE, METRICS_FILE, PREDICTIONS_FILE
+
+# Keys that decide which samples exist, what the model generates for them and how it is
+# scored: a run may only be continued under the same values.
+RESUME_KEYS = (
+    "model", "data", "limit", "prompt_field", "answer_field", "id_field", "prompt_template",
+    "chat_template", "on_bad_line", "max_tokens", "torch_dtype", "do_sample", "temperature",
+    "top_p", "seed", "stop", "metrics",
+)
+# Keys that only change how the work is done (or where it is shown): free to change
+# between tries, e.g. a smaller batch after an OOM, or another GPU.
+MAY_CHANGE_KEYS = ("batch_size", "output_dir", "lang", "device", "oom_policy",
+                   "simulate_oom_above")
+
+# Files a run writes; --overwrite removes exactly these (and their temporary twins).
+RUN_FILES = (CONFIG_FILE, PREDICTIONS_FILE, METRICS_FILE, LOG_FILE, EVENTS_FILE, "tune.json")
+
+
+def resume_command(run_dir: Path | str) -> str:
+    """The one command that continues a run: its config is read back from config.json."""
+    return f"tui-eval --no-ui --resume -o {shlex.quote(str(run_dir))}"
+
+
+def holds_run(run_dir: Path) -> bool:
+    return (run_dir / CONFIG_FILE).exists() or (run_dir / PREDICTIONS_FILE).exists()
+
+
+def saved_config_values(run_dir: Path) -> dict[str, Any]:
+    """The config a run was started with, validated key by key; keys this version does not
+    know are ignored and missing ones take their defaults."""
+    path = run_dir / CONFIG_FILE
+    try:
+        snapshot = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: not found; {run_dir} holds no run to resume") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    saved = snapshot.get("config") if isinstance(snapshot, dict) else None
+    if not isinstance(saved, dict):
+        raise UsageError(f"{path}: no 'config' object")
+    known = rules()
+    values: dict[str, Any] = {}
+    for key, value in saved.items():
+        if key not in known:
+            continue
+        try:
+            values[key] = check_value(key, value)
+        except ValueError as exc:
+            raise UsageError(f"{path}: key 'config.{key}' {exc}") from None
+    return values
+
+
+def config_differences(saved: dict[str, Any], config: EvalConfig) -> list[str]:
+    """'key: X there, Y now' for every key that must match and does not. A key that is
+    neither in RESUME_KEYS nor in MAY_CHANGE_KEYS must match too: unknown means unsafe."""
+    defaults = dataclasses.asdict(EvalConfig())
+    current = config.to_dict()
+    differences = []
+    for key, value in current.items():
+        if key in MAY_CHANGE_KEYS:
+            continue
+        before = saved.get(key, defaults[key])
+        if not _same_value(key, before, value):
+            differences.append(f"{key}: {before!r} there, {value!r} now")
+    return differences
+
+
+def _same_value(key: str, before: Any, now: Any) -> bool:
+    if before == now:
+        return True
+    if key in ("model", "data") and isinstance(before, str) and isinstance(now, str):
+        # The same file named from another directory, or once relative and once absolute.
+        try:
+            return Path(before).expanduser().resolve() == Path(now).expanduser().resolve()
+        except OSError:
+            return False
+    return False
+
+
+@dataclass
+class DoneRows:
+    """The rows of predictions.jsonl that can be kept, and how the file must be cut."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    valid_bytes: int = 0  # the file's length up to the end of the last good line
+    torn_bytes: int = 0  # bytes after it: a line cut short by a kill
+
+
+def read_done_rows(path: Path) -> DoneRows:
+    """Read predictions.jsonl without changing it. Only the tail may be damaged: a line that
+    does not parse followed by a line that does means the file is corrupt, not torn."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return DoneRows()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    done = DoneRows()
+    position = 0
+    first_bad: int | None = None
+    for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        row = _parse_row(line) if line.endswith(b"\n") else None
+        if row is None:
+            if line.strip() and first_bad is None:
+                first_bad = number
+        elif first_bad is not None:
+            raise UsageError(f"{path}:{first_bad}: not a valid prediction row (and rows "
+                             "follow it); the file is damaged — use --overwrite or another -o")
+        else:
+            done.rows.append(row)
+        position += len(line)
+        if first_bad is None:
+            done.valid_bytes = position
+    done.torn_bytes = len(data) - done.valid_bytes
+    return done
+
+
+def _parse_row(line: bytes) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(row, dict) or not isinstance(row.get("index"), int) or "id" not in row:
+        return None
+    return row
+
+
+@dataclass
+class ResumePlan:
+    """What the engine skips and adds back into the metrics; empty for a fresh run."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    torn_bytes: int = 0
+    automatic: bool = False  # resumed because -o named a run of the same config
+
+    @property
+    def done(self) -> int:
+        return len(self.rows)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for row in self.rows if row.get("error") is not None)
+
+    @property
+    def scores(self) -> list[dict[str, float]]:
+        return [row.get("scores") or {} for row in self.rows]
+
+    def remaining(self, samples: Sequence[Sample]) -> list[Sample]:
+        done = {row["index"] for row in self.rows}
+        return [s for s in samples if s.index not in done]
+
+
+def check_rows_match(path: Path, rows: list[dict[str, Any]], dataset: Dataset) -> None:
+    """Every kept row must be the same sample (index, id and prompt) as in today's dataset,
+    and none may appear twice: otherwise the data changed under the run."""
+    samples = dataset.samples
+    seen: set[int] = set()
+    for number, row in enumerate(rows, start=1):
+        index = row["index"]
+        if index in seen:
+            raise UsageError(f"{path}:{number}: sample index {index} appears twice; "
+                             "use --overwrite or another -o")
+        seen.add(index)
+        sample = samples[index] if 0 <= index < len(samples) else None
+        if sample is None or str(row["id"]) != sample.id or row.get("prompt") != sample.prompt:
+            raise UsageError(f"{path}:{number}: sample {row['id']!r} does not match "
+                             f"{dataset.path} (was the dataset changed?); use --overwrite "
+                             "or another -o")
+
+
+def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset, *, resume: bool,
+                overwrite: bool) -> ResumePlan:
+    """Decide, before the model loads, how to use ``run_dir``: start fresh, continue the run
+    it holds, or refuse. Cuts a torn last line off predictions.jsonl when continuing."""
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; choose one")
+    if not holds_run(run_dir):
+        if resume:
+            raise UsageError(f"{run_dir}: no run to resume (no {CONFIG_FILE})")
+        return ResumePlan()
+    refuse_if_still_running(run_dir)
+    if overwrite:
+        remove_run_files(run_dir)
+        return ResumePlan()
+    if not (run_dir / CONFIG_FILE).exists():
+        raise UsageError(f"{run_dir}: holds {PREDICTIONS_FILE} but no {CONFIG_FILE}, so its "
+                         "config is unknown; use --overwrite or another -o")
+    differences = config_differences(saved_config_values(run_dir), config)
+    if differences:
+        shown = "; ".join(differences[:3]) + ("; …" if len(differences) > 3 else "")
+        raise UsageError(f"{run_dir}: holds a run with a different config ({shown}); continue "
+                         f"it with `{resume_command(run_dir)}`, replace it with --overwrite, "
+                         "or choose another -o")
+    path = run_dir / PREDICTIONS_FILE
+    done = read_done_rows(path)
+    check_rows_match(path, done.rows, dataset)
+    if done.torn_bytes:
+        cut_torn_tail(path, done.valid_bytes)
+    return ResumePlan(rows=done.rows, torn_bytes=done.torn_bytes, automatic=not resume)
+
+
+def cut_torn_tail(path: Path, valid_bytes: int) -> None:
+    try:
+        with path.open("r+b") as handle:
+            handle.truncate(valid_bytes)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot cut its torn last line: {exc.strerror}") from None
+
+
+def remove_run_files(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        for path in (run_dir / name, run_dir / (name + ".tmp")):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise UsageError(f"{path}: cannot remove for --overwrite: {exc.strerror}") \
+                    from None
+
+
+def refuse_if_still_running(run_dir: Path) -> None:
+    """Two processes appending to one run would score samples twice."""
+    from tui_eval.watch import last_run_status
+
+    status = last_run_status(run_dir)
+    if status.alive:
+        raise UsageError(f"{run_dir}: a run (pid {status.pid}) is still writing here; stop it "
+                         f"first, or follow it with `tui-eval watch {shlex.quote(str(run_dir))}`")
