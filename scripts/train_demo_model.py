@@ -36,7 +36,7 @@ CHARS = list("0123456789+-=")
 OPS = ("+", "-")
 MAX_DIGITS = 3
 # Longest sequence: "999+999=" (8) + "1998" (4) + eos; keep headroom for odd prompts.
-MAX_POSITIONS = 32
+MAX_POSITIONS = 64
 N_EVAL = 200
 EVAL_BATCH = 8
 MAX_NEW_TOKENS = 8
@@ -56,7 +56,18 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         bos_token=BOS,
         eos_token=EOS,
         padding_side="left",
+        # Without this, transformers 4.x returns token_type_ids, which generate() rejects.
+        model_input_names=["input_ids", "attention_mask"],
     )
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, model_dir: Path) -> None:
+    """Save, then name the class transformers 4.x also knows (5.x maps it to the same backend)."""
+    tokenizer.save_pretrained(model_dir)
+    config_path = model_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def sample_operand(rng: random.Random, digit_weights: list[float]) -> int:
@@ -133,7 +144,9 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def train(args: argparse.Namespace, tokenizer: PreTrainedTokenizerFast, held_out: set[str]) -> LlamaForCausalLM:
+def train(
+    args: argparse.Namespace, tokenizer: PreTrainedTokenizerFast, held_out: set[str]
+) -> LlamaForCausalLM:
     vocab = tokenizer.get_vocab()
     config = LlamaConfig(
         vocab_size=len(vocab),
@@ -156,7 +169,10 @@ def train(args: argparse.Namespace, tokenizer: PreTrainedTokenizerFast, held_out
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": args.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=args.lr,
         betas=(0.9, 0.98),
     )
@@ -204,7 +220,9 @@ def train(args: argparse.Namespace, tokenizer: PreTrainedTokenizerFast, held_out
 
 
 @torch.no_grad()
-def generate(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> list[str]:
+def generate(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str]
+) -> list[str]:
     """Greedy, left-padded batch generation; returns only the stripped continuation."""
     enc = tokenizer(prompts, return_tensors="pt", padding=True)
     out = model.generate(**enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
@@ -223,7 +241,11 @@ def evaluate(model_dir: Path, rows: list[dict[str, str]]) -> float:
         predictions += generate(model, tokenizer, [r["prompt"] for r in rows[i : i + EVAL_BATCH]])
     elapsed = time.time() - start
     correct = sum(p == r["answer"] for p, r in zip(predictions, rows, strict=True))
-    misses = [(r["prompt"], r["answer"], p) for p, r in zip(predictions, rows, strict=True) if p != r["answer"]]
+    misses = [
+        (r["prompt"], r["answer"], p)
+        for p, r in zip(predictions, rows, strict=True)
+        if p != r["answer"]
+    ]
     print(f"eval: {len(rows)} samples, batch {EVAL_BATCH}, {elapsed:.1f}s", flush=True)
     print(f"misses (prompt, answer, got): {misses[:20]}", flush=True)
 
@@ -252,7 +274,9 @@ def check_tokenizer(tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, str
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out-dir", type=Path, default=Path("tui_eval/demo"))
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=0)
@@ -295,9 +319,12 @@ def main() -> None:
 
     model_dir = args.out_dir / "model"
     model.save_pretrained(model_dir, safe_serialization=True)
-    tokenizer.save_pretrained(model_dir)
+    save_tokenizer(tokenizer, model_dir)
     size = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
-    print(f"saved model + tokenizer to {model_dir} ({size:,} bytes), training took {train_time:.0f}s", flush=True)
+    print(
+        f"saved model + tokenizer to {model_dir} ({size:,} bytes), training took {train_time:.0f}s",
+        flush=True,
+    )
 
     accuracy = evaluate(model_dir, rows)
     print(f"total time {time.time() - total_start:.0f}s", flush=True)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +50,43 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def qa_jsonl(tmp_path: Path) -> Path:
     rows = [{"id": i, "question": q, "answer": a} for i, q, a in PROMPTS]
     return write_jsonl(tmp_path / "qa.jsonl", rows)
+
+
+# ── helpers for runs in a subprocess (resume, signals, watch) ──────────────────────────
+
+def wait_until(condition: Callable[[], bool], timeout: float = 180.0,
+               interval: float = 0.05, what: str = "condition") -> None:
+    """Poll instead of sleeping a fixed time: the machine may be slow and busy."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def complete_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def headless(*args: str, cwd: Path, **options: Any) -> subprocess.Popen[str]:
+    """``python -m tui_eval`` started in ``cwd`` (away from the repo's eval.toml), with
+    SIGINT at its default even if this test runs where it is ignored."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui_eval", *args], cwd=cwd, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **options)
+
+
+def long_rows() -> list[dict]:
+    """48 samples of varied length: enough for a run that can be stopped mid-way."""
+    return [{"id": f"{pid}-{copy}", "question": f"{question} {'Please. ' * (copy % 4)}",
+             "answer": answer}
+            for copy in range(4) for pid, question, answer in PROMPTS]
+
+
+@pytest.fixture()
+def long_jsonl(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "long.jsonl", long_rows())

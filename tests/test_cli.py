@@ -101,6 +101,7 @@ def test_headless_run_prints_plain_progress_and_summary(tiny_model: Path, qa_jso
                                                         tmp_path: Path) -> None:
     result = cli("--no-ui", "-m", str(tiny_model), "-d", str(qa_jsonl), "-b", "8",
                  "--max-tokens", "4", "--simulate-oom-above", "2", "--lang", "zh",
+                 "--oom-policy", "single",
                  "-o", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     out = result.stdout

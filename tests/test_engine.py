@@ -69,7 +69,7 @@ def test_injected_oom_falls_back_and_loses_nothing(base: EvalConfig, tmp_path: P
                                                    warning: str, info: str) -> None:
     _, expected, _ = run(replace(base, batch_size=8, output_dir=str(tmp_path / "plain")))
     metrics, rows, sink = run(replace(base, batch_size=8, simulate_oom_above=2, lang=lang,
-                                      output_dir=str(tmp_path / "oom")))
+                                      oom_policy="single", output_dir=str(tmp_path / "oom")))
     assert predictions(rows) == predictions(expected)  # every sample, once, same text
     assert metrics["n"] == len(PROMPTS) and metrics["n_errors"] == 0
     assert metrics["fallback_count"] == 2  # batches of 8 and 4 both exceed 2 rows
@@ -93,7 +93,7 @@ def test_a_sample_failing_alone_is_recorded_and_the_run_goes_on(
         return real_generate(self, texts, **options)
 
     monkeypatch.setattr(HFBackend, "generate", flaky)
-    metrics, rows, sink = run(replace(base, batch_size=4))
+    metrics, rows, sink = run(replace(base, batch_size=4, oom_policy="single"))
     assert len(rows) == len(PROMPTS)
     failed = [row for row in rows if row["error"]]
     assert [row["id"] for row in failed] == ["q7"]

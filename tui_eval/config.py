@@ -11,11 +11,13 @@ import dataclasses
 import difflib
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tui_eval.errors import ConfigError
+from tui_eval.memcap import parse_max_memory
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +40,8 @@ class Rule:
     choices: tuple[str, ...] | None = None
     pattern: re.Pattern[str] | None = None
     allow_auto: bool = False  # an int key that also takes the string "auto"
+    # a key whose values no type above describes: returns the value or raises ValueError
+    parse: Callable[[Any], Any] | None = None
     help: str = ""
 
 
@@ -57,8 +61,9 @@ class EvalConfig:
     data: str | None = setting(
         None, "Dataset file: .jsonl, .json (a list of objects) or .csv; unset runs the demo.",
         type="str", optional=True)
-    batch_size: int = setting(
-        4, "Samples generated together.", type="int", minimum=1)
+    batch_size: int | str = setting(
+        4, "Samples generated together; 'auto' tunes it first (probes 1, 2, 4, … on the "
+        "longest prompts).", type="int", minimum=1, allow_auto=True)
     output_dir: str | None = setting(
         None, "Results directory; unset means eval_results/<timestamp>.",
         type="str", optional=True)
@@ -105,8 +110,21 @@ class EvalConfig:
         "error", "A malformed dataset line: 'error' stops, 'skip' skips and counts it.",
         type="str", choices=("error", "skip"))
     oom_policy: str = setting(
-        "single", "On OOM: 'single' regenerates the failed batch one sample at a time.",
-        type="str", choices=("single",))
+        "bisect", "On OOM: 'bisect' splits the failed batch in halves until they fit and "
+        "keeps the smaller size for the rest of the run; 'single' regenerates the failed "
+        "batch one sample at a time.",
+        type="str", choices=("bisect", "single"))
+    tune_mode: str = setting(
+        "power", "-b auto: 'power' doubles until OOM; 'binsearch' then bisects between the "
+        "last success and the first OOM.", type="str", choices=("power", "binsearch"))
+    max_batch_size: int = setting(
+        256, "-b auto: the largest batch size probed.", type="int", minimum=1)
+    memory_headroom: float = setting(
+        0.9, "-b auto: never choose a size whose peak memory is above this share of the "
+        "device (or of max_memory).", type="float", minimum=0.1, maximum=1.0)
+    max_memory: float | str | None = setting(
+        None, "Cap this process's CUDA memory: a fraction of the card (0.5) or a size "
+        "(20GiB); ignored on CPU.", type="str", optional=True, parse=parse_max_memory)
     theme: str | None = setting(
         None, "Colour theme of the app: a built-in name or a TOML theme's name "
         "(from themes/ or ~/.config/tui-eval/themes); unset uses the default.",
@@ -123,7 +141,7 @@ def rules() -> dict[str, Rule]:
     return {f.name: f.metadata["rule"] for f in dataclasses.fields(EvalConfig)}
 
 
-def _describe(rule: Rule) -> str:
+def _describe(rule: Rule, *, with_auto: bool = True) -> str:
     if rule.choices:
         kind = "one of " + ", ".join(rule.choices)
         return f"a list of {kind}" if rule.type == "list[str]" else kind
@@ -134,7 +152,7 @@ def _describe(rule: Rule) -> str:
         text += f" from {rule.minimum:g} to {rule.maximum:g}"
     elif rule.minimum is not None:
         text += f" ≥ {rule.minimum:g}"
-    if rule.allow_auto:
+    if rule.allow_auto and with_auto:
         text += " or 'auto'"
     return text
 
@@ -149,6 +167,8 @@ def check_value(key: str, value: Any) -> Any:
         raise ValueError(f"must be {expected}")
     if rule.allow_auto and value == "auto":
         return "auto"
+    if rule.parse is not None:
+        return rule.parse(value)
     if rule.type == "bool":
         if not isinstance(value, bool):
             raise ValueError(f"must be {expected}, got {value!r}")
@@ -171,10 +191,12 @@ def check_value(key: str, value: Any) -> Any:
                 if item not in rule.choices:
                     raise ValueError(f"must be {expected}, got {item!r}")
         return list(value)
+    # a number out of range: say the range ("or 'auto'" is no help to someone who typed 0)
+    in_range = _describe(rule, with_auto=False)
     if rule.minimum is not None and value < rule.minimum:
-        raise ValueError(f"must be {expected}, got {value!r}")
+        raise ValueError(f"must be {in_range}, got {value!r}")
     if rule.maximum is not None and value > rule.maximum:
-        raise ValueError(f"must be {expected}, got {value!r}")
+        raise ValueError(f"must be {in_range}, got {value!r}")
     if rule.choices and value not in rule.choices:
         raise ValueError(f"must be {expected}, got {value!r}")
     if rule.pattern and not rule.pattern.match(value):
@@ -219,9 +241,11 @@ def resolve_config(
     config_file: Path | None,
     flag_values: dict[str, Any],
     flag_names: dict[str, str] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> EvalConfig:
-    """defaults ◄ config file ◄ flags, each layer validated; flag errors name the flag."""
-    merged: dict[str, Any] = {}
+    """defaults ◄ base ◄ config file ◄ flags, each layer validated; flag errors name the
+    flag. ``base`` holds already validated values (a resumed run's saved config)."""
+    merged: dict[str, Any] = dict(base or {})
     if config_file is not None:
         merged.update(load_config_file(config_file))
     flag_names = flag_names or {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -15,14 +16,15 @@ from typing import Any
 
 from tui_eval import __version__
 from tui_eval.backend import HFBackend
-from tui_eval.batching import chunks, longest_first
+from tui_eval.batching import longest_first
 from tui_eval.config import EvalConfig
 from tui_eval.data import Dataset, Sample, load_dataset
 from tui_eval.errors import UsageError
 from tui_eval.events import EventSink, FanOut, LogLine, Progress, RunFailed, RunFinished, RunStarted
 from tui_eval.i18n import default_language, message
+from tui_eval.memcap import apply_max_memory
 from tui_eval.metrics import mean_scores, score
-from tui_eval.oom import OomPolicy, Outcome
+from tui_eval.oom import Outcome, make_oom_policy
 from tui_eval.results import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -32,6 +34,7 @@ from tui_eval.results import (
     prepare_run_dir,
     write_json_atomic,
 )
+from tui_eval.resume import ProgressOffset, ResumePlan, holds_run, plan_resume
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_MODEL = DEMO_DIR / "model"
@@ -73,7 +76,16 @@ class Evaluation:
     """
 
     def __init__(self, config: EvalConfig, sink: EventSink,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, *, resume: bool = False,
+                 overwrite: bool = False, backend: HFBackend | None = None) -> None:
+        # backend: an already loaded model to reuse (bench runs one model at many sizes)
+        self.backend = backend
+        self.tune_seconds: float | None = None  # set when batch_size = "auto"
+        # resume: the output dir must hold a run to continue (one of the same config is
+        # continued anyway); overwrite: replace whatever run it holds.
+        self.resume = resume
+        self.overwrite = overwrite
+        self.resumed = ResumePlan()
         self.requested = config
         self.config = config
         self.lang = config.lang or default_language()
@@ -102,27 +114,49 @@ class Evaluation:
         if self.requested.model is None:
             self.log("INFO", "demo_run", path=DEMO_DIR)
         self.config = config
-        backend = HFBackend(config.model or "", device=config.device, dtype=config.torch_dtype,
-                            chat_template=config.chat_template,
-                            simulate_oom_above=config.simulate_oom_above)
+        backend = self.backend
+        if backend is None:
+            backend = HFBackend(config.model or "", device=config.device,
+                                dtype=config.torch_dtype, chat_template=config.chat_template,
+                                simulate_oom_above=config.simulate_oom_above)
         if config.chat_template and not backend.use_chat_template:
             self.log("WARNING", "chat_template_missing")
         dataset = self._load_data(config)
         self.run_dir = prepare_run_dir(Path(config.output_dir or default_run_dir()))
+        self._plan_resume(config, dataset)
         self.recorder.open(self.run_dir)
-        self.log("INFO", "loading_model", model=config.model, device=backend.device,
-                 dtype=backend.dtype_name)
-        backend.load_model()
-        self.log("INFO", "model_loaded", seconds=backend.load_seconds, device=backend.device,
-                 dtype=backend.dtype_name)
+        if backend.model is None:
+            apply_max_memory(config.max_memory, backend.device, self.log)
+            self.log("INFO", "loading_model", model=config.model, device=backend.device,
+                     dtype=backend.dtype_name)
+            backend.load_model()
+            self.log("INFO", "model_loaded", seconds=backend.load_seconds,
+                     device=backend.device, dtype=backend.dtype_name)
         write_json_atomic(self.run_dir / CONFIG_FILE, {
             "config": config.to_dict(),
             "versions": library_versions(),
             "device": backend.device,
             "device_name": device_description(backend.device),
             "dtype": backend.dtype_name,
+            "host": socket.gethostname(),  # lets a watcher tell whether it can see the pid
         })
+        if self.resumed.done:
+            self.sink = ProgressOffset(self.sink, self.resumed.done)
         return self._evaluate(backend, dataset)
+
+    def _plan_resume(self, config: EvalConfig, dataset: Dataset) -> None:
+        """Continue, replace or refuse the run the output dir holds, before the model loads."""
+        assert self.run_dir is not None
+        had_run = holds_run(self.run_dir)
+        self.resumed = plan_resume(self.run_dir, config, dataset, resume=self.resume,
+                                   overwrite=self.overwrite)
+        if self.overwrite and had_run:
+            self.log("INFO", "overwrite", run_dir=self.run_dir)
+        if self.resumed.torn_bytes:
+            self.log("WARNING", "resume_torn", bytes=self.resumed.torn_bytes)
+        if had_run and not self.overwrite:
+            self.log("INFO", "resume_auto" if self.resumed.automatic else "resume_explicit",
+                     run_dir=self.run_dir, done=self.resumed.done, total=len(dataset.samples))
 
     def _load_data(self, config: EvalConfig) -> Dataset:
         dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
@@ -140,10 +174,11 @@ class Evaluation:
     def _evaluate(self, backend: HFBackend, dataset: Dataset) -> dict[str, Any]:
         config = self.config
         assert self.run_dir is not None
-        samples = dataset.samples
+        samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
         rendered = {s.index: backend.render(s.prompt) for s in samples}
-        lengths = backend.token_counts([rendered[s.index] for s in samples])
-        batches = chunks(longest_first(samples, lengths), config.batch_size)
+        lengths = backend.token_counts([rendered[s.index] for s in samples]) if samples else []
+        ordered = longest_first(samples, lengths)
+        batch_size = self._batch_size(backend, [rendered[s.index] for s in ordered])
 
         def generate(batch: list[Sample]):
             return backend.generate(
@@ -155,21 +190,24 @@ class Evaluation:
             import torch
 
             torch.manual_seed(config.seed)
-        policy = OomPolicy(generate, self.sink, self.lang)
+        policy = make_oom_policy(config.oom_policy, generate, self.sink, self.lang, batch_size)
         writer = PredictionWriter(self.run_dir)
         total = len(samples)
         self.sink(RunStarted(run_dir=str(self.run_dir), total=total,
-                             batch_size=config.batch_size, model=str(config.model),
+                             batch_size=batch_size, model=str(config.model),
                              device=backend.device, dtype=backend.dtype_name, pid=os.getpid()))
-        self.log("INFO", "run_started", n=total, batch_size=config.batch_size,
+        self.log("INFO", "run_started", n=total, batch_size=batch_size,
                  max_tokens=config.max_tokens)
         scores: list[dict[str, float]] = []
         done = errors = tokens = 0
         generation_started = time.perf_counter()
+        position = 0  # batches are cut as they go: the OOM policy may lower the size
         try:
-            for batch in batches:
+            while position < len(ordered):
                 if self.cancel.is_set():
                     break
+                batch = ordered[position:position + policy.batch_size]
+                position += len(batch)
                 outcomes = policy.run_batch(batch)
                 rows = [self._row(o) for o in outcomes]
                 writer.write_batch(rows)
@@ -183,10 +221,14 @@ class Evaluation:
                     done=done, total=total, samples_per_s=rate,
                     tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
                     eta_s=(total - done) / rate if rate > 0 else None,
-                    batch_size=config.batch_size, fallbacks=policy.fallbacks, errors=errors))
+                    batch_size=policy.batch_size, fallbacks=policy.fallbacks, errors=errors))
         finally:
             writer.close()
         generation_seconds = time.perf_counter() - generation_started
+        # Rows kept from earlier tries count like rows made now; rates stay this try's.
+        generated, resumed = done, self.resumed
+        done, total, errors = done + resumed.done, total + resumed.done, errors + resumed.errors
+        scores = resumed.scores + scores
         partial = done < total
         if not partial:
             writer.restore_dataset_order()
@@ -195,13 +237,16 @@ class Evaluation:
             "n": done,
             "n_total": total,
             "n_errors": errors,
+            "n_resumed": resumed.done,
             "n_skipped_lines": len(dataset.skipped),
             "partial": partial,
-            "batch_size": config.batch_size,
+            "batch_size": batch_size,
+            "final_batch_size": policy.batch_size,
+            "tune_seconds": self.tune_seconds,
             "fallback_count": policy.fallbacks,
             "wall_seconds": time.perf_counter() - self.started,
             "generation_seconds": generation_seconds,
-            "samples_per_s": done / generation_seconds if generation_seconds > 0 else 0.0,
+            "samples_per_s": generated / generation_seconds if generation_seconds > 0 else 0.0,
             "tokens_per_s": tokens / generation_seconds if generation_seconds > 0 else 0.0,
             "generated_tokens": tokens,
             "device": backend.device,
@@ -216,6 +261,19 @@ class Evaluation:
                      rate=metrics["samples_per_s"], run_dir=self.run_dir)
         self.sink(RunFinished(metrics=metrics))
         return metrics
+
+    def _batch_size(self, backend: HFBackend, prompts_longest_first: list[str]) -> int:
+        """The configured size, or with batch_size = "auto" the tuned one (tune.json)."""
+        if self.config.batch_size != "auto":
+            return int(self.config.batch_size)
+        if not prompts_longest_first:
+            return 1
+        from tui_eval.tune import tune_batch_size
+
+        result = tune_batch_size(backend, prompts_longest_first, self.config, self.sink,
+                                 self.lang, self.run_dir, cancelled=self.cancel.is_set)
+        self.tune_seconds = result.seconds
+        return result.chosen_batch_size
 
     def _row(self, outcome: Outcome) -> dict[str, Any]:
         sample = outcome.sample

@@ -61,6 +61,111 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "No model or data given: running the built-in demo ({path})",
         "zh": "未指定模型或数据：运行内置示例 ({path})",
     },
+    # OOM bisection, memory cap, batch-size tuning and bench
+    "bisect_split": {
+        "en": "Splitting the batch of {size} into parts of {part}",
+        "zh": "将大小为 {size} 的批次拆分为每份 {part} 个样本",
+    },
+    "batch_size_lowered": {
+        "en": "Lowering the batch size to {batch_size} for the rest of the run",
+        "zh": "后续运行的 batch_size 降为 {batch_size}",
+    },
+    "max_memory_ignored": {
+        "en": "--max-memory is ignored on {device}: it caps CUDA memory only",
+        "zh": "--max-memory 在 {device} 上无效：它只限制 CUDA 显存",
+    },
+    "max_memory_set": {
+        "en": "CUDA memory capped at {cap} ({percent:.0f}% of {total})",
+        "zh": "CUDA 显存上限设为 {cap}（{total} 的 {percent:.0f}%）",
+    },
+    "tune_started": {
+        "en": "Tuning the batch size ({mode}): real generation on the longest prompts, "
+              "{max_tokens} new tokens, sizes up to {ceiling}",
+        "zh": "自动调整 batch_size（{mode}）：用最长的提示真实生成 {max_tokens} 个新 token，"
+              "最大尝试 {ceiling}",
+    },
+    "tune_table_row": {"en": "{row}", "zh": "{row}"},
+    "tune_chosen": {
+        "en": "Chosen batch size {batch_size} ({rate:.1f} samples/s); {probes} probes took "
+              "{seconds:.1f}s",
+        "zh": "选定 batch_size={batch_size}（{rate:.1f} 样本/秒）；{probes} 次探测用时 "
+              "{seconds:.1f}s",
+    },
+    "tune_declined": {
+        "en": "Throughput fell by 10% or more at two sizes in a row, up to batch size "
+              "{batch_size}: no larger size probed",
+        "zh": "吞吐量连续两次下降 10% 以上（到 batch_size={batch_size}）：不再尝试更大的",
+    },
+    "tune_confirmed": {
+        "en": "Measured the fastest sizes again: {sizes}",
+        "zh": "再次测量最快的几个 batch_size：{sizes}",
+    },
+    "tune_over_headroom": {
+        "en": "Batch size {batch_size} peaks at {peak}, above {percent:.0f}% of {capacity}: "
+              "not chosen",
+        "zh": "batch_size={batch_size} 峰值内存 {peak}，超过 {capacity} 的 {percent:.0f}%：不选用",
+    },
+    "tune_nothing_fits": {
+        "en": "Even batch size 1 ran out of memory while tuning; using 1",
+        "zh": "调整时 batch_size=1 也内存不足；使用 1",
+    },
+    "tune_summary": {
+        "en": "Best batch size: {batch_size} (written to {path})",
+        "zh": "最佳 batch_size：{batch_size}（已写入 {path}）",
+    },
+    "bench_started": {
+        "en": "Benchmarking {n} samples at batch sizes {sizes}, max {max_tokens} new tokens; "
+              "runs in {out}",
+        "zh": "性能测试：{n} 个样本，batch_size {sizes}，最大生成长度 {max_tokens}；结果在 {out}",
+    },
+    "bench_row": {
+        "en": "batch_size={batch_size}: {time}, {rate:.2f} samples/s, peak memory "
+              "{peak}, GPU util {util}",
+        "zh": "batch_size={batch_size}：{time}，{rate:.2f} 样本/秒，峰值内存 {peak}，"
+              "GPU利用率 {util}",
+    },
+    "bench_oom_note": {
+        "en": "* batch_size={batch_size} ran out of memory: {fallbacks} fallback(s), finished "
+              "at batch size {final}",
+        "zh": "* batch_size={batch_size} 内存不足：回退 {fallbacks} 次，最终 batch_size={final}",
+    },
+    "bench_written": {
+        "en": "Written: {json} and {md}",
+        "zh": "已写入：{json} 和 {md}",
+    },
+    # resume, overwrite and signals
+    "resume_auto": {
+        "en": "{run_dir} holds a run of the same config: resuming it ({done}/{total} samples "
+              "already done); use --overwrite to start over",
+        "zh": "{run_dir} 中有相同配置的运行：继续该运行（已完成 {done}/{total} 个样本）；"
+              "如需重新开始请使用 --overwrite",
+    },
+    "resume_explicit": {
+        "en": "Resuming {run_dir}: {done}/{total} samples already done",
+        "zh": "继续运行 {run_dir}：已完成 {done}/{total} 个样本",
+    },
+    "resume_torn": {
+        "en": "predictions.jsonl ended in a torn line ({bytes} bytes, cut off); "
+              "that sample will be generated again",
+        "zh": "predictions.jsonl 末行不完整（{bytes} 字节，已截去）；该样本将重新生成",
+    },
+    "overwrite": {
+        "en": "--overwrite: removed the previous run's files in {run_dir}",
+        "zh": "--overwrite：已删除 {run_dir} 中上一次运行的文件",
+    },
+    "stop_requested": {
+        "en": "{signal}: stopping after the batch in flight (send it again to stop at once)",
+        "zh": "{signal}：当前批次完成后停止（再按一次立即停止）",
+    },
+    "stopped_at_once": {
+        "en": "Stopped at once after {done}/{total} samples; finished batches are in {run_dir}",
+        "zh": "已立即停止，完成 {done}/{total} 个样本；已完成的批次保存在 {run_dir}",
+    },
+    "hangup": {
+        "en": "SIGHUP: the terminal went away; the run goes on (follow it with "
+              "`tui-eval watch {run_dir}`)",
+        "zh": "SIGHUP：终端已断开；运行继续（用 `tui-eval watch {run_dir}` 查看）",
+    },
 }
 
 

@@ -105,7 +105,7 @@ class NvmlGpuSource:
             try:
                 import pynvml
             except ImportError:
-                self._failure = "pynvml not installed (pip install nvidia-ml-py): no GPU gauges"
+                self._failure = "pynvml not installed: CPU/RAM only"
                 raise GpuUnavailable(self._failure) from None
             self._nvml = pynvml
         nvml = self._nvml
@@ -113,11 +113,11 @@ class NvmlGpuSource:
             try:
                 nvml.nvmlInit()
                 self._count = int(nvml.nvmlDeviceGetCount())
-            except Exception as exc:  # NVMLError and its many subclasses, or a broken library
-                self._failure = f"no NVIDIA driver ({exc}): no GPU gauges"
+            except Exception:  # NVMLError and its many subclasses, or a broken library
+                self._failure = "no NVIDIA driver: CPU/RAM only"
                 raise GpuUnavailable(self._failure) from None
             if self._count == 0:
-                self._failure = "no NVIDIA GPU found: no GPU gauges"
+                self._failure = "no NVIDIA GPU: CPU/RAM only"
                 raise GpuUnavailable(self._failure)
         return nvml
 
@@ -216,7 +216,7 @@ class Sampler:
         except GpuUnavailable as exc:
             gpus, note = (), str(exc)
         except Exception as exc:  # a misbehaving driver must not take the app down
-            gpus, note = (), f"GPU readings failed ({type(exc).__name__}: {exc})"
+            gpus, note = (), f"GPU readings failed: {type(exc).__name__}: {exc}"
         try:
             host = self.host_source.read()
         except Exception:

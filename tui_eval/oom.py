@@ -1,8 +1,9 @@
-"""What happens when a batch fails: the seed guide's fallback to single-sample generation.
+"""What happens when a batch fails: the seed guide's fallback to single-sample generation
+(``single``), or splitting the batch in halves until the parts fit (``bisect``).
 
-A failed batch is freed and its samples are generated one at a time; a sample that fails
-alone is recorded with its error. No sample is dropped and none is generated twice into
-the results.
+A failed batch is freed and its samples are generated again in smaller parts; a sample
+that fails alone is recorded with its error. No sample is dropped and none is generated
+twice into the results.
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ GenerateFn = Callable[[list[Sample]], Generation]
 
 
 class OomPolicy:
-    """Runs one batch through ``generate`` and recovers from its failure."""
+    """Runs one batch through ``generate`` and recovers from its failure: the ``single``
+    policy, which regenerates a failed batch one sample at a time."""
 
-    def __init__(self, generate: GenerateFn, sink: EventSink, lang: str) -> None:
+    def __init__(self, generate: GenerateFn, sink: EventSink, lang: str,
+                 batch_size: int = 1) -> None:
         self.generate = generate
         self.sink = sink
         self.lang = lang
         self.fallbacks = 0
+        self.batch_size = batch_size  # the run's batch size; only BisectPolicy lowers it
 
     def _log(self, level: str, key: str, **values: object) -> None:
         self.sink(LogLine(level=level, message=message(key, self.lang, **values)))
@@ -77,3 +81,52 @@ class OomPolicy:
         return [Outcome(sample=s, prediction=text, new_tokens=n)
                 for s, text, n in zip(samples, generation.texts, generation.new_tokens,
                                       strict=True)]
+
+
+class BisectPolicy(OomPolicy):
+    """On OOM, split the failed batch in halves until the parts fit, and keep the size that
+    fit for the rest of the run: one OOM costs a few retries, not a batch of singles and
+    not one more OOM per batch. A failure that is not an OOM falls back to single samples,
+    since smaller batches would not help it."""
+
+    def run_batch(self, samples: Sequence[Sample]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        rest = list(samples)
+        while rest:  # re-read each time: a failed part may have lowered it
+            part, rest = rest[:self.batch_size], rest[self.batch_size:]
+            outcomes.extend(self._attempt(part))
+        return outcomes
+
+    def _attempt(self, part: list[Sample]) -> list[Outcome]:
+        try:
+            return self._generate(part)
+        except Exception as exc:  # noqa: BLE001 - any batch failure is recovered from
+            error = summarize_error(exc)
+            oom = is_oom_error(exc)
+            del exc  # the traceback holds the batch's tensors
+        if oom:
+            free_memory()
+        if len(part) == 1:
+            return [self._failed(part[0], error)]
+        self.fallbacks += 1
+        self.sink(Fallback(batch_size=len(part), error=error))
+        self._log("WARNING", "batch_failed", error=error)
+        half = (len(part) + 1) // 2
+        if not oom or half == 1:
+            self._log("INFO", "fallback_single")  # the seed's line, once parts are single
+        else:
+            self._log("INFO", "bisect_split", size=len(part), part=half)
+        if not oom:
+            return [outcome for sample in part for outcome in self.run_single(sample)]
+        if half < self.batch_size:
+            self.batch_size = half
+            self._log("INFO", "batch_size_lowered", batch_size=half)
+        return self.run_batch(part)
+
+
+OOM_POLICIES: dict[str, type[OomPolicy]] = {"single": OomPolicy, "bisect": BisectPolicy}
+
+
+def make_oom_policy(name: str, generate: GenerateFn, sink: EventSink, lang: str,
+                    batch_size: int) -> OomPolicy:
+    return OOM_POLICIES[name](generate, sink, lang, batch_size)

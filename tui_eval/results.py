@@ -34,16 +34,21 @@ def default_run_dir() -> Path:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write to a temporary file, then rename: a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, ensure_ascii=False, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(data, handle, ensure_ascii=False, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or a kill: leave no half file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def prepare_run_dir(path: Path) -> Path:
-    """Create the directory and prove it is writable, before any model is loaded."""
+    """Create the directory and prove it is writable (and not on a full disk), before any
+    model is loaded. Whether a run it already holds is continued is resume.py's call."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -51,9 +56,6 @@ def prepare_run_dir(path: Path) -> Path:
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"{path}: cannot write results: {exc.strerror}") from None
-    if (path / PREDICTIONS_FILE).exists():
-        raise UsageError(f"{path}: already holds a run ({PREDICTIONS_FILE}); "
-                         "choose another -o")
     return path
 
 
@@ -69,8 +71,8 @@ class EventRecorder:
 
     def open(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self._events = (run_dir / EVENTS_FILE).open("a", encoding="utf-8")
-        self._log = (run_dir / LOG_FILE).open("a", encoding="utf-8")
+        self._events = _open_for_append(run_dir / EVENTS_FILE)
+        self._log = _open_for_append(run_dir / LOG_FILE)
         pending, self._pending = self._pending, []
         for event in pending:
             self(event)
@@ -90,6 +92,18 @@ class EventRecorder:
             if handle is not None:
                 handle.close()
         self._events = self._log = None
+
+
+def _open_for_append(path: Path) -> IO[str]:
+    """Append mode, first ending a line torn by a killed writer, so that the next line is
+    not glued onto it."""
+    handle = path.open("a", encoding="utf-8")
+    if handle.tell() > 0:
+        with path.open("rb") as reader:
+            reader.seek(-1, os.SEEK_END)
+            if reader.read(1) != b"\n":
+                handle.write("\n")
+    return handle
 
 
 class PredictionWriter:

@@ -22,6 +22,7 @@ from typing import Any
 from tui_eval.config import EvalConfig, check_value, rules
 from tui_eval.data import Dataset, Sample
 from tui_eval.errors import UsageError
+from tui_eval.events import Event, EventSink, Progress, RunStarted
 from tui_eval.results import CONFIG_FILE, EVENTS_FILE, LOG_FILE, METRICS_FILE, PREDICTIONS_FILE
 
 # Keys that decide which samples exist, what the model generates for them and how it is
@@ -32,12 +33,15 @@ RESUME_KEYS = (
     "top_p", "seed", "stop", "metrics",
 )
 # Keys that only change how the work is done (or where it is shown): free to change
-# between tries, e.g. a smaller batch after an OOM, or another GPU.
+# between tries, e.g. a smaller batch after an OOM, or another GPU. A key in neither list
+# must match, so a new key is safe until someone decides where it belongs.
 MAY_CHANGE_KEYS = ("batch_size", "output_dir", "lang", "device", "oom_policy",
-                   "simulate_oom_above")
+                   "simulate_oom_above", "tune_mode", "max_batch_size", "memory_headroom",
+                   "max_memory", "theme", "gpu_poll_seconds")
 
-# Files a run writes; --overwrite removes exactly these (and their temporary twins).
-RUN_FILES = (CONFIG_FILE, PREDICTIONS_FILE, METRICS_FILE, LOG_FILE, EVENTS_FILE, "tune.json")
+# Files a run writes; --overwrite removes exactly these (and their temporary twins),
+# predictions first: a kill half-way then leaves at worst a config with no rows.
+RUN_FILES = (PREDICTIONS_FILE, METRICS_FILE, CONFIG_FILE, LOG_FILE, EVENTS_FILE, "tune.json")
 
 
 def resume_command(run_dir: Path | str) -> str:
@@ -77,8 +81,7 @@ def saved_config_values(run_dir: Path) -> dict[str, Any]:
 
 
 def config_differences(saved: dict[str, Any], config: EvalConfig) -> list[str]:
-    """'key: X there, Y now' for every key that must match and does not. A key that is
-    neither in RESUME_KEYS nor in MAY_CHANGE_KEYS must match too: unknown means unsafe."""
+    """'key: X there, Y now' for every key that must match and does not."""
     defaults = dataclasses.asdict(EvalConfig())
     current = config.to_dict()
     differences = []
@@ -95,7 +98,7 @@ def _same_value(key: str, before: Any, now: Any) -> bool:
     if before == now:
         return True
     if key in ("model", "data") and isinstance(before, str) and isinstance(now, str):
-        # The same file named from another directory, or once relative and once absolute.
+        # The same file, named once relative to this directory and once absolute.
         try:
             return Path(before).expanduser().resolve() == Path(now).expanduser().resolve()
         except OSError:
@@ -124,8 +127,11 @@ def read_done_rows(path: Path) -> DoneRows:
     done = DoneRows()
     position = 0
     first_bad: int | None = None
-    for number, line in enumerate(data.splitlines(keepends=True), start=1):
-        row = _parse_row(line) if line.endswith(b"\n") else None
+    pieces = data.split(b"\n")
+    for number, piece in enumerate(pieces, start=1):
+        complete = number < len(pieces)  # only the last piece lacks its newline
+        line = piece + b"\n" if complete else piece
+        row = _parse_row(line) if complete else None
         if row is None:
             if line.strip() and first_bad is None:
                 first_bad = number
@@ -174,6 +180,23 @@ class ResumePlan:
     def remaining(self, samples: Sequence[Sample]) -> list[Sample]:
         done = {row["index"] for row in self.rows}
         return [s for s in samples if s.index not in done]
+
+
+class ProgressOffset:
+    """An event sink that counts the samples found on disk into the engine's progress, so a
+    resumed run reports done/total over the whole dataset; rates and ETA stay this try's."""
+
+    def __init__(self, sink: EventSink, done_before: int) -> None:
+        self.sink = sink
+        self.done_before = done_before
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            event = dataclasses.replace(event, done=event.done + self.done_before,
+                                        total=event.total + self.done_before)
+        elif isinstance(event, RunStarted):
+            event = dataclasses.replace(event, total=event.total + self.done_before)
+        self.sink(event)
 
 
 def check_rows_match(path: Path, rows: list[dict[str, Any]], dataset: Dataset) -> None:
@@ -247,7 +270,7 @@ def remove_run_files(run_dir: Path) -> None:
 
 def refuse_if_still_running(run_dir: Path) -> None:
     """Two processes appending to one run would score samples twice."""
-    from tui_eval.watch import last_run_status
+    from tui_eval.follow import last_run_status
 
     status = last_run_status(run_dir)
     if status.alive:

@@ -1,0 +1,87 @@
+"""`tui-eval bench`: one run per batch size, the seed's table, bench.json and bench.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tui_eval.bench import BenchRow, bench_table, parse_batch_sizes, with_speedups
+from tui_eval.cli import main
+from tui_eval.errors import UsageError
+
+ROW_KEYS = {"batch_size", "seconds", "speedup", "samples_per_s", "tokens_per_s",
+            "peak_memory_bytes", "gpu_util_percent"}
+COLUMNS = ["batch_size", "time", "speedup", "samples/s", "peak memory", "GPU util"]
+
+
+def columns(table_line: str) -> list[str]:
+    return [cell.strip() for cell in table_line.strip().strip("|").split("|")]
+
+
+def test_batch_size_list() -> None:
+    assert parse_batch_sizes("1,2,4,8,16") == [1, 2, 4, 8, 16]
+    assert parse_batch_sizes(" 8, 2 ,8") == [8, 2]
+    for bad in ("", "1,,2", "0,1", "auto", "1.5"):
+        with pytest.raises(UsageError, match=r"^-b/--batch-sizes: expected comma-separated"):
+            parse_batch_sizes(bad)
+
+
+def row(size: int, seconds: float, **extra: object) -> BenchRow:
+    return BenchRow(batch_size=size, seconds=seconds, speedup=0.0, samples_per_s=100 / seconds,
+                    tokens_per_s=800 / seconds, peak_memory_bytes=3 * 2**30,
+                    gpu_util_percent=None, **extra)  # type: ignore[arg-type]
+
+
+def test_table_has_the_seed_columns_and_speedup_over_the_first_size() -> None:
+    rows = with_speedups([row(1, 120.0), row(2, 70.0), row(4, 45.0), row(8, 35.0)])
+    assert [round(r.speedup, 1) for r in rows] == [1.0, 1.7, 2.7, 3.4]  # the seed's figures
+    lines = bench_table(rows).splitlines()
+    assert columns(lines[0]) == COLUMNS
+    assert columns(lines[2]) == ["1", "120.00s", "1.00x", "0.83", "3.0 GiB", "N/A"]
+    assert columns(lines[5])[2] == "3.43x"
+    zh = bench_table(rows, "zh").splitlines()[0]
+    assert columns(zh) == ["batch_size", "时间", "提升", "样本/秒", "峰值内存", "GPU利用率"]
+
+
+def test_table_marks_a_size_that_ran_out_of_memory() -> None:
+    rows = with_speedups([row(8, 10.0), row(16, 8.0, fallbacks=1, final_batch_size=8)])
+    text = bench_table(rows)
+    assert columns(text.splitlines()[3])[0] == "16*"
+    assert text.splitlines()[-1] == ("* batch_size=16 ran out of memory: 1 fallback(s), "
+                                     "finished at batch size 8")
+
+
+def test_bench_command(tiny_model: Path, qa_jsonl: Path, tmp_path: Path,
+                       capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bench"
+    rc = main(["bench", "-b", "1,2,4", "-m", str(tiny_model), "-d", str(qa_jsonl),
+               "--limit", "6", "--max-tokens", "4", "--device", "cpu", "--lang", "en",
+               "-o", str(out)])
+    assert rc == 0
+    report = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    assert [r["batch_size"] for r in report["rows"]] == [1, 2, 4]
+    assert all(set(r) >= ROW_KEYS for r in report["rows"])
+    assert report["rows"][0]["speedup"] == 1.0
+    assert all(r["seconds"] > 0 and r["samples_per_s"] > 0 for r in report["rows"])
+    assert all(r["gpu_util_percent"] is None for r in report["rows"])
+    markdown = (out / "bench.md").read_text(encoding="utf-8")
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert columns(table[0]) == COLUMNS and len(table) == 2 + 3
+    printed = capsys.readouterr().out
+    assert any(line.startswith("| batch_size") for line in printed.splitlines())
+    # each size is a full run of the same samples, and greedy output does not depend on it
+    predictions = []
+    for size in (1, 2, 4):
+        rows = [json.loads(line) for line in
+                (out / f"bs_{size}" / "predictions.jsonl").read_text().splitlines()]
+        metrics = json.loads((out / f"bs_{size}" / "metrics.json").read_text())
+        assert metrics["batch_size"] == size and metrics["n"] == 6
+        predictions.append([(r["id"], r["prediction"]) for r in rows])
+    assert predictions[0] == predictions[1] == predictions[2]
+
+
+def test_bench_rejects_a_bad_size_list(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "-b", "1,two"]) == 2
+    assert "-b/--batch-sizes: expected comma-separated integers" in capsys.readouterr().err

@@ -1,0 +1,197 @@
+"""``tui-eval bench -b 1,2,4,8,16``: the seed guide's performance loop as one command.
+
+The same data is evaluated at each batch size with one loaded model, each run in its own
+``bs_N/`` results directory, and the seed's table (batch_size | time | speedup | …) is
+printed and written to bench.json and bench.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tui_eval.errors import UsageError
+from tui_eval.events import Event, EventSink, LogLine, Progress
+from tui_eval.i18n import message
+from tui_eval.tables import format_bytes, format_percent, format_seconds, markdown_table
+
+BENCH_JSON = "bench.json"
+BENCH_MD = "bench.md"
+DEFAULT_SIZES = "1,2,4,8,16"
+SIZES_FLAG = "-b/--batch-sizes"
+WARM_UP_TOKENS = 4
+
+HEADERS = {
+    "en": ("batch_size", "time", "speedup", "samples/s", "peak memory", "GPU util"),
+    "zh": ("batch_size", "时间", "提升", "样本/秒", "峰值内存", "GPU利用率"),
+}
+
+
+@dataclass
+class BenchRow:
+    batch_size: int
+    seconds: float
+    speedup: float
+    samples_per_s: float
+    tokens_per_s: float
+    peak_memory_bytes: int | None
+    gpu_util_percent: float | None
+    fallbacks: int = 0
+    final_batch_size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """'1,2,4,8,16' → [1, 2, 4, 8, 16]; repeats are dropped, the order is kept."""
+    sizes: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise UsageError(f"{SIZES_FLAG}: expected comma-separated integers ≥ 1 such as "
+                             f"{DEFAULT_SIZES}, got {text!r}")
+        if int(part) not in sizes:
+            sizes.append(int(part))
+    return sizes
+
+
+def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
+    """Speedup over the first size, as in the seed's table."""
+    if not rows:
+        return rows
+    base = rows[0].seconds
+    return [replace(r, speedup=base / r.seconds if r.seconds > 0 else 0.0) for r in rows]
+
+
+def bench_table(rows: list[BenchRow], lang: str = "en") -> str:
+    cells = []
+    for row in rows:
+        lowered = row.final_batch_size is not None and row.final_batch_size != row.batch_size
+        marker = "*" if row.fallbacks or lowered else ""
+        cells.append([f"{row.batch_size}{marker}", format_seconds(row.seconds),
+                      f"{row.speedup:.2f}x", f"{row.samples_per_s:.2f}",
+                      format_bytes(row.peak_memory_bytes), format_percent(row.gpu_util_percent)])
+    table = markdown_table(HEADERS.get(lang, HEADERS["en"]), cells)
+    notes = [message("bench_oom_note", lang, batch_size=r.batch_size, fallbacks=r.fallbacks,
+                     final=r.final_batch_size)
+             for r in rows if r.fallbacks or (r.final_batch_size not in (None, r.batch_size))]
+    return "\n".join([table, "", *notes]) if notes else table
+
+
+def bench_markdown(rows: list[BenchRow], context: dict[str, Any], lang: str = "en") -> str:
+    about = ", ".join(f"{key}: {value}" for key, value in context.items())
+    return f"# tui-eval bench\n\n{about}\n\n{bench_table(rows, lang)}\n"
+
+
+def default_bench_dir() -> Path:
+    return Path("eval_results") / time.strftime("bench-%Y%m%d-%H%M%S")
+
+
+class _RunFilter:
+    """A sub-run's events for the terminal: its warnings, errors and progress only; the
+    full log of each run is in its own bs_N/run.log."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress) or (isinstance(event, LogLine) and event.level != "INFO"):
+            self.sink(event)
+
+
+def run_bench(config: Any, sizes: list[int], sink: EventSink) -> tuple[list[BenchRow], Path]:
+    """Evaluate the data at each size with one loaded model; write bench.json and bench.md."""
+    from tui_eval.backend import HFBackend
+    from tui_eval.data import load_dataset
+    from tui_eval.engine import DEMO_DIR, Evaluation, device_description, with_demo_defaults
+    from tui_eval.i18n import default_language
+    from tui_eval.memcap import apply_max_memory
+    from tui_eval.memory import free_memory
+    from tui_eval.meter import ResourceMeter
+    from tui_eval.results import prepare_run_dir, write_json_atomic
+
+    lang = config.lang or default_language()
+
+    def log(level: str, key: str, **values: object) -> None:
+        sink(LogLine(level=level, message=message(key, lang, **values)))
+
+    if config.model is None and config.data is None:
+        log("INFO", "demo_run", path=DEMO_DIR)
+    config = with_demo_defaults(config)
+    backend = HFBackend(config.model or "", device=config.device, dtype=config.torch_dtype,
+                        chat_template=config.chat_template,
+                        simulate_oom_above=config.simulate_oom_above)
+    dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
+                           prompt_field=config.prompt_field, answer_field=config.answer_field,
+                           id_field=config.id_field, on_bad_line=config.on_bad_line,
+                           limit=config.limit)
+    out = prepare_run_dir(Path(config.output_dir or default_bench_dir()))
+    apply_max_memory(config.max_memory, backend.device, log)
+    log("INFO", "loading_model", model=config.model, device=backend.device,
+        dtype=backend.dtype_name)
+    backend.load_model()
+    log("INFO", "model_loaded", seconds=backend.load_seconds, device=backend.device,
+        dtype=backend.dtype_name)
+    log("INFO", "bench_started", n=len(dataset.samples), sizes=", ".join(map(str, sizes)),
+        max_tokens=config.max_tokens, out=out)
+    # One-time costs of the first generate call must not count against the first size.
+    backend.generate([backend.render(dataset.samples[0].prompt)],
+                     max_new_tokens=min(config.max_tokens, WARM_UP_TOKENS))
+    rows: list[BenchRow] = []
+    for size in sizes:
+        run_config = replace(config, batch_size=size, output_dir=str(out / f"bs_{size}"))
+        free_memory()  # the allocator's cache from the previous size would inflate this peak
+        with ResourceMeter(backend.device) as meter:
+            metrics = Evaluation(run_config, _RunFilter(sink), backend=backend).run()
+        rows.append(BenchRow(
+            batch_size=size, seconds=metrics["generation_seconds"], speedup=1.0,
+            samples_per_s=metrics["samples_per_s"], tokens_per_s=metrics["tokens_per_s"],
+            peak_memory_bytes=meter.peak_memory_bytes, gpu_util_percent=meter.gpu_util_percent,
+            fallbacks=metrics["fallback_count"],
+            final_batch_size=metrics.get("final_batch_size", size)))
+        log("INFO", "bench_row", batch_size=size, time=format_seconds(rows[-1].seconds),
+            rate=rows[-1].samples_per_s, peak=format_bytes(meter.peak_memory_bytes),
+            util=format_percent(meter.gpu_util_percent))
+    rows = with_speedups(rows)
+    context = {"model": config.model, "data": str(dataset.path), "samples": len(dataset.samples),
+               "max_tokens": config.max_tokens, "device": backend.device,
+               "device_name": device_description(backend.device), "dtype": backend.dtype_name}
+    write_json_atomic(out / BENCH_JSON, {"rows": [r.to_dict() for r in rows], **context})
+    (out / BENCH_MD).write_text(bench_markdown(rows, context, lang), encoding="utf-8")
+    return rows, out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tui_eval.cli import add_run_options
+
+    parser = argparse.ArgumentParser(
+        prog="tui-eval bench", conflict_handler="resolve",
+        description="Evaluate the same data at several batch sizes and print the seed guide's "
+                    "table: time, speedup over the first size, samples/s, peak memory, GPU "
+                    "utilisation. Writes bench.json, bench.md and one bs_N/ run per size.")
+    add_run_options(parser)
+    parser.add_argument("-b", "--batch-sizes", "--batch-size", dest="batch_sizes",
+                        default=DEFAULT_SIZES, metavar="LIST",
+                        help=f"comma-separated batch sizes (default {DEFAULT_SIZES})")
+    return parser
+
+
+def bench_main(argv: list[str]) -> int:
+    from tui_eval.cli import config_from_args
+    from tui_eval.errors import EXIT_OK
+    from tui_eval.headless import HeadlessPrinter
+    from tui_eval.i18n import default_language
+
+    args = build_parser().parse_args(argv)
+    sizes = parse_batch_sizes(args.batch_sizes)
+    config = config_from_args(args)
+    lang = config.lang or default_language()
+    rows, out = run_bench(config, sizes, HeadlessPrinter())
+    print()
+    print(bench_table(rows, lang))
+    print(message("bench_written", lang, json=out / BENCH_JSON, md=out / BENCH_MD))
+    return EXIT_OK

@@ -1,0 +1,263 @@
+"""Following a run through its events.jsonl: read only what was appended since the last
+look, fold the events into the run's state, and tell whether its process is still alive.
+
+Only reads: several followers may watch one run, and none of them changes the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tui_eval.events import (
+    Event,
+    Fallback,
+    LogLine,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TuneFinished,
+    TuneStep,
+    event_from_dict,
+)
+from tui_eval.results import CONFIG_FILE, EVENTS_FILE
+
+READ_CHUNK_BYTES = 8 * 1024 * 1024
+MAX_LINE_BYTES = 4 * 1024 * 1024  # a "line" longer than this is garbage, not an event
+KEEP_LOG_LINES = 500
+
+# Events every reader needs in full; the rest are "latest wins" (progress, gauges, …)
+# except log lines, of which the last KEEP_LOG_LINES are kept.
+_KEPT_KINDS = {b"started", b"finished", b"failed", b"fallback", b"tune_step", b"tune_finished"}
+_EVENT_PREFIX = b'{"event": "'
+
+
+def _kind_of(line: bytes) -> bytes | None:
+    """The event kind from the line's first bytes, without parsing it (the recorder always
+    writes the kind first); None when the line does not start that way."""
+    if not line.startswith(_EVENT_PREFIX):
+        return None
+    end = line.find(b'"', len(_EVENT_PREFIX))
+    return line[len(_EVENT_PREFIX):end] if end != -1 else None
+
+
+def condense(lines: list[bytes], keep_logs: int = KEEP_LOG_LINES) -> list[bytes]:
+    """Keep, in order, what a reader needs from a backlog: every structural event, the last
+    log lines, and the last line of any other kind. A 100 MB file is mostly progress and
+    log lines, so this is what keeps catching up fast."""
+    last_of_kind: dict[bytes | None, int] = {}
+    log_positions: deque[int] = deque(maxlen=keep_logs)
+    kept: list[int] = []
+    for position, line in enumerate(lines):
+        kind = _kind_of(line)
+        if kind in _KEPT_KINDS:
+            kept.append(position)
+        elif kind == b"log":
+            log_positions.append(position)
+        elif kind is None:
+            kept.append(position)  # unknown layout: let the parser decide
+        else:
+            last_of_kind[kind] = position
+    kept.extend(log_positions)
+    kept.extend(last_of_kind.values())
+    return [lines[i] for i in sorted(kept)]
+
+
+class EventFollower:
+    """Reads events.jsonl incrementally by byte offset.
+
+    ``poll()`` returns the events appended since the previous call. A line still being
+    written (no newline yet) waits for the next poll; a complete line that does not parse is
+    skipped and counted. When the file is replaced or truncated (a run started over with
+    --overwrite), reading starts again from the top and ``restarted`` is set for that poll.
+    """
+
+    def __init__(self, path: Path, keep_logs: int = KEEP_LOG_LINES) -> None:
+        self.path = path
+        self.keep_logs = keep_logs
+        self.offset = 0
+        self.bad_lines = 0
+        self.restarted = False
+        self._identity: tuple[int, int] | None = None
+        self._pending = b""
+
+    @property
+    def exists(self) -> bool:
+        return self._identity is not None
+
+    def _check_identity(self) -> os.stat_result | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            if self._identity is not None:
+                self._start_over(None)
+            return None
+        identity = (stat.st_dev, stat.st_ino)
+        if self._identity is None:
+            self._identity = identity
+        elif identity != self._identity or stat.st_size < self.offset:
+            self._start_over(identity)
+        return stat
+
+    def _start_over(self, identity: tuple[int, int] | None) -> None:
+        self._identity = identity
+        self.offset = 0
+        self._pending = b""
+        self.restarted = True
+
+    def read_new_lines(self) -> list[bytes]:
+        """Complete lines appended since the last call, condensed."""
+        self.restarted = False
+        stat = self._check_identity()
+        if stat is None or stat.st_size == self.offset:
+            return []
+        lines: list[bytes] = []
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                while True:
+                    chunk = handle.read(READ_CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    self.offset += len(chunk)
+                    parts = (self._pending + chunk).split(b"\n")
+                    self._pending = parts.pop()
+                    if len(self._pending) > MAX_LINE_BYTES:
+                        self._pending = b""
+                        self.bad_lines += 1
+                    lines.extend(parts)
+                    if len(lines) > 4 * self.keep_logs:
+                        lines = condense(lines, self.keep_logs)
+        except FileNotFoundError:
+            self._start_over(None)
+            return []
+        return condense(lines, self.keep_logs)
+
+    def poll(self) -> list[Event]:
+        events = []
+        for line in self.read_new_lines():
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                self.bad_lines += 1  # torn by a kill, then appended to by a resumed run
+                continue
+            event = event_from_dict(data) if isinstance(data, dict) else None
+            if event is not None:
+                events.append(event)
+        return events
+
+
+@dataclass
+class RunState:
+    """A run as its events describe it. ``apply`` takes events in file order; a new
+    ``started`` event (a resumed try) starts the progress over but keeps the log."""
+
+    started: RunStarted | None = None
+    progress: Progress | None = None
+    final: RunFinished | RunFailed | None = None
+    tune: TuneFinished | None = None
+    tune_steps: list[TuneStep] = field(default_factory=list)
+    logs: deque[LogLine] = field(default_factory=lambda: deque(maxlen=KEEP_LOG_LINES))
+    fallbacks: int = 0
+    tries: int = 0
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.started, self.progress, self.final = event, None, None
+            self.fallbacks = 0
+            self.tries += 1
+        elif isinstance(event, Progress):
+            self.progress = event
+            self.fallbacks = max(self.fallbacks, event.fallbacks)
+        elif isinstance(event, LogLine):
+            self.logs.append(event)
+        elif isinstance(event, Fallback):
+            self.fallbacks += 1
+        elif isinstance(event, (RunFinished, RunFailed)):
+            self.final = event
+        elif isinstance(event, TuneStep):
+            self.tune_steps.append(event)
+        elif isinstance(event, TuneFinished):
+            self.tune = event
+
+    @property
+    def ended(self) -> bool:
+        return self.final is not None
+
+    @property
+    def partial(self) -> bool:
+        return isinstance(self.final, RunFinished) and bool(self.final.metrics.get("partial"))
+
+
+def run_host(run_dir: Path) -> str | None:
+    """The machine the run was started on, from config.json (None when not recorded)."""
+    try:
+        snapshot = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    host = snapshot.get("host") if isinstance(snapshot, dict) else None
+    return host if isinstance(host, str) else None
+
+
+def process_alive(pid: int, started_at: float | None = None) -> bool:
+    """Whether ``pid`` is still the run's process on this machine: it exists, is not a
+    zombie, and did not begin after the run started (pids are reused)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    try:
+        import psutil
+
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if started_at is not None and process.create_time() > started_at + 1.0:
+            return False
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - psutil raises NoSuchProcess and friends
+        return False
+    return True
+
+
+@dataclass
+class Liveness:
+    pid: int | None  # the pid of the latest try, None before it started
+    alive: bool | None  # None: cannot tell (not started, or started on another machine)
+    host: str | None
+
+
+def liveness(run_dir: Path, state: RunState) -> Liveness:
+    if state.started is None or not state.started.pid:
+        return Liveness(pid=None, alive=None, host=None)
+    pid = state.started.pid
+    if state.ended:
+        return Liveness(pid=pid, alive=False, host=None)
+    host = run_host(run_dir)
+    if host is not None and host != socket.gethostname():
+        return Liveness(pid=pid, alive=None, host=host)
+    return Liveness(pid=pid, alive=process_alive(pid, state.started.time), host=host)
+
+
+def read_run_state(run_dir: Path) -> RunState:
+    """The state of a run as its events.jsonl describes it now."""
+    state = RunState()
+    for event in EventFollower(run_dir / EVENTS_FILE).poll():
+        state.apply(event)
+    return state
+
+
+def last_run_status(run_dir: Path) -> Liveness:
+    return liveness(run_dir, read_run_state(run_dir))

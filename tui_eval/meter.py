@@ -1,0 +1,117 @@
+"""Measuring a stretch of work: its peak memory and the GPU's mean utilisation meanwhile.
+
+On CUDA the peak is the caching allocator's reserved bytes (what counts against the card
+and against ``--max-memory``); on CPU it is the process's resident set, sampled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from types import TracebackType
+
+from tui_eval import nvml
+
+SAMPLE_INTERVAL_S = 0.05
+
+
+def process_rss_bytes() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # noqa: BLE001 - psutil missing: read /proc instead
+        pass
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def total_ram_bytes() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def device_memory_bytes(device: str) -> int | None:
+    """The memory a device has: the GPU's total, or the machine's RAM for the CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    if device == "cpu":
+        return total_ram_bytes()
+    return None
+
+
+class ResourceMeter:
+    """``with ResourceMeter(device) as meter: work()`` then read ``peak_memory_bytes`` and
+    ``gpu_util_percent`` (None where the device cannot tell)."""
+
+    def __init__(self, device: str, interval_s: float = SAMPLE_INTERVAL_S) -> None:
+        self.device = device
+        self.interval_s = interval_s
+        self.cuda = device.startswith("cuda")
+        self.peak_memory_bytes: int | None = None
+        self.gpu_util_percent: float | None = None
+        self._handle = nvml.device_handle(device) if self.cuda else None
+        self._util: list[float] = []
+        self._rss_peak: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ResourceMeter:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._rss_peak = process_rss_bytes()
+        if self._handle is not None or not self.cuda:
+            self._thread = threading.Thread(target=self._sample, name="resource-meter",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._read_once()
+
+    def _read_once(self) -> None:
+        if self.cuda:
+            util = nvml.utilization_percent(self._handle)
+            if util is not None:
+                self._util.append(util)
+        else:
+            rss = process_rss_bytes()
+            if rss is not None:
+                self._rss_peak = max(rss, self._rss_peak or 0)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._read_once()  # a stretch shorter than one interval still gets a reading
+        if self.cuda:
+            import torch
+
+            # a failed kernel must not hide the error that is already propagating
+            with contextlib.suppress(Exception):
+                torch.cuda.synchronize(self.device)
+            self.peak_memory_bytes = int(torch.cuda.max_memory_reserved(self.device))
+            if self._util:
+                self.gpu_util_percent = sum(self._util) / len(self._util)
+        else:
+            self.peak_memory_bytes = self._rss_peak

@@ -1,0 +1,231 @@
+"""What a headless run does when it gets a signal.
+
+SIGINT / SIGTERM, the first time: stop after the batch in flight (the engine checks its
+cancel event between batches), which writes metrics.json marked ``"partial": true``.
+The second time: stop at once. Generation is unwound by KeyboardInterrupt, the engine's
+files are closed, and metrics.json is rebuilt from the rows already on disk, so every
+file is whole. Either way the exit code is 130 and one line says how to resume.
+
+SIGHUP (the SSH session or the tmux pane went away): keep running and log it. If the
+terminal is gone, output goes to /dev/null from then on; run.log and events.jsonl keep
+the record. A signal ignored at start (SIGHUP under nohup) stays ignored.
+
+Handlers are Python-level, so they only run in the main thread between bytecodes: they
+set flags, log one line, and (second stop) raise; nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Protocol
+
+from tui_eval.errors import EXIT_INTERRUPTED
+from tui_eval.events import Event, LogLine, Progress, RunFinished, RunStarted
+from tui_eval.i18n import message
+from tui_eval.metrics import mean_scores
+from tui_eval.results import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    EventRecorder,
+    write_json_atomic,
+)
+from tui_eval.resume import read_done_rows, resume_command
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StoppableRun(Protocol):
+    """What the handlers need from an Evaluation."""
+
+    cancel: Any  # threading.Event
+    run_dir: Path | None
+    config: Any  # EvalConfig
+    started: float  # time.perf_counter() at creation
+    lang: str
+
+    def log(self, level: str, key: str, **values: object) -> None: ...
+
+
+class RunTracker:
+    """An event sink that remembers what a wrap-up needs: the run's size and latest rates,
+    and whether the engine already wrote its own metrics."""
+
+    def __init__(self) -> None:
+        self.started: RunStarted | None = None
+        self.progress: Progress | None = None
+        self.finished = False
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.started = event
+        elif isinstance(event, Progress):
+            self.progress = event
+        elif isinstance(event, RunFinished):
+            self.finished = True
+
+
+class HeadlessSignals:
+    """Installs the handlers for the duration of a ``with`` block (main thread only)."""
+
+    def __init__(self, run: StoppableRun, tracker: RunTracker) -> None:
+        self.run = run
+        self.tracker = tracker
+        self.stop_signal: str | None = None  # the first stop signal's name
+        self.stopped_at_once = False
+        self.hangups = 0
+        self._previous: dict[int, Any] = {}
+        self._was_tty = {fd: os.isatty(fd) for fd in (1, 2)}
+
+    def __enter__(self) -> HeadlessSignals:
+        # A signal ignored at start stays ignored, as Python itself does for SIGINT: nohup
+        # ignores SIGHUP, and a shell script's background jobs ignore SIGINT.
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may set handlers; the caller stops the run
+        wanted = {sig: self._on_stop for sig in STOP_SIGNALS}
+        if hasattr(signal, "SIGHUP"):
+            wanted[signal.SIGHUP] = self._on_hangup
+        for sig, handler in wanted.items():
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                self._previous[sig] = signal.signal(sig, handler)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _log(self, level: str, key: str, **values: object) -> None:
+        # A stream busy or closed under the handler: the flag matters, not the line.
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            self.run.log(level, key, **values)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_signal is None:
+            self.stop_signal = name
+            self.run.cancel.set()
+            self._log("WARNING", "stop_requested", signal=name)
+            return
+        # The wrap-up takes milliseconds; a third signal must not tear it.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        self.stopped_at_once = True
+        raise KeyboardInterrupt
+
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        self.hangups += 1
+        for fd, was_tty in self._was_tty.items():
+            if was_tty and not os.isatty(fd):  # a hung-up terminal no longer answers
+                _silence(fd)
+        if self.hangups == 1:
+            self._log("WARNING", "hangup", run_dir=self.run.run_dir or "its -o directory")
+
+    def exit_interrupted(self, metrics: dict[str, Any] | None) -> int:
+        """After the run stopped on a signal: make metrics.json whole, say how to resume."""
+        run_dir = self.run.run_dir
+        if metrics is None and run_dir is not None:
+            metrics = (_read_metrics(run_dir) if self.tracker.finished
+                       else self._metrics_from_disk(run_dir))
+        if run_dir is None or not (run_dir / CONFIG_FILE).exists():
+            _say("tui-eval: stopped before the first sample; run the same command again")
+        else:
+            done = f"{metrics['n']}/{metrics['n_total']} samples done; " if metrics else ""
+            _say(f"tui-eval: interrupted ({self.stop_signal}): {done}resume with: "
+                 f"{resume_command(run_dir)}")
+        return EXIT_INTERRUPTED
+
+    def hint_resume(self) -> None:
+        """After a failure: the finished batches are on disk; say how to go on from them."""
+        run_dir = self.run.run_dir
+        if run_dir is not None and (run_dir / CONFIG_FILE).exists():
+            _say(f"tui-eval: finished batches are kept in {run_dir}; once the cause is fixed, "
+                 f"resume with: {resume_command(run_dir)}")
+
+    def _metrics_from_disk(self, run_dir: Path) -> dict[str, Any] | None:
+        """Partial metrics from the rows already written (the engine's own were never
+        reached), in the engine's layout, plus the final event for watchers."""
+        if not (run_dir / PREDICTIONS_FILE).exists():
+            return None
+        try:
+            rows = read_done_rows(run_dir / PREDICTIONS_FILE).rows
+        except Exception:  # noqa: BLE001 - a damaged file is left for --resume to explain
+            return None
+        started, progress = self.tracker.started, self.tracker.progress
+        names = list(self.run.config.metrics)
+        total = started.total if started else len(rows)
+        metrics = {
+            "metrics": mean_scores([row.get("scores") or {} for row in rows], names),
+            "n": len(rows),
+            "n_total": total,
+            "n_errors": sum(1 for row in rows if row.get("error") is not None),
+            "partial": len(rows) < total,
+            "stopped_at_once": True,
+            "batch_size": progress.batch_size if progress else self.run.config.batch_size,
+            "fallback_count": progress.fallbacks if progress else 0,
+            "wall_seconds": time.perf_counter() - self.run.started,
+            "samples_per_s": progress.samples_per_s if progress else 0.0,
+            "tokens_per_s": progress.tokens_per_s if progress else 0.0,
+            "device": started.device if started else None,
+            "dtype": started.dtype if started else None,
+            "model": str(self.run.config.model),
+        }
+        write_json_atomic(run_dir / METRICS_FILE, metrics)
+        recorder = EventRecorder()
+        recorder.open(run_dir)
+        recorder(LogLine(level="INFO", message=message(
+            "stopped_at_once", self.run.lang, done=metrics["n"], total=metrics["n_total"],
+            run_dir=run_dir)))
+        recorder(RunFinished(metrics=metrics))
+        recorder.close()
+        return metrics
+
+
+def _read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
+def _silence(fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def install_app_hangup(on_hangup: Callable[[], None]) -> bool:
+    """For an asyncio app (the Textual app): on SIGHUP, point a dead terminal at /dev/null so
+    the app's last writes cannot fail, then call ``on_hangup`` on the event loop (the app
+    stops its run after the batch in flight, which writes partial metrics, and exits).
+    Call it from inside the running loop, e.g. in ``on_mount``. Returns False where SIGHUP
+    does not exist or was ignored at start (nohup)."""
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is None or signal.getsignal(hup) is signal.SIG_IGN:
+        return False
+    was_tty = {fd: os.isatty(fd) for fd in (1, 2)}
+
+    def hung_up() -> None:
+        for fd, tty in was_tty.items():
+            if tty and not os.isatty(fd):
+                _silence(fd)
+        on_hangup()
+
+    asyncio.get_running_loop().add_signal_handler(hup, hung_up)
+    return True

@@ -1,0 +1,475 @@
+"""Auto-tuning the batch size: real generation on the run's longest prompts at growing sizes.
+
+Each probe is a real ``generate`` on the longest prompts of the dataset with the full
+``max_tokens`` and no early stop, so the size chosen holds for every batch of the run
+(probing with forward passes at full context instead over-estimates generation's memory
+and under-estimates its speed). ``power`` doubles from 1 until an OOM, ``max_batch_size``,
+the dataset size, a size over the memory headroom, or two sizes in a row at least 10%
+slower than the fastest (measured again to confirm: larger sizes would not win, and on a
+CPU with a long ``max_tokens`` each costs more than the last); ``binsearch`` doubles to
+the memory limit, then bisects between the last success and the first OOM. The sizes
+within 15% of the fastest are measured again back to back; then the fastest wins, the
+smaller one when within 3%, never one that peaks above ``memory_headroom`` of the device
+(or of ``max_memory``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui_eval.events import EventSink, LogLine, TuneFinished, TuneStep
+from tui_eval.i18n import message
+from tui_eval.memory import free_memory, is_oom_error
+from tui_eval.meter import ResourceMeter
+from tui_eval.tables import (
+    format_bytes,
+    format_percent,
+    format_seconds,
+    markdown_table,
+    pad_cell,
+)
+
+TUNE_FILE = "tune.json"
+TUNE_MODES = ("power", "binsearch")
+PREFER_SMALLER_WITHIN = 0.03  # throughput this close to the best is a tie: take less memory
+DECLINE = 0.10  # a size this much slower than the fastest so far is past the peak
+DECLINES_TO_STOP = 2  # in a row, before ``power`` stops doubling: one can be bad luck
+# A probe shorter than its window is repeated and its mean taken: one short timing is
+# mostly noise. The mean, not the best run, so that small probes (repeated) and big ones
+# (run once) are measured alike; the best of several runs would favour the small ones.
+# The sizes that decide are measured again, back to back over a longer window, and
+# compared on those fresh figures: taken under the same load, they are fair to each other
+# whatever other processes did while the doubling went on.
+PROBE_WINDOW_S = 0.02
+CONFIRM_WINDOW_S = 0.05
+PROBE_REPEATS = 5
+CONFIRM_WITHIN = 0.15  # sizes this close to the fastest are measured again before choosing
+CONFIRM_AT_MOST = 3
+WARM_UP_TOKENS = 4
+
+HEADERS = {
+    "en": ("batch_size", "status", "time", "samples/s", "tokens/s", "peak memory", "GPU util"),
+    "zh": ("batch_size", "状态", "时间", "样本/秒", "tokens/秒", "峰值内存", "GPU利用率"),
+}
+# Rows are logged one by one as the probes finish, so the columns have fixed widths.
+COLUMN_WIDTHS = (10, 6, 8, 9, 9, 11, 8)
+
+
+@dataclass
+class Probe:
+    batch_size: int
+    status: str  # "ok" | "oom"
+    seconds: float
+    samples_per_s: float
+    tokens_per_s: float
+    peak_memory_bytes: int | None
+    gpu_util_percent: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Measurement:
+    """One measurement window of one size."""
+
+    timings: list[float] = field(default_factory=list)  # seconds per generate call
+    tokens: int = 0  # generated per call
+    oom_after_s: float | None = None  # set when it ran out of memory
+    peak_memory_bytes: int | None = None
+    gpu_util_percent: float | None = None
+
+    @property
+    def mean_seconds(self) -> float:
+        return sum(self.timings) / len(self.timings)
+
+
+@dataclass
+class TuneResult:
+    chosen_batch_size: int
+    mode: str
+    probes: list[Probe]
+    seconds: float
+    max_tokens: int
+    max_batch_size: int
+    memory_capacity_bytes: int | None
+    memory_headroom: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chosen_batch_size": self.chosen_batch_size, "mode": self.mode,
+                "probes": [p.to_dict() for p in self.probes], "seconds": self.seconds,
+                "max_tokens": self.max_tokens, "max_batch_size": self.max_batch_size,
+                "memory_capacity_bytes": self.memory_capacity_bytes,
+                "memory_headroom": self.memory_headroom}
+
+
+def fits_in_memory(probe: Probe, capacity: int | None, headroom: float) -> bool:
+    if capacity is None or probe.peak_memory_bytes is None:
+        return True
+    return probe.peak_memory_bytes <= headroom * capacity
+
+
+def choose_batch_size(probes: list[Probe], capacity: int | None = None,
+                      headroom: float = 0.9) -> int:
+    """The fastest successful size within the memory headroom; among sizes within 3% of
+    the fastest, the smallest. 1 when nothing succeeded; the smallest success when every
+    success is over the headroom."""
+    ok = [p for p in probes if p.status == "ok"]
+    if not ok:
+        return 1
+    safe = [p for p in ok if fits_in_memory(p, capacity, headroom)]
+    if not safe:
+        return min(p.batch_size for p in ok)
+    best = max(p.samples_per_s for p in safe)
+    return min(p.batch_size for p in safe
+               if p.samples_per_s >= best * (1 - PREFER_SMALLER_WITHIN))
+
+
+def table_row(probe: Probe) -> list[str]:
+    ok = probe.status == "ok"
+    return [str(probe.batch_size), probe.status, format_seconds(probe.seconds),
+            f"{probe.samples_per_s:.1f}" if ok else "-",
+            f"{probe.tokens_per_s:.0f}" if ok else "-",
+            format_bytes(probe.peak_memory_bytes), format_percent(probe.gpu_util_percent)]
+
+
+def fixed_width_row(cells: list[str] | tuple[str, ...]) -> str:
+    padded = (pad_cell(c, w) for c, w in zip(cells, COLUMN_WIDTHS, strict=True))
+    return "| " + " | ".join(padded) + " |"
+
+
+def tune_table(result: TuneResult, lang: str = "en") -> str:
+    """The probes as a Markdown table, the chosen size marked."""
+    rows = []
+    for probe in result.probes:
+        row = table_row(probe)
+        if probe.batch_size == result.chosen_batch_size and probe.status == "ok":
+            row[0] += " ◀"
+        rows.append(row)
+    return markdown_table(HEADERS.get(lang, HEADERS["en"]), rows)
+
+
+class BatchSizeTuner:
+    """Probes batch sizes on ``prompts`` (rendered, longest first) and picks one."""
+
+    def __init__(self, backend: Any, prompts: list[str], *, max_tokens: int,
+                 mode: str = "power", max_batch_size: int = 256, memory_headroom: float = 0.9,
+                 memory_capacity: int | None = None, sink: EventSink | None = None,
+                 lang: str = "en", clock: Callable[[], float] = time.perf_counter,
+                 cancelled: Callable[[], bool] = lambda: False) -> None:
+        if mode not in TUNE_MODES:
+            raise ValueError(f"tune_mode must be one of {', '.join(TUNE_MODES)}, got {mode!r}")
+        self.backend = backend
+        self.prompts = prompts
+        self.max_tokens = max_tokens
+        self.mode = mode
+        self.max_batch_size = max_batch_size
+        self.memory_headroom = memory_headroom
+        self.memory_capacity = memory_capacity
+        self.sink = sink or (lambda event: None)
+        self.lang = lang
+        self.clock = clock
+        self.cancelled = cancelled  # checked before each probe: a stop request ends the search
+        self.probes: list[Probe] = []
+
+    def _log(self, level: str, key: str, **values: object) -> None:
+        self.sink(LogLine(level=level, message=message(key, self.lang, **values)))
+
+    def run(self) -> TuneResult:
+        started = self.clock()
+        ceiling = max(1, min(self.max_batch_size, len(self.prompts)))
+        self._log("INFO", "tune_started", mode=self.mode, ceiling=ceiling,
+                  max_tokens=self.max_tokens)
+        self._warm_up()
+        self._log("INFO", "tune_table_row", row=fixed_width_row(HEADERS.get(
+            self.lang, HEADERS["en"])))
+        last_ok, first_oom = self._double(ceiling)
+        if self.mode == "binsearch" and first_oom is not None and last_ok > 0:
+            self._bisect(last_ok, first_oom)
+        self._confirm_fastest()
+        chosen = self._choose()
+        seconds = self.clock() - started
+        result = TuneResult(chosen_batch_size=chosen, mode=self.mode, probes=self.probes,
+                            seconds=seconds, max_tokens=self.max_tokens,
+                            max_batch_size=self.max_batch_size,
+                            memory_capacity_bytes=self.memory_capacity,
+                            memory_headroom=self.memory_headroom)
+        rate = next((p.samples_per_s for p in self.probes if p.batch_size == chosen
+                     and p.status == "ok"), 0.0)
+        self._log("INFO", "tune_chosen", batch_size=chosen, rate=rate, probes=len(self.probes),
+                  seconds=seconds)
+        self.sink(TuneFinished(chosen_batch_size=chosen, mode=self.mode,
+                               probes=[p.to_dict() for p in self.probes]))
+        return result
+
+    def _double(self, ceiling: int) -> tuple[int, int | None]:
+        """1, 2, 4, … up to the first OOM or the ceiling (probed itself when not a power of
+        two), a size over the memory headroom (a larger one could never be chosen) or, in
+        ``power`` mode, a confirmed decline; returns (last success, first OOM)."""
+        size, last_ok, declines = 1, 0, 0
+        while not self.cancelled():
+            probe = self.probe(size)
+            if probe.status == "oom":
+                return last_ok, size
+            last_ok = size
+            if size >= ceiling:
+                return last_ok, None
+            if not fits_in_memory(probe, self.memory_capacity, self.memory_headroom):
+                return last_ok, None
+            declines = declines + 1 if self._is_past_peak(probe) else 0
+            if self.mode == "power" and declines >= DECLINES_TO_STOP:
+                if self._still_past_peak(probe):
+                    self._log("INFO", "tune_declined", batch_size=size)
+                    return last_ok, None
+                declines = 0
+            size = min(size * 2, ceiling)
+        return last_ok, None
+
+    def _fastest_other(self, probe: Probe) -> Probe | None:
+        others = [p for p in self.probes if p.status == "ok" and p is not probe]
+        return max(others, key=lambda p: p.samples_per_s) if others else None
+
+    def _is_past_peak(self, probe: Probe) -> bool:
+        fastest = self._fastest_other(probe)
+        return fastest is not None and probe.samples_per_s < fastest.samples_per_s * (
+            1 - DECLINE)
+
+    def _still_past_peak(self, probe: Probe) -> bool:
+        """Measure this size and the fastest again, back to back, before giving up on the
+        larger sizes: a burst of load from another process can slow two probes in a row."""
+        fastest = self._fastest_other(probe)
+        if fastest is not None:
+            self._remeasure(fastest)
+        self._remeasure(probe)
+        return probe.status == "oom" or self._is_past_peak(probe)
+
+    def _bisect(self, low: int, high: int) -> None:
+        while high - low > 1 and not self.cancelled():
+            middle = (low + high) // 2
+            if self.probe(middle).status == "ok":
+                low = middle
+            else:
+                high = middle
+
+    def _choose(self) -> int:
+        ok = [p for p in self.probes if p.status == "ok"]
+        if not ok:
+            if self.probes:  # (none at all: stopped before the first probe)
+                self._log("WARNING", "tune_nothing_fits")
+            return 1
+        for probe in ok:
+            if not fits_in_memory(probe, self.memory_capacity, self.memory_headroom):
+                self._log("INFO", "tune_over_headroom", batch_size=probe.batch_size,
+                          peak=format_bytes(probe.peak_memory_bytes),
+                          percent=self.memory_headroom * 100,
+                          capacity=format_bytes(self.memory_capacity))
+        return choose_batch_size(self.probes, self.memory_capacity, self.memory_headroom)
+
+    def _warm_up(self) -> None:
+        """The first generate call pays one-time costs (kernels, allocator, caches) that
+        would otherwise make batch size 1 look slow."""
+        try:
+            self.backend.generate(self.prompts[:1], max_new_tokens=min(self.max_tokens,
+                                                                     WARM_UP_TOKENS),
+                                  force_length=True)
+        except Exception as exc:  # noqa: BLE001 - an OOM here shows again in the first probe
+            if not is_oom_error(exc):
+                raise
+            del exc
+            free_memory()
+
+    def _measure(self, size: int, window_s: float = PROBE_WINDOW_S) -> Measurement:
+        """Generate for the ``size`` longest prompts, repeated within a short window."""
+        texts = self.prompts[:size]
+        release_cached_memory(self.backend.device)
+        measured = Measurement()
+        attempt_started = self.clock()
+        with ResourceMeter(self.backend.device) as meter:
+            try:
+                while len(measured.timings) < PROBE_REPEATS:
+                    attempt_started = self.clock()
+                    generation = self.backend.generate(texts, max_new_tokens=self.max_tokens,
+                                                       force_length=True)
+                    measured.timings.append(self.clock() - attempt_started)
+                    measured.tokens = sum(generation.new_tokens)
+                    del generation
+                    if sum(measured.timings) >= window_s:
+                        break
+            except Exception as exc:  # noqa: BLE001 - only an OOM is a probe result
+                if not is_oom_error(exc):
+                    raise
+                del exc
+                measured.oom_after_s = self.clock() - attempt_started
+        if measured.oom_after_s is not None:
+            free_memory()
+        measured.peak_memory_bytes = meter.peak_memory_bytes
+        measured.gpu_util_percent = meter.gpu_util_percent
+        return measured
+
+    def probe(self, size: int) -> Probe:
+        """Measure one size and record it; an OOM is a result, not an error."""
+        measured = self._measure(size)
+        oom = measured.oom_after_s is not None
+        probe = Probe(batch_size=size, status="oom" if oom else "ok", seconds=0.0,
+                      samples_per_s=0.0, tokens_per_s=0.0,
+                      peak_memory_bytes=measured.peak_memory_bytes,
+                      gpu_util_percent=measured.gpu_util_percent)
+        if oom:
+            probe.seconds = measured.oom_after_s or 0.0  # how long it took to fail
+        else:
+            self._set_rates(probe, measured)
+        self.probes.append(probe)
+        self.sink(TuneStep(**probe.to_dict()))
+        self._log("INFO", "tune_table_row", row=fixed_width_row(table_row(probe)))
+        return probe
+
+    def _remeasure(self, probe: Probe) -> None:
+        """Measure a successful size again and take the fresh figures (its peak memory
+        stays the larger of the two)."""
+        measured = self._measure(probe.batch_size, CONFIRM_WINDOW_S)
+        if measured.oom_after_s is not None:  # it fit once: memory is too tight to choose it
+            probe.status = "oom"
+            return
+        self._set_rates(probe, measured)
+        peaks = [p for p in (probe.peak_memory_bytes, measured.peak_memory_bytes) if p]
+        probe.peak_memory_bytes = max(peaks) if peaks else None
+
+    def _set_rates(self, probe: Probe, measured: Measurement) -> None:
+        probe.seconds = measured.mean_seconds  # per generate call
+        tokens_per_call = measured.tokens
+        probe.samples_per_s = probe.batch_size / probe.seconds if probe.seconds > 0 else 0.0
+        probe.tokens_per_s = tokens_per_call / probe.seconds if probe.seconds > 0 else 0.0
+
+    def _confirm_fastest(self) -> None:
+        """Measure the sizes within 15% of the fastest again, back to back, before choosing
+        among them."""
+        ok = [p for p in self.probes if p.status == "ok"
+              and fits_in_memory(p, self.memory_capacity, self.memory_headroom)]
+        if not ok or self.cancelled():
+            return
+        best = max(p.samples_per_s for p in ok)
+        contenders = sorted((p for p in ok if p.samples_per_s >= best * (1 - CONFIRM_WITHIN)),
+                            key=lambda p: -p.samples_per_s)[:CONFIRM_AT_MOST]
+        if len(contenders) < 2:
+            return
+        for probe in sorted(contenders, key=lambda p: p.batch_size):
+            self._remeasure(probe)
+        self._log("INFO", "tune_confirmed", sizes=", ".join(
+            f"{p.batch_size} ({p.samples_per_s:.1f}/s)" if p.status == "ok"
+            else f"{p.batch_size} (OOM)" for p in contenders))
+
+
+def release_cached_memory(device: str) -> None:
+    """Hand the CUDA allocator's cache back, so a probe's peak is its own and not what a
+    bigger probe left reserved. (No gc.collect: on CPU it costs more than a small probe.)"""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def tune_batch_size(backend: Any, prompts: list[str], config: Any, sink: EventSink,
+                    lang: str, run_dir: Path | None = None,
+                    cancelled: Callable[[], bool] = lambda: False) -> TuneResult:
+    """Tune for a run's config (``-b auto``) and write tune.json to its results directory."""
+    from tui_eval.memcap import memory_capacity
+    from tui_eval.results import write_json_atomic
+
+    tuner = BatchSizeTuner(
+        backend, prompts, max_tokens=config.max_tokens, mode=config.tune_mode,
+        max_batch_size=config.max_batch_size, memory_headroom=config.memory_headroom,
+        memory_capacity=memory_capacity(config.max_memory, backend.device), sink=sink,
+        lang=lang, cancelled=cancelled)
+    result = tuner.run()
+    if run_dir is not None:
+        write_json_atomic(run_dir / TUNE_FILE, result.to_dict())
+    return result
+
+
+# ── `tui-eval tune` ─────────────────────────────────────────────────────────────
+
+def build_parser() -> argparse.ArgumentParser:
+    from tui_eval.cli import add_run_options
+
+    parser = argparse.ArgumentParser(
+        prog="tui-eval tune",
+        description="Find the fastest batch size that fits: probe real generation on the "
+                    "longest prompts at 1, 2, 4, … and write tune.json. -b is ignored.")
+    add_run_options(parser)
+    return parser
+
+
+def default_tune_dir() -> Path:
+    return Path("eval_results") / time.strftime("tune-%Y%m%d-%H%M%S")
+
+
+def run_tuning(config: Any, sink: EventSink) -> tuple[TuneResult, Path]:
+    """Load the model and the data as a run would, tune, and write the results directory."""
+    from tui_eval.backend import HFBackend
+    from tui_eval.batching import longest_first
+    from tui_eval.data import load_dataset
+    from tui_eval.engine import DEMO_DIR, device_description, library_versions, with_demo_defaults
+    from tui_eval.events import FanOut
+    from tui_eval.i18n import default_language
+    from tui_eval.memcap import apply_max_memory
+    from tui_eval.results import CONFIG_FILE, EventRecorder, prepare_run_dir, write_json_atomic
+
+    lang = config.lang or default_language()
+    recorder = EventRecorder()
+    events = FanOut(recorder, sink)
+
+    def log(level: str, key: str, **values: object) -> None:
+        events(LogLine(level=level, message=message(key, lang, **values)))
+
+    try:
+        if config.model is None and config.data is None:
+            log("INFO", "demo_run", path=DEMO_DIR)
+        config = with_demo_defaults(config)
+        backend = HFBackend(config.model or "", device=config.device,
+                            dtype=config.torch_dtype, chat_template=config.chat_template,
+                            simulate_oom_above=config.simulate_oom_above)
+        dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
+                               prompt_field=config.prompt_field,
+                               answer_field=config.answer_field, id_field=config.id_field,
+                               on_bad_line=config.on_bad_line, limit=config.limit)
+        log("INFO", "data_loaded", n=len(dataset.samples), path=dataset.path)
+        run_dir = prepare_run_dir(Path(config.output_dir or default_tune_dir()))
+        recorder.open(run_dir)
+        apply_max_memory(config.max_memory, backend.device, log)
+        log("INFO", "loading_model", model=config.model, device=backend.device,
+            dtype=backend.dtype_name)
+        backend.load_model()
+        log("INFO", "model_loaded", seconds=backend.load_seconds, device=backend.device,
+            dtype=backend.dtype_name)
+        write_json_atomic(run_dir / CONFIG_FILE, {
+            "config": config.to_dict(), "versions": library_versions(),
+            "device": backend.device, "device_name": device_description(backend.device),
+            "dtype": backend.dtype_name})
+        rendered = [backend.render(s.prompt) for s in dataset.samples]
+        prompts = longest_first(rendered, backend.token_counts(rendered))
+        result = tune_batch_size(backend, prompts, config, events, lang, run_dir)
+        return result, run_dir
+    finally:
+        recorder.close()
+
+
+def tune_main(argv: list[str]) -> int:
+    from tui_eval.cli import config_from_args
+    from tui_eval.errors import EXIT_OK
+    from tui_eval.headless import HeadlessPrinter
+    from tui_eval.i18n import default_language
+
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    result, run_dir = run_tuning(config, HeadlessPrinter())
+    lang = config.lang or default_language()
+    print()
+    print(tune_table(result, lang))
+    print(message("tune_summary", lang, batch_size=result.chosen_batch_size,
+                  path=run_dir / TUNE_FILE))
+    return EXIT_OK

@@ -1,0 +1,464 @@
+"""The Textual app: config, gauges, progress, log and results around one engine.
+
+Engine events reach the panes through one method, ``apply_event``, on the UI thread. The
+engine (and auto-tune) run in a thread worker and send their events through
+``EvalApp.bridge``, which may be called from any thread; ``tui-eval watch`` feeds the same
+bridge from events.jsonl with ``read_only=True``, which hides editing and the run actions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState
+
+from tui_eval.config import EvalConfig
+from tui_eval.errors import UsageError
+from tui_eval.events import (
+    Event,
+    LogLine,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TuneFinished,
+    TuneStep,
+)
+from tui_eval.monitor import HostReading, Sampler, Snapshot
+from tui_eval.signals import install_app_hangup
+from tui_eval.ui.bridge import EngineEvent, EventBridge, GaugeReadings, ProgressReady
+from tui_eval.ui.config_text import save_config
+from tui_eval.ui.screens import ConfirmScreen
+from tui_eval.ui.themes import (
+    DEFAULT_16_COLOUR_THEME,
+    DEFAULT_THEME,
+    load_theme_dirs,
+    terminal_has_few_colours,
+    theme_dirs,
+)
+from tui_eval.ui.tuning import find_tuner, run_auto_tune
+from tui_eval.ui.widgets.config_form import ConfigPane
+from tui_eval.ui.widgets.gauges import GaugesPane
+from tui_eval.ui.widgets.log_pane import LogPane
+from tui_eval.ui.widgets.progress import ProgressPane
+from tui_eval.ui.widgets.results import ResultsPane
+
+RUN_ACTIONS = ("start", "cancel", "tune", "save_config")
+PROGRESS_REDRAW_S = 0.25  # however fast the batches, the progress pane redraws 4 times a second
+CYCLED_BUILTIN_THEMES = ("textual-dark", "textual-light")
+
+
+def describe_error(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    if isinstance(error, UsageError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class EvalApp(App[int]):
+    """``read_only``: a viewer of someone else's run (``tui-eval watch``): the config is shown
+    but not editable, and start/cancel/auto-tune/save are hidden."""
+
+    CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses live elsewhere
+    TITLE = "tui-eval"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
+    AUTO_FOCUS = "#log"
+    BINDINGS = [
+        Binding("s", "start", "Start", tooltip="Start the evaluation with these settings"),
+        Binding("c", "cancel", "Cancel", tooltip="Stop after the batch in flight"),
+        Binding("a", "tune", "Tune", tooltip="Find the fastest batch size that fits"),
+        Binding("t", "next_theme", "Theme", tooltip="Switch to the next colour theme"),
+        Binding("l", "focus_log", "Log", tooltip="Focus the log to scroll it"),
+        Binding("ctrl+s", "save_config", "Save", tooltip="Save the settings to the config file"),
+        Binding("q", "quit", "Quit", tooltip="Quit (asks first while a run is going)"),
+        Binding("escape", "focus_log", "Leave field", show=False),
+    ]
+
+    def __init__(self, config: EvalConfig, *, config_path: Path | None = None,
+                 read_only: bool = False, sampler: Sampler | None = None,
+                 theme_directories: list[Path] | None = None,
+                 run_options: dict[str, Any] | None = None,
+                 subtitle: str | None = None) -> None:
+        super().__init__()
+        self.initial_config = config
+        self.config_path = config_path
+        self.read_only = read_only
+        self.sampler = sampler
+        self.run_options = dict(run_options or {})  # extra Evaluation arguments (resume…)
+        self.bridge = EventBridge(self)
+        self.activity: str | None = None  # "run" or "tune" while the engine worker is busy
+        self.poll_seconds = config.gpu_poll_seconds
+        self._cancel = threading.Event()
+        self._quit_when_idle = False
+        self._failure_reported = False
+        self._offer_tuned_size = False
+        self._progress_drawn_at = 0.0
+        self._progress_draw_pending = False
+        self.progress_draws = 0  # how often the progress pane was redrawn (coalescing test)
+        loaded = load_theme_dirs(theme_dirs() if theme_directories is None
+                                 else theme_directories)
+        for theme in loaded.themes:
+            self.register_theme(theme)
+        self.file_theme_names = [theme.name for theme in loaded.themes]
+        self.startup_problems = list(loaded.problems)
+        self.theme = self._initial_theme(config.theme)
+        self.sub_title = subtitle or (config.model or "built-in demo")
+
+    def _initial_theme(self, wanted: str | None) -> str:
+        if wanted:
+            if wanted in self.available_themes:
+                return wanted
+            self.startup_problems.append(
+                f"theme '{wanted}' not found (available: {', '.join(self.theme_names())})")
+        if terminal_has_few_colours():
+            if DEFAULT_16_COLOUR_THEME in self.available_themes:
+                return DEFAULT_16_COLOUR_THEME
+            return "ansi-dark"
+        return DEFAULT_THEME
+
+    def theme_names(self) -> list[str]:
+        builtins = sorted(name for name in self.available_themes
+                          if name not in self.file_theme_names)
+        return self.file_theme_names + builtins
+
+    # ── layout ────────────────────────────────────────────────────────────────────────
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            with Vertical(id="side"):
+                config = ConfigPane(self.initial_config, theme_names=self.theme_names(),
+                                    read_only=self.read_only, id="config")
+                config.border_title = "Config (read-only)" if self.read_only else "Config"
+                config.border_subtitle = "" if self.read_only else "ctrl+s save"
+                yield config
+                gauges = GaugesPane(id="gauges")
+                gauges.border_title = "GPU / CPU"
+                yield gauges
+            with Vertical(id="centre"):
+                idle = ("waiting for the run's events…" if self.read_only
+                        else "idle: press s to start, a to auto-tune")
+                progress = ProgressPane(idle, id="progress")
+                progress.border_title = "Progress"
+                yield progress
+                # log above results when narrow, side by side when wide (see app.tcss)
+                with Container(id="output"):
+                    log = LogPane(id="log")
+                    log.border_title = "Log"
+                    yield log
+                    results = ResultsPane(id="results")
+                    results.border_title = "Results"
+                    yield results
+        yield Footer()
+
+    @property
+    def config_pane(self) -> ConfigPane:
+        return self.query_one(ConfigPane)
+
+    @property
+    def progress_pane(self) -> ProgressPane:
+        return self.query_one(ProgressPane)
+
+    @property
+    def gauges_pane(self) -> GaugesPane:
+        return self.query_one(GaugesPane)
+
+    @property
+    def log_pane(self) -> LogPane:
+        return self.query_one(LogPane)
+
+    @property
+    def results_pane(self) -> ResultsPane:
+        return self.query_one(ResultsPane)
+
+    def on_mount(self) -> None:
+        for problem in self.startup_problems:
+            self.notify(problem, title="Theme skipped", severity="error", timeout=12)
+        if self.sampler is None:
+            self.sampler = Sampler()
+        self._poll_gauges()
+        if not self.read_only:
+            install_app_hangup(self.stop_and_quit)
+            self.log_pane.add_line("NOTE", "edit the settings on the left (esc leaves a "
+                                   "field); s starts a run")
+
+    # ── engine events: the one way into the panes ─────────────────────────────────────
+
+    def apply_event(self, event: Event) -> None:
+        """Show one engine event. UI thread only; other threads call ``self.bridge(event)``."""
+        if isinstance(event, LogLine):
+            self.log_pane.add_event(event)
+        elif isinstance(event, Progress):
+            self.progress_pane.show_progress(event)
+        elif isinstance(event, RunStarted):
+            self.progress_pane.show_started(event)
+            self.results_pane.clear_metrics()
+            self.sub_title = event.run_dir
+        elif isinstance(event, TuneStep):
+            self.results_pane.add_probe(event)
+        elif isinstance(event, TuneFinished):
+            self.results_pane.show_tune(event)
+            self.progress_pane.reset(f"auto-tune chose batch size {event.chosen_batch_size}")
+            if self._offer_tuned_size:
+                self._offer_tuned_size = False
+                self._offer_batch_size(event.chosen_batch_size)
+        elif isinstance(event, RunFinished):
+            self._show_finished(event.metrics)
+        elif isinstance(event, RunFailed):
+            self._failure_reported = True
+            self.progress_pane.reset("failed: see the log")
+            self.log_pane.add_line("ERROR", f"run failed: {event.error}")
+            self.notify(event.error, title="Run failed", severity="error", timeout=10)
+
+    def _show_finished(self, metrics: dict[str, Any]) -> None:
+        self.results_pane.show_metrics(metrics)
+        self.progress_pane.show_finished(metrics)
+        if metrics.get("partial"):
+            self.notify(f"Stopped after {metrics.get('n')}/{metrics.get('n_total')} samples; "
+                        "finished batches are on disk.", title="Run cancelled")
+            return
+        first = next(iter(metrics.get("metrics", {}).items()), None)
+        score = f"{first[0]} {first[1]:.3f} · " if first else ""
+        self.notify(f"{score}{metrics.get('n')} samples; table in Results",
+                    title="Run finished", timeout=4)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        if isinstance(message.event, (RunStarted, RunFinished, RunFailed)):
+            self._draw_pending_progress()  # a held-back progress event came first
+        self.apply_event(message.event)
+
+    def on_progress_ready(self, message: ProgressReady) -> None:
+        # draw at most PROGRESS_REDRAW_S apart; the bridge keeps the newest in the meantime
+        wait = self._progress_drawn_at + PROGRESS_REDRAW_S - time.monotonic()
+        if wait > 0:
+            if not self._progress_draw_pending:
+                self._progress_draw_pending = True
+                self.set_timer(wait, self._draw_pending_progress)
+            return
+        self._draw_pending_progress()
+
+    def _draw_pending_progress(self) -> None:
+        self._progress_draw_pending = False
+        event = self.bridge.take_progress()
+        if event is not None:
+            self._progress_drawn_at = time.monotonic()
+            self.progress_draws += 1
+            self.apply_event(event)
+
+    # ── gauges: one poll at a time, re-armed after each (never overlapping) ───────────
+
+    @work(thread=True, group="gauges", exclusive=True, exit_on_error=False, name="gauges")
+    def _poll_gauges(self) -> None:
+        assert self.sampler is not None
+        try:
+            snapshot = self.sampler.sample()
+        except Exception as exc:  # the sampler should not raise; the gauges must go on
+            snapshot = Snapshot(time=time.time(), gpus=(), host=HostReading(),
+                                gpu_note=f"readings failed: {exc}")
+        self.post_message(GaugeReadings(snapshot))
+
+    def on_gauge_readings(self, message: GaugeReadings) -> None:
+        self.gauges_pane.apply_snapshot(message.snapshot)
+        self.set_timer(self.poll_seconds, self._poll_gauges, name="gauges")
+
+    # ── config pane ───────────────────────────────────────────────────────────────────
+
+    def on_config_pane_changed(self, message: ConfigPane.Changed) -> None:
+        if message.key == "theme":
+            self.theme = message.value or self._initial_theme(None)
+        elif message.key == "gpu_poll_seconds":
+            self.poll_seconds = float(message.value)
+
+    def _valid_config(self, purpose: str) -> EvalConfig | None:
+        """The form's config, or None after saying which field is wrong."""
+        errors = self.config_pane.errors()
+        if errors:
+            key, error = next(iter(errors.items()))
+            self.notify(error, title=f"Cannot {purpose}", severity="error")
+            self.log_pane.add_line("NOTE", f"cannot {purpose}: {error}")
+            self.config_pane.focus_field(key)
+            return None
+        return self.config_pane.config()
+
+    # ── actions ───────────────────────────────────────────────────────────────────────
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.read_only and action in RUN_ACTIONS:
+            return False
+        if action == "cancel" and self.activity is None:
+            return None  # shown, greyed out
+        return True
+
+    def _refuse_if_busy(self) -> bool:
+        if self.activity is None:
+            return False
+        what = "A run" if self.activity == "run" else "Auto-tune"
+        self.notify(f"{what} is already going; press c to cancel it first.",
+                    title="Not started", severity="warning")
+        return True
+
+    def _set_activity(self, activity: str | None) -> None:
+        self.activity = activity
+        self.refresh_bindings()
+
+    def action_start(self) -> None:
+        if self.read_only or self._refuse_if_busy():
+            return
+        config = self._valid_config("start")
+        if config is None:
+            return
+        self._cancel = threading.Event()
+        self._failure_reported = False
+        self.results_pane.clear_metrics()
+        if config.batch_size == "auto":
+            self.results_pane.start_tune()  # the run tunes first: a fresh table for it
+        self.progress_pane.reset("starting: loading the model…")
+        self._set_activity("run")
+        self._evaluate(config, self._cancel)
+
+    def action_tune(self) -> None:
+        if self.read_only or self._refuse_if_busy():
+            return
+        tuner = find_tuner()
+        if tuner is None:
+            self.notify("Auto-tune is not available in this build.", severity="warning")
+            return
+        config = self._valid_config("auto-tune")
+        if config is None:
+            return
+        self._cancel = threading.Event()
+        self._failure_reported = False
+        self._offer_tuned_size = True
+        self.results_pane.start_tune()
+        self.progress_pane.reset("auto-tune: probing batch sizes on the longest prompts…")
+        self._set_activity("tune")
+        self._tune(tuner, config, self._cancel)
+
+    def action_cancel(self) -> None:
+        if self.activity is None:
+            self.notify("Nothing is running.", severity="warning")
+            return
+        if self._cancel.is_set():
+            return
+        self._cancel.set()
+        self.log_pane.add_line("NOTE", "cancelling: the run stops after the batch in flight")
+        self.notify("Stopping after the batch in flight…", title="Cancelling")
+
+    def action_next_theme(self) -> None:
+        cycle = list(dict.fromkeys([*CYCLED_BUILTIN_THEMES, *self.file_theme_names]))
+        position = cycle.index(self.theme) if self.theme in cycle else -1
+        name = cycle[(position + 1) % len(cycle)]
+        self.theme = name
+        self.config_pane.set_value("theme", name)
+        self.notify(f"Theme: {name} (ctrl+s keeps it)", timeout=2)
+
+    def action_focus_log(self) -> None:
+        self.log_pane.focus()
+
+    def action_save_config(self) -> None:
+        if self.read_only:
+            return
+        if self._valid_config("save") is None:
+            return
+        path = self.config_path or Path("eval.toml")
+        try:
+            save_config(path, self.config_pane.values())
+        except (OSError, UsageError) as exc:
+            self.notify(str(exc), title="Not saved", severity="error")
+            return
+        self.config_path = path
+        self.notify(f"Saved to {path}", title="Config saved")
+
+    def stop_and_quit(self) -> None:
+        """SIGHUP (the SSH session went away): stop the run after the batch in flight, which
+        writes partial metrics, then exit."""
+        if self.activity is None:
+            self.exit(0)
+            return
+        self._quit_when_idle = True
+        self._cancel.set()
+
+    async def action_quit(self) -> None:
+        if self.activity is None or self.read_only:
+            self.exit(0)
+            return
+        if self._quit_when_idle:
+            self.notify("Still stopping after the batch in flight…")
+            return
+
+        def answered(stop: bool | None) -> None:
+            if not stop:
+                return
+            self._quit_when_idle = True
+            self._cancel.set()
+            self.log_pane.add_line("NOTE", "quitting after the batch in flight…")
+            self.notify("Stopping after the batch in flight, then quitting…")
+
+        self.push_screen(ConfirmScreen(
+            "A run is going. Stop it after the batch in flight and quit?\n"
+            "Finished batches stay on disk.", yes="Stop and quit", no="Keep running"),
+            answered)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if not self.read_only:
+            yield SystemCommand("Start evaluation", "Run with the settings shown (s)",
+                                self.action_start)
+            yield SystemCommand("Cancel run", "Stop after the batch in flight (c)",
+                                self.action_cancel)
+            yield SystemCommand("Auto-tune batch size", "Probe batch sizes and pick the "
+                                "fastest that fits (a)", self.action_tune)
+            yield SystemCommand("Save config", "Write the settings to the config file "
+                                "(ctrl+s)", self.action_save_config)
+        yield SystemCommand("Next theme", "Cycle the colour themes (t)", self.action_next_theme)
+        yield SystemCommand("Focus log", "Scroll the run's log (l)", self.action_focus_log)
+
+    # ── the engine worker ─────────────────────────────────────────────────────────────
+
+    @work(thread=True, group="engine", exit_on_error=False, name="evaluation")
+    def _evaluate(self, config: EvalConfig, cancel: threading.Event) -> None:
+        from tui_eval.engine import Evaluation
+
+        Evaluation(config, self.bridge, cancel=cancel, **self.run_options).run()
+
+    @work(thread=True, group="engine", exit_on_error=False, name="auto-tune")
+    def _tune(self, tuner: Any, config: EvalConfig, cancel: threading.Event) -> None:
+        run_auto_tune(tuner, config, self.bridge, cancel)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "engine" or not worker.is_finished:
+            return
+        if event.state == WorkerState.ERROR and not self._failure_reported:
+            self.apply_event(RunFailed(error=describe_error(worker.error)))
+        self._offer_tuned_size = False
+        self._set_activity(None)
+        if self._quit_when_idle:
+            self.exit(0)
+
+    def _offer_batch_size(self, size: int) -> None:
+        if self.read_only:
+            return
+        if self.config_pane.values().get("batch_size") == size:
+            self.notify(f"Batch size {size} is already set.", title="Auto-tune")
+            return
+
+        def answered(use: bool | None) -> None:
+            if use:
+                self.config_pane.set_value("batch_size", size)
+                self.notify(f"Batch size set to {size} (ctrl+s saves it).", title="Auto-tune")
+
+        self.push_screen(ConfirmScreen(f"Auto-tune chose batch size {size}.\n"
+                                       "Use it for the next run?",
+                                       yes=f"Use {size}", no="Keep current"), answered)

@@ -1,0 +1,106 @@
+"""``tui-eval watch RUN_DIR`` in a terminal: the app in read-only mode, fed by events.jsonl.
+
+A thread worker follows the file (only the bytes appended since its last look) and hands
+each event to the app's bridge, the same way into the panes as a run started in the app.
+The gauges show this machine. Nothing is written to the run directory.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.worker import get_current_worker
+
+from tui_eval.config import EvalConfig
+from tui_eval.errors import UsageError
+from tui_eval.events import RunStarted
+from tui_eval.follow import EventFollower, RunState, liveness
+from tui_eval.monitor import Sampler
+from tui_eval.results import CONFIG_FILE, EVENTS_FILE
+from tui_eval.resume import saved_config_values
+from tui_eval.signals import install_app_hangup
+from tui_eval.ui.app import EvalApp
+from tui_eval.watch import stopped_line
+
+# The watcher's own display settings, not the run's.
+WATCHER_KEYS = ("theme", "gpu_poll_seconds")
+
+
+def run_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run's saved config for the config pane, or None before config.json exists."""
+    if not (run_dir / CONFIG_FILE).exists():
+        return None
+    try:
+        values = saved_config_values(run_dir)
+    except UsageError:
+        return None
+    return {k: v for k, v in values.items() if k not in WATCHER_KEYS}
+
+
+class WatchApp(EvalApp):
+    def __init__(self, run_dir: Path, *, interval: float = 0.5, sampler: Sampler | None = None,
+                 theme_directories: list[Path] | None = None) -> None:
+        super().__init__(EvalConfig(**(run_config(run_dir) or {})), read_only=True,
+                         sampler=sampler, theme_directories=theme_directories,
+                         subtitle=f"watching {run_dir}")
+        self.run_dir = run_dir
+        self.interval = interval
+        self.follower = EventFollower(run_dir / EVENTS_FILE)
+        self.state = RunState()
+        self.stopped_shown = False
+
+    def on_mount(self) -> None:
+        install_app_hangup(lambda: self.exit(0))  # nothing to save: a watcher only reads
+        self._follow()
+
+    @work(thread=True, group="watch", exit_on_error=False, name="follow events.jsonl")
+    def _follow(self) -> None:
+        worker = get_current_worker()
+        config_shown = run_config(self.run_dir) is not None
+        while not worker.is_cancelled:
+            self._forward(self.follower.poll())
+            if not config_shown:
+                values = run_config(self.run_dir)
+                if values is not None:
+                    config_shown = True
+                    self.call_from_thread(self._show_config, values)
+            if not self.stopped_shown and self._process_gone():
+                self._forward(self.follower.poll())  # its last words, written as it exited
+                if not self.state.ended:
+                    self.stopped_shown = True
+                    pid = self.state.started.pid if self.state.started else None
+                    self.call_from_thread(self._show_stopped, stopped_line(self.run_dir, pid))
+            time.sleep(self.interval)
+
+    def _forward(self, events: list[Any]) -> None:
+        if self.follower.restarted:
+            self.state = RunState()
+            self.call_from_thread(self.progress_pane.reset, "the run started over…")
+        for event in events:
+            self.state.apply(event)
+            if isinstance(event, RunStarted) and self.stopped_shown:
+                self.stopped_shown = False  # a resumed try: the old news goes
+                self.call_from_thread(self.clear_notifications)
+            self.bridge(event)
+
+    def _process_gone(self) -> bool:
+        return not self.state.ended and liveness(self.run_dir, self.state).alive is False
+
+    def _show_config(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            self.config_pane.set_value(key, value)
+
+    def _show_stopped(self, text: str) -> None:
+        self.progress_pane.rates.update("stopped — no final event; resume: see the log")
+        self.log_pane.add_line("ERROR", text)
+        self.sub_title = f"{self.run_dir} — stopped"
+        self.notify(text, title="Run stopped", severity="error", timeout=30)
+
+
+def run_watch_app(run_dir: Path, *, interval: float = 0.5) -> int:
+    app = WatchApp(run_dir, interval=interval)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,1 @@
+"""The app's panes and the small widgets they are built from."""

@@ -1,0 +1,175 @@
+"""The config pane: one editable field per config key, checked as you type with the CLI's
+rules and messages (``tui_eval.config.check_value``).
+
+Fields are generated from ``tui_eval.config.rules()``, so a key added to the config shows
+up here with its help text as the tooltip; the run settings users touch most come first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.validation import ValidationResult, Validator
+from textual.widget import Widget
+from textual.widgets import Input, Label, Select, Static
+
+from tui_eval.config import EvalConfig, Rule, rules
+from tui_eval.ui.config_text import format_text, validate_text
+
+FIRST_KEYS = ("model", "data", "batch_size", "max_tokens", "torch_dtype", "device",
+              "output_dir", "oom_policy", "metrics", "limit", "simulate_oom_above", "lang",
+              "theme", "gpu_poll_seconds")
+LABELS = {
+    "model": "model", "data": "data", "batch_size": "batch size", "max_tokens": "max tokens",
+    "torch_dtype": "dtype", "device": "device", "output_dir": "output", "oom_policy": "on OOM",
+    "metrics": "metrics", "limit": "limit", "simulate_oom_above": "fake OOM >",
+    "lang": "log lang", "theme": "theme", "gpu_poll_seconds": "poll (s)",
+    "prompt_field": "prompt field", "answer_field": "answer field", "id_field": "id field",
+    "prompt_template": "template", "chat_template": "chat tmpl", "do_sample": "sample",
+    "temperature": "temperature", "top_p": "top p", "seed": "seed", "stop": "stop",
+    "on_bad_line": "bad lines", "tune_mode": "tune mode", "max_batch_size": "max batch",
+    "memory_headroom": "headroom", "max_memory": "max memory",
+}
+PLACEHOLDERS = {"model": "built-in demo", "data": "built-in demo",
+                "output_dir": "eval_results/<time>", "limit": "all", "lang": "locale",
+                "simulate_oom_above": "off", "max_memory": "no cap"}
+
+
+def ordered_keys() -> list[str]:
+    declared = list(rules())
+    return [k for k in FIRST_KEYS if k in declared] + [k for k in declared if k not in FIRST_KEYS]
+
+
+class RuleValidator(Validator):
+    """The CLI's check for one key, as a Textual validator."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def validate(self, value: str) -> ValidationResult:
+        _, error = validate_text(self.key, value)
+        return self.success() if error is None else self.failure(error)
+
+
+class ConfigPane(VerticalScroll):
+    """``values()`` is the config as the fields stand; ``errors()`` says what is wrong."""
+
+    class Changed(Message):
+        """A field now holds a valid value different from before."""
+
+        def __init__(self, key: str, value: Any) -> None:
+            super().__init__()
+            self.key = key
+            self.value = value
+
+    def __init__(self, config: EvalConfig, *, theme_names: list[str], read_only: bool = False,
+                 id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._values: dict[str, Any] = config.to_dict()
+        self._errors: dict[str, str] = {}
+        self.theme_names = theme_names
+        self.read_only = read_only
+
+    def compose(self) -> ComposeResult:
+        all_rules = rules()
+        for key in ordered_keys():
+            rule = all_rules[key]
+            label = Label(LABELS.get(key, key.replace("_", " ")), markup=False,
+                          classes="field-label")
+            label.tooltip = f"{key}: {rule.help}"
+            editor = self._editor(key, rule)
+            editor.tooltip = f"{key}: {rule.help}"
+            editor.disabled = self.read_only
+            with Vertical(classes="field", id=f"field-{key}"):
+                with Horizontal(classes="field-row"):
+                    yield label
+                    yield editor
+                error = Static("", markup=False, classes="field-error", id=f"error-{key}")
+                error.display = False
+                yield error
+
+    def _editor(self, key: str, rule: Rule) -> Widget:
+        value = self._values.get(key)
+        editor_id = f"edit-{key}"
+        if key == "theme":
+            names = list(self.theme_names)
+            if value and value not in names:
+                names.append(value)
+            return Select([(name, name) for name in names], value=value or Select.NULL,
+                          allow_blank=True, prompt="default", compact=True, id=editor_id)
+        if rule.type == "bool":
+            return Select([("true", True), ("false", False)], value=bool(value),
+                          allow_blank=False, compact=True, id=editor_id)
+        if rule.type == "str" and rule.choices:
+            blank = Select.NULL if value is None else value
+            return Select([(choice, choice) for choice in rule.choices], value=blank,
+                          allow_blank=rule.optional, prompt=PLACEHOLDERS.get(key, "unset"),
+                          compact=True, id=editor_id)
+        return Input(format_text(value), placeholder=PLACEHOLDERS.get(key, ""), compact=True,
+                     validators=[RuleValidator(key)], id=editor_id)
+
+    # ── reading the form ──────────────────────────────────────────────────────────────
+
+    def values(self) -> dict[str, Any]:
+        """The last valid value of every field."""
+        return dict(self._values)
+
+    def errors(self) -> dict[str, str]:
+        """key → 'key: message' for every field whose text is not valid."""
+        return dict(self._errors)
+
+    def config(self) -> EvalConfig:
+        return EvalConfig(**self._values)
+
+    def focus_field(self, key: str) -> None:
+        self.query_one(f"#edit-{key}").focus()
+
+    # ── setting fields from elsewhere (auto-tune's choice, the theme key) ─────────────
+
+    def set_value(self, key: str, value: Any) -> None:
+        editor = self.query_one(f"#edit-{key}")
+        if isinstance(editor, Input):
+            editor.value = format_text(value)
+        elif isinstance(editor, Select):
+            if key == "theme" and value is not None and value not in self.theme_names:
+                self.theme_names.append(value)
+                editor.set_options([(name, name) for name in self.theme_names])
+            editor.value = Select.NULL if value is None else value
+        self._accept(key, value)
+
+    # ── keeping values and errors in step with the fields ─────────────────────────────
+
+    def _accept(self, key: str, value: Any) -> None:
+        self._errors.pop(key, None)
+        self._show_error(key, None)
+        if self._values.get(key) != value:
+            self._values[key] = value
+            self.post_message(self.Changed(key, value))
+
+    def _show_error(self, key: str, error: str | None) -> None:
+        label = self.query_one(f"#error-{key}", Static)
+        label.update(error or "")
+        label.display = error is not None
+        self.query_one(f"#field-{key}").set_class(error is not None, "-invalid")
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        key = (event.input.id or "").removeprefix("edit-")
+        value, error = validate_text(key, event.value)
+        if error is None:
+            self._accept(key, value)
+        else:
+            self._errors[key] = error
+            self._show_error(key, error)
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        key = (event.select.id or "").removeprefix("edit-")
+        self._accept(key, None if event.value is Select.NULL else event.value)

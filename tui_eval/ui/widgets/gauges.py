@@ -1,0 +1,114 @@
+"""The gauges pane: one card per GPU (name, memory, utilisation, temperature, power and a
+minute of history) and the host's CPU and RAM. Fed one ``Snapshot`` at a time."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+
+from tui_eval.monitor import GpuReading, History, HostReading, Snapshot
+from tui_eval.ui.formatting import gib_pair, number, percent
+from tui_eval.ui.widgets.line import Line
+from tui_eval.ui.widgets.meter import Meter
+from tui_eval.ui.widgets.spark import Spark
+
+
+def gpu_figures(reading: GpuReading) -> str:
+    """'util 45% · 62°C · 310/700 W', or why there is nothing to show."""
+    if not reading.responding:
+        return "N/A: not responding"
+    power = number(reading.power_w, digits=0)
+    if reading.power_w is not None and reading.power_limit_w is not None:
+        power = f"{reading.power_w:.0f}/{reading.power_limit_w:.0f}"
+    power += " W" if reading.power_w is not None else ""
+    return (f"util {percent(reading.util_percent)} · "
+            f"{number(reading.temperature_c, '°C')} · {power}")
+
+
+class GpuCard(Vertical):
+    """Five lines for one GPU."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(id=f"gpu-{index}", classes="gpu-card")
+        self.index = index
+        self.util_history = History()
+        self.memory_history = History()
+        # kept as attributes so a card can be updated before it has finished mounting
+        self.name_line = Line(f"GPU {index}", classes="gpu-name")
+        self.memory_meter = Meter("mem", classes="gpu-memory")
+        self.figures_line = Line("", classes="gpu-figures")
+        self.util_spark = Spark("util", classes="gpu-util-spark")
+        self.memory_spark = Spark("mem", classes="gpu-memory-spark")
+
+    def compose(self) -> ComposeResult:
+        yield self.name_line
+        yield self.memory_meter
+        yield self.figures_line
+        yield self.util_spark
+        yield self.memory_spark
+
+    def show(self, reading: GpuReading, when: float) -> None:
+        memory = reading.memory_fraction
+        self.util_history.add(when, reading.util_percent)
+        self.memory_history.add(when, None if memory is None else memory * 100)
+        self.name_line.set(f"GPU {reading.index} · {reading.name}")
+        self.memory_meter.show(
+            memory, gib_pair(reading.memory_used_bytes, reading.memory_total_bytes))
+        self.figures_line.set(gpu_figures(reading))
+        self.set_class(not reading.responding, "-not-responding")
+        self.util_spark.values = tuple(self.util_history.values())
+        self.memory_spark.values = tuple(self.memory_history.values())
+
+
+class HostCard(Vertical):
+    """CPU % and RAM of the machine the app runs on."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.cpu_meter = Meter("CPU", id="host-cpu")
+        self.ram_meter = Meter("RAM", id="host-ram")
+
+    def compose(self) -> ComposeResult:
+        yield self.cpu_meter
+        yield self.ram_meter
+
+    def show(self, reading: HostReading) -> None:
+        cpu = reading.cpu_percent
+        self.cpu_meter.show(None if cpu is None else cpu / 100, percent(cpu))
+        self.ram_meter.show(
+            reading.ram_fraction, gib_pair(reading.ram_used_bytes, reading.ram_total_bytes))
+
+
+class GaugesPane(VerticalScroll):
+    """GPU cards appear with the first snapshot that lists them."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.snapshots_shown = 0
+
+    def compose(self) -> ComposeResult:
+        yield Line("reading GPUs…", id="gpu-note")
+        yield HostCard(id="host")  # before the GPUs: in view whatever their number
+        yield Vertical(id="gpu-cards")
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        note = self.query_one("#gpu-note", Line)
+        if note.text != (snapshot.gpu_note or "") or note.display != bool(snapshot.gpu_note):
+            note.set(snapshot.gpu_note or "")
+            note.tooltip = snapshot.gpu_note
+            note.display = bool(snapshot.gpu_note)
+        cards = self.query_one("#gpu-cards", Vertical)
+        present = {card.index: card for card in cards.query(GpuCard)}
+        wanted = {reading.index for reading in snapshot.gpus}
+        for index, card in present.items():
+            if index not in wanted:
+                card.remove()
+        for reading in snapshot.gpus:
+            card = present.get(reading.index)
+            if card is None:
+                card = GpuCard(reading.index)
+                cards.mount(card)
+            card.show(reading, snapshot.time)
+        self.query_one(HostCard).show(snapshot.host)
+        self.snapshots_shown += 1
+

@@ -1,0 +1,65 @@
+"""The progress pane: samples done/total as a bar, then the run's rates and batch figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+
+from tui_eval.events import Progress, RunStarted
+from tui_eval.ui.formatting import format_duration
+from tui_eval.ui.widgets.line import Line
+from tui_eval.ui.widgets.meter import Meter
+
+
+def rates_line(samples_per_s: float, tokens_per_s: float, eta_s: float | None) -> str:
+    return (f"{samples_per_s:.2f} samples/s · {tokens_per_s:.0f} tok/s · "
+            f"ETA {format_duration(eta_s)}")
+
+
+def batch_line(batch_size: int, fallbacks: int, errors: int) -> str:
+    return f"batch size {batch_size} · fallbacks {fallbacks} · errors {errors}"
+
+
+class ProgressPane(Vertical):
+    def __init__(self, idle_text: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.idle_text = idle_text
+        self.bar = Meter("", label_width=0, warn_above=2.0, id="progress-bar")
+        self.rates = Line(idle_text, id="progress-rates")
+        self.batch = Line("", id="progress-batch")
+        self.last: Progress | None = None
+
+    def compose(self) -> ComposeResult:
+        yield self.bar
+        yield self.rates
+        yield self.batch
+
+    def reset(self, text: str | None = None) -> None:
+        self.last = None
+        self.bar.show(None, "")
+        self.rates.set(text or self.idle_text)
+        self.batch.set("")
+
+    def show_started(self, event: RunStarted) -> None:
+        self.bar.show(0.0, f"0/{event.total}")
+        self.rates.set(f"{event.model} on {event.device} ({event.dtype})")
+        self.batch.set(batch_line(event.batch_size, 0, 0))
+
+    def show_progress(self, event: Progress) -> None:
+        self.last = event
+        self.bar.show(event.done / max(event.total, 1), f"{event.done}/{event.total}")
+        self.rates.set(rates_line(event.samples_per_s, event.tokens_per_s, event.eta_s))
+        self.batch.set(batch_line(event.batch_size, event.fallbacks, event.errors))
+
+    def show_finished(self, metrics: dict[str, Any]) -> None:
+        done, total = metrics.get("n", 0), metrics.get("n_total", metrics.get("n", 0))
+        self.bar.show(done / max(total, 1), f"{done}/{total}")
+        state = "cancelled" if metrics.get("partial") else "done"
+        self.rates.set(f"{state} in {format_duration(metrics.get('wall_seconds'))} · "
+                          f"{metrics.get('samples_per_s', 0.0):.2f} samples/s · "
+                          f"{metrics.get('tokens_per_s', 0.0):.0f} tok/s")
+        self.batch.set(batch_line(metrics.get("batch_size", 0),
+                                     metrics.get("fallback_count", 0),
+                                     metrics.get("n_errors", 0)))

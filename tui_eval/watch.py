@@ -1,0 +1,248 @@
+"""``tui-eval watch RUN_DIR``: follow a run from its results directory, read-only.
+
+In a terminal it opens the app in its watch mode (this machine's gauges, the run's
+progress, log and results); with ``--no-ui`` (or when stdout is not a terminal) it prints
+plain lines and exits when the run ends. Neither writes to the run directory.
+
+Exit codes of ``--no-ui``: 0 the run finished, 1 it failed, stopped without a final event
+or did not start within ``--wait``, 2 bad usage, 130 the run was interrupted (partial).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, UsageError
+from tui_eval.events import (
+    Event,
+    LogLine,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TuneFinished,
+)
+from tui_eval.follow import EventFollower, Liveness, RunState, liveness
+from tui_eval.headless import (
+    PLAIN_PROGRESS_INTERVAL_S,
+    format_log_line,
+    metrics_table,
+    progress_text,
+)
+from tui_eval.results import EVENTS_FILE
+from tui_eval.resume import resume_command
+
+POLL_INTERVAL_S = 0.5
+CATCH_UP_LOG_LINES = 20
+
+
+def build_watch_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tui-eval watch",
+        description="Follow a run from its results directory (read-only): the app's watch "
+                    "mode in a terminal, plain lines with --no-ui. Works for runs going, "
+                    "finished, failed or not started yet.")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="the run's results directory (its -o)")
+    parser.add_argument("--no-ui", action="store_true",
+                        help="print plain progress lines; exit when the run ends")
+    parser.add_argument("--once", action="store_true",
+                        help="print where the run stands now and exit (implies --no-ui)")
+    parser.add_argument("--wait", type=float, metavar="SECONDS",
+                        help="give up when the run has not started within SECONDS "
+                             "(default: wait as long as it takes)")
+    parser.add_argument("--interval", type=float, default=POLL_INTERVAL_S, metavar="SECONDS",
+                        help=f"how often to look for new events (default {POLL_INTERVAL_S})")
+    return parser
+
+
+def watch_main(argv: list[str]) -> int:
+    args = build_watch_parser().parse_args(argv)
+    run_dir: Path = args.run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: not a directory")
+    if args.interval <= 0:
+        raise UsageError(f"--interval: must be a number > 0, got {args.interval:g}")
+    if args.wait is not None and args.wait < 0:
+        raise UsageError(f"--wait: must be a number ≥ 0, got {args.wait:g}")
+    if args.no_ui or args.once or not sys.stdout.isatty():
+        watcher = PlainWatcher(run_dir, interval=args.interval, wait=args.wait)
+        return watcher.run(once=args.once)
+    from tui_eval.ui.watch_app import run_watch_app
+
+    return run_watch_app(run_dir, interval=args.interval)
+
+
+def stopped_line(run_dir: Path, pid: int | None) -> str:
+    return (f"stopped — no final event (pid {pid} is gone); resume with: "
+            f"{resume_command(run_dir)}")
+
+
+def started_line(event: RunStarted, live: Liveness) -> str:
+    where = f"pid {event.pid}" + (f" on {live.host}" if live.alive is None and live.host
+                                  else "")
+    return (f"run: {event.total} samples, batch {event.batch_size}, {event.model} on "
+            f"{event.device} ({event.dtype}), {where}")
+
+
+def tune_line(event: TuneFinished) -> str:
+    return (f"auto-tune ({event.mode}): chose batch size {event.chosen_batch_size} after "
+            f"{len(event.probes)} probes")
+
+
+class PlainWatcher:
+    """Prints a run's events as plain lines: on attaching, where the run stands (its last
+    log lines and progress); then each new log line and a progress line at most every few
+    seconds; at the end, the metrics table and how the run ended."""
+
+    def __init__(self, run_dir: Path, *, stream: TextIO | None = None,
+                 interval: float = POLL_INTERVAL_S, wait: float | None = None,
+                 progress_every: float = PLAIN_PROGRESS_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.run_dir = run_dir
+        self.stream = stream or sys.stdout
+        self.interval = interval
+        self.wait = wait
+        self.progress_every = progress_every
+        self.clock = clock
+        self.sleep = sleep
+        self.follower = EventFollower(run_dir / EVENTS_FILE)
+        self.state = RunState()
+        self._last_progress_print = float("-inf")
+        self._progress_shown: Progress | None = None
+
+    def say(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def run(self, once: bool = False) -> int:
+        began = self.clock()
+        self._wait_for_file(began, once)
+        self._catch_up()
+        if not self.follower.exists:
+            return self._gave_up(once)
+        if once:
+            return self._report_now()
+        while True:
+            outcome = self._outcome()
+            if outcome is not None:
+                return outcome
+            if self.state.started is None and self._waited_too_long(began):
+                return self._gave_up(once)
+            self.sleep(self.interval)
+            self._show_new(self.follower.poll())
+
+    def _wait_for_file(self, began: float, once: bool) -> None:
+        announced = False
+        while True:
+            if (self.run_dir / EVENTS_FILE).exists():
+                return
+            if once or self._waited_too_long(began):
+                return
+            if not announced:
+                self.say(f"waiting for a run in {self.run_dir} …")
+                announced = True
+            self.sleep(self.interval)
+
+    def _waited_too_long(self, began: float) -> bool:
+        return self.wait is not None and self.clock() - began >= self.wait
+
+    def _gave_up(self, once: bool) -> int:
+        if once:
+            self.say(f"no run in {self.run_dir} yet")
+        else:
+            self.say(f"no run started in {self.run_dir} within {self.wait:g}s")
+        return EXIT_RUN_FAILED
+
+    def _catch_up(self) -> None:
+        """Show the backlog as a summary rather than replaying every line of it."""
+        for event in self.follower.poll():
+            self.state.apply(event)
+        logs = list(self.state.logs)
+        if len(logs) > CATCH_UP_LOG_LINES:
+            self.say(f"… {len(logs) - CATCH_UP_LOG_LINES} earlier log lines in run.log")
+        for line in logs[-CATCH_UP_LOG_LINES:]:
+            self.say(format_log_line(line))
+        if self.state.tune is not None:
+            self.say(tune_line(self.state.tune))
+        if self.state.started is not None:
+            self.say(started_line(self.state.started, self._liveness()))
+        if self.state.progress is not None and not self.state.ended:
+            self._show_progress(self.state.progress, force=True)
+
+    def _show_new(self, events: list[Event]) -> None:
+        if self.follower.restarted:
+            self.state = RunState()
+            self.say("the run's events.jsonl was replaced (started over); following the new one")
+        for event in events:
+            self.state.apply(event)
+            if isinstance(event, LogLine):
+                self.say(format_log_line(event))
+            elif isinstance(event, RunStarted):
+                self.say(started_line(event, self._liveness()))
+            elif isinstance(event, Progress):
+                self._show_progress(event)
+            elif isinstance(event, TuneFinished):
+                self.say(tune_line(event))
+
+    def _show_progress(self, event: Progress, force: bool = False) -> None:
+        now = self.clock()
+        if force or now - self._last_progress_print >= self.progress_every:
+            self._last_progress_print = now
+            self._progress_shown = event
+            self.say(f"progress: {progress_text(event)}")
+
+    def _liveness(self) -> Liveness:
+        return liveness(self.run_dir, self.state)
+
+    def _outcome(self) -> int | None:
+        """The exit code once the run is over, after printing how it ended; None while it
+        goes on (or when it cannot be told from here)."""
+        if self.state.ended:
+            return self._finish()
+        live = self._liveness()
+        if live.alive is not False:
+            return None
+        self._show_new(self.follower.poll())  # it may have written its end just before exiting
+        if self.state.ended:
+            return self._finish()
+        self._show_last_progress()
+        self.say(stopped_line(self.run_dir, live.pid))
+        return EXIT_RUN_FAILED
+
+    def _show_last_progress(self) -> None:
+        progress = self.state.progress
+        if progress is not None and progress is not self._progress_shown:
+            self._show_progress(progress, force=True)
+
+    def _finish(self) -> int:
+        final = self.state.final
+        if isinstance(final, RunFailed):
+            self._show_last_progress()
+            self.say(f"run failed: {final.error}")
+            return EXIT_RUN_FAILED
+        assert isinstance(final, RunFinished)
+        self.say("")
+        self.say(metrics_table(final.metrics))
+        if final.metrics.get("partial"):
+            self.say(f"interrupted after {final.metrics.get('n')}/"
+                     f"{final.metrics.get('n_total')} samples; resume with: "
+                     f"{resume_command(self.run_dir)}")
+            return EXIT_INTERRUPTED
+        self.say(f"finished: results in {self.run_dir}")
+        return EXIT_OK
+
+    def _report_now(self) -> int:
+        """--once: how the run stands now, then exit."""
+        outcome = self._outcome()
+        if outcome is not None:
+            return outcome
+        if self.state.started is None:
+            self.say("the run has not started yet (loading?)")
+        return EXIT_OK
