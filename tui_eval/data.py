@@ -73,7 +73,8 @@ def _records(path: Path) -> Iterator[tuple[str, int, Any]]:
             except UnicodeDecodeError:
                 raise DataError(f"{path}: not UTF-8 text") from None
         else:
-            raise DataError(f"{path}: unknown dataset format '{suffix}' (use .jsonl, .json or .csv)")
+            raise DataError(f"{path}: unknown dataset format '{suffix}' "
+                            "(use .jsonl, .json or .csv)")
 
 
 def _pick_field(record: dict[str, Any], configured: str | None, candidates: tuple[str, ...],
