@@ -71,11 +71,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from tui_eval.backend import quiet_transformers
     from tui_eval.testing import build_tiny_model
