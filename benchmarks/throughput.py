@@ -22,15 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PHRASES = ["What is the capital of France?", "Add 12 and 30.", "Name a colour of the sky.",
-           "How many legs does a spider have?", "Translate to French: cat.",
-           "Write the number after 99."]
-
-
-def make_prompts(count: int) -> list[str]:
-    # Varied lengths: 1 to 6 phrases per prompt, so padding and sorting matter.
-    return [" ".join(PHRASES[(i + j) % len(PHRASES)] for j in range(1 + i % 6))
-            for i in range(count)]
+from workload import make_prompts
 
 
 def plain_loop(model_dir: Path, prompts: list[str], batch_size: int, max_tokens: int) -> float:

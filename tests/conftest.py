@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tui_eval.events import Event, LogLine, format_log_line
 from tui_eval.testing import build_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -90,3 +91,16 @@ def long_rows() -> list[dict]:
 @pytest.fixture()
 def long_jsonl(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "long.jsonl", long_rows())
+
+
+class Collect:
+    """An event sink that keeps every event, for assertions."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def logs(self) -> list[str]:
+        return [format_log_line(e) for e in self.events if isinstance(e, LogLine)]

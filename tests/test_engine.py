@@ -7,23 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import PROMPTS, build_tiny_model
+from conftest import PROMPTS, Collect, build_tiny_model
 
 from tui_eval.backend import HFBackend, cut_at_stop
 from tui_eval.config import EvalConfig
 from tui_eval.engine import Evaluation
-from tui_eval.events import Event, Fallback, LogLine, Progress, RunFinished, format_log_line
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def logs(self) -> list[str]:
-        return [format_log_line(e) for e in self.events if isinstance(e, LogLine)]
+from tui_eval.events import Event, Fallback, Progress, RunFinished
 
 
 def run(config: EvalConfig) -> tuple[dict, list[dict], Collect]:

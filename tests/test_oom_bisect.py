@@ -7,25 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import PROMPTS
+from conftest import PROMPTS, Collect
 
 from tui_eval.backend import Generation
 from tui_eval.config import EvalConfig
 from tui_eval.data import Sample
 from tui_eval.engine import Evaluation
-from tui_eval.events import Event, Fallback, LogLine, Progress, format_log_line
+from tui_eval.events import Fallback, Progress
 from tui_eval.oom import BisectPolicy, OomPolicy, make_oom_policy
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def logs(self) -> list[str]:
-        return [format_log_line(e) for e in self.events if isinstance(e, LogLine)]
 
 
 def samples(n: int) -> list[Sample]:

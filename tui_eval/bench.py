@@ -105,13 +105,17 @@ class _RunFilter:
 
 def run_bench(config: Any, sizes: list[int], sink: EventSink) -> tuple[list[BenchRow], Path]:
     """Evaluate the data at each size with one loaded model; write bench.json and bench.md."""
-    from tui_eval.backend import HFBackend
-    from tui_eval.data import load_dataset
-    from tui_eval.engine import DEMO_DIR, Evaluation, device_description, with_demo_defaults
+    from tui_eval.engine import Evaluation
     from tui_eval.i18n import default_language
-    from tui_eval.memcap import apply_max_memory
     from tui_eval.memory import free_memory
     from tui_eval.meter import ResourceMeter
+    from tui_eval.preparation import (
+        device_description,
+        load_weights,
+        open_backend,
+        read_dataset,
+        with_demo_defaults,
+    )
     from tui_eval.results import prepare_run_dir, write_json_atomic
 
     lang = config.lang or default_language()
@@ -119,23 +123,11 @@ def run_bench(config: Any, sizes: list[int], sink: EventSink) -> tuple[list[Benc
     def log(level: str, key: str, **values: object) -> None:
         sink(LogLine(level=level, message=message(key, lang, **values)))
 
-    if config.model is None and config.data is None:
-        log("INFO", "demo_run", path=DEMO_DIR)
-    config = with_demo_defaults(config)
-    backend = HFBackend(config.model or "", device=config.device, dtype=config.torch_dtype,
-                        chat_template=config.chat_template,
-                        simulate_oom_above=config.simulate_oom_above)
-    dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
-                           prompt_field=config.prompt_field, answer_field=config.answer_field,
-                           id_field=config.id_field, on_bad_line=config.on_bad_line,
-                           limit=config.limit)
+    config = with_demo_defaults(config, log)
+    backend = open_backend(config, log)
+    dataset = read_dataset(config, log)
     out = prepare_run_dir(Path(config.output_dir or default_bench_dir()))
-    apply_max_memory(config.max_memory, backend.device, log)
-    log("INFO", "loading_model", model=config.model, device=backend.device,
-        dtype=backend.dtype_name)
-    backend.load_model()
-    log("INFO", "model_loaded", seconds=backend.load_seconds, device=backend.device,
-        dtype=backend.dtype_name)
+    load_weights(backend, config, log)
     log("INFO", "bench_started", n=len(dataset.samples), sizes=", ".join(map(str, sizes)),
         max_tokens=config.max_tokens, out=out)
     # One-time costs of the first generate call must not count against the first size.

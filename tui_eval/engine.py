@@ -6,25 +6,27 @@ It knows nothing about any UI: it reports through events sent to a sink.
 from __future__ import annotations
 
 import os
-import platform
-import socket
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tui_eval import __version__
 from tui_eval.backend import HFBackend
 from tui_eval.batching import longest_first
 from tui_eval.config import EvalConfig
-from tui_eval.data import Dataset, Sample, load_dataset
+from tui_eval.data import Dataset, Sample
 from tui_eval.errors import UsageError
 from tui_eval.events import EventSink, FanOut, LogLine, Progress, RunFailed, RunFinished, RunStarted
 from tui_eval.i18n import default_language, message
-from tui_eval.memcap import apply_max_memory
 from tui_eval.metrics import mean_scores, score
 from tui_eval.oom import Outcome, make_oom_policy
+from tui_eval.preparation import (
+    load_weights,
+    open_backend,
+    read_dataset,
+    run_description,
+    with_demo_defaults,
+)
 from tui_eval.results import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -35,37 +37,6 @@ from tui_eval.results import (
     write_json_atomic,
 )
 from tui_eval.resume import ProgressOffset, ResumePlan, holds_run, plan_resume
-
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
-DEMO_MODEL = DEMO_DIR / "model"
-DEMO_DATA = DEMO_DIR / "arithmetic.jsonl"
-
-
-def with_demo_defaults(config: EvalConfig) -> EvalConfig:
-    """No model and no data means the built-in demo; one without the other is a usage error."""
-    if config.model is None and config.data is None:
-        return replace(config, model=str(DEMO_MODEL), data=str(DEMO_DATA))
-    if config.model is None:
-        raise UsageError("no model: pass -m MODEL (or neither -m nor -d to run the demo)")
-    if config.data is None:
-        raise UsageError("no dataset: pass -d DATA (or neither -m nor -d to run the demo)")
-    return config
-
-
-def library_versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    return {"tui_eval": __version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version()}
-
-
-def device_description(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return platform.processor() or platform.machine()
 
 
 class Evaluation:
@@ -110,36 +81,15 @@ class Evaluation:
             self.recorder.close()
 
     def _run(self) -> dict[str, Any]:
-        config = with_demo_defaults(self.requested)
-        if self.requested.model is None:
-            self.log("INFO", "demo_run", path=DEMO_DIR)
-        self.config = config
-        backend = self.backend
-        if backend is None:
-            backend = HFBackend(config.model or "", device=config.device,
-                                dtype=config.torch_dtype, chat_template=config.chat_template,
-                                simulate_oom_above=config.simulate_oom_above)
-        if config.chat_template and not backend.use_chat_template:
-            self.log("WARNING", "chat_template_missing")
-        dataset = self._load_data(config)
+        config = self.config = with_demo_defaults(self.requested, self.log)
+        backend = self.backend or open_backend(config, self.log)
+        dataset = read_dataset(config, self.log)
         self.run_dir = prepare_run_dir(Path(config.output_dir or default_run_dir()))
         self._plan_resume(config, dataset)
         self.recorder.open(self.run_dir)
         if backend.model is None:
-            apply_max_memory(config.max_memory, backend.device, self.log)
-            self.log("INFO", "loading_model", model=config.model, device=backend.device,
-                     dtype=backend.dtype_name)
-            backend.load_model()
-            self.log("INFO", "model_loaded", seconds=backend.load_seconds,
-                     device=backend.device, dtype=backend.dtype_name)
-        write_json_atomic(self.run_dir / CONFIG_FILE, {
-            "config": config.to_dict(),
-            "versions": library_versions(),
-            "device": backend.device,
-            "device_name": device_description(backend.device),
-            "dtype": backend.dtype_name,
-            "host": socket.gethostname(),  # lets a watcher tell whether it can see the pid
-        })
+            load_weights(backend, config, self.log)
+        write_json_atomic(self.run_dir / CONFIG_FILE, run_description(config, backend))
         if self.resumed.done:
             self.sink = ProgressOffset(self.sink, self.resumed.done)
         return self._evaluate(backend, dataset)
@@ -157,19 +107,6 @@ class Evaluation:
         if had_run and not self.overwrite:
             self.log("INFO", "resume_auto" if self.resumed.automatic else "resume_explicit",
                      run_dir=self.run_dir, done=self.resumed.done, total=len(dataset.samples))
-
-    def _load_data(self, config: EvalConfig) -> Dataset:
-        dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
-                               prompt_field=config.prompt_field,
-                               answer_field=config.answer_field, id_field=config.id_field,
-                               on_bad_line=config.on_bad_line, limit=config.limit)
-        for line in dataset.skipped:
-            self.log("WARNING", "skipped_line", where=line.split(": ", 1)[0],
-                     reason=line.split(": ", 1)[-1])
-        if dataset.skipped:
-            self.log("INFO", "skipped_lines", n=len(dataset.skipped), path=dataset.path)
-        self.log("INFO", "data_loaded", n=len(dataset.samples), path=dataset.path)
-        return dataset
 
     def _evaluate(self, backend: HFBackend, dataset: Dataset) -> dict[str, Any]:
         config = self.config

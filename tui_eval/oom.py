@@ -45,14 +45,9 @@ class OomPolicy:
         self.sink(LogLine(level=level, message=message(key, self.lang, **values)))
 
     def run_batch(self, samples: Sequence[Sample]) -> list[Outcome]:
-        try:
-            return self._generate(samples)
-        except Exception as exc:  # noqa: BLE001 - any batch failure falls back, as the seed says
-            error = summarize_error(exc)
-            oom = is_oom_error(exc)
-            del exc  # the traceback holds the batch's tensors
-        if oom:
-            free_memory()
+        outcomes, error, _ = self._try(samples)
+        if outcomes is not None:
+            return outcomes
         if len(samples) == 1:
             return [self._failed(samples[0], error)]
         self.fallbacks += 1
@@ -62,15 +57,21 @@ class OomPolicy:
         return [outcome for sample in samples for outcome in self.run_single(sample)]
 
     def run_single(self, sample: Sample) -> list[Outcome]:
+        outcomes, error, _ = self._try([sample])
+        return outcomes if outcomes is not None else [self._failed(sample, error)]
+
+    def _try(self, samples: Sequence[Sample]) -> tuple[list[Outcome] | None, str, bool]:
+        """Generate, or return (None, the error's summary, whether it was an OOM) with the
+        failed attempt's memory already freed."""
         try:
-            return self._generate([sample])
-        except Exception as exc:  # noqa: BLE001 - recorded with the sample, the run goes on
+            return self._generate(samples), "", False
+        except Exception as exc:  # noqa: BLE001 - any failure is recovered from, as the seed says
             error = summarize_error(exc)
             oom = is_oom_error(exc)
-            del exc
+            del exc  # the traceback holds the batch's tensors
         if oom:
             free_memory()
-        return [self._failed(sample, error)]
+        return None, error, oom
 
     def _failed(self, sample: Sample, error: str) -> Outcome:
         self._log("ERROR", "sample_failed", id=sample.id, error=error)
@@ -98,14 +99,9 @@ class BisectPolicy(OomPolicy):
         return outcomes
 
     def _attempt(self, part: list[Sample]) -> list[Outcome]:
-        try:
-            return self._generate(part)
-        except Exception as exc:  # noqa: BLE001 - any batch failure is recovered from
-            error = summarize_error(exc)
-            oom = is_oom_error(exc)
-            del exc  # the traceback holds the batch's tensors
-        if oom:
-            free_memory()
+        outcomes, error, oom = self._try(part)
+        if outcomes is not None:
+            return outcomes
         if len(part) == 1:
             return [self._failed(part[0], error)]
         self.fallbacks += 1

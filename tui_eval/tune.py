@@ -410,13 +410,16 @@ def default_tune_dir() -> Path:
 
 def run_tuning(config: Any, sink: EventSink) -> tuple[TuneResult, Path]:
     """Load the model and the data as a run would, tune, and write the results directory."""
-    from tui_eval.backend import HFBackend
     from tui_eval.batching import longest_first
-    from tui_eval.data import load_dataset
-    from tui_eval.engine import DEMO_DIR, device_description, library_versions, with_demo_defaults
     from tui_eval.events import FanOut
     from tui_eval.i18n import default_language
-    from tui_eval.memcap import apply_max_memory
+    from tui_eval.preparation import (
+        load_weights,
+        open_backend,
+        read_dataset,
+        run_description,
+        with_demo_defaults,
+    )
     from tui_eval.results import CONFIG_FILE, EventRecorder, prepare_run_dir, write_json_atomic
 
     lang = config.lang or default_language()
@@ -427,29 +430,13 @@ def run_tuning(config: Any, sink: EventSink) -> tuple[TuneResult, Path]:
         events(LogLine(level=level, message=message(key, lang, **values)))
 
     try:
-        if config.model is None and config.data is None:
-            log("INFO", "demo_run", path=DEMO_DIR)
-        config = with_demo_defaults(config)
-        backend = HFBackend(config.model or "", device=config.device,
-                            dtype=config.torch_dtype, chat_template=config.chat_template,
-                            simulate_oom_above=config.simulate_oom_above)
-        dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
-                               prompt_field=config.prompt_field,
-                               answer_field=config.answer_field, id_field=config.id_field,
-                               on_bad_line=config.on_bad_line, limit=config.limit)
-        log("INFO", "data_loaded", n=len(dataset.samples), path=dataset.path)
+        config = with_demo_defaults(config, log)
+        backend = open_backend(config, log)
+        dataset = read_dataset(config, log)
         run_dir = prepare_run_dir(Path(config.output_dir or default_tune_dir()))
         recorder.open(run_dir)
-        apply_max_memory(config.max_memory, backend.device, log)
-        log("INFO", "loading_model", model=config.model, device=backend.device,
-            dtype=backend.dtype_name)
-        backend.load_model()
-        log("INFO", "model_loaded", seconds=backend.load_seconds, device=backend.device,
-            dtype=backend.dtype_name)
-        write_json_atomic(run_dir / CONFIG_FILE, {
-            "config": config.to_dict(), "versions": library_versions(),
-            "device": backend.device, "device_name": device_description(backend.device),
-            "dtype": backend.dtype_name})
+        load_weights(backend, config, log)
+        write_json_atomic(run_dir / CONFIG_FILE, run_description(config, backend))
         rendered = [backend.render(s.prompt) for s in dataset.samples]
         prompts = longest_first(rendered, backend.token_counts(rendered))
         result = tune_batch_size(backend, prompts, config, events, lang, run_dir)

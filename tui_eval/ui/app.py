@@ -46,7 +46,7 @@ from tui_eval.ui.themes import (
     terminal_has_few_colours,
     theme_dirs,
 )
-from tui_eval.ui.tuning import find_tuner, run_auto_tune
+from tui_eval.ui.tuning import run_auto_tune
 from tui_eval.ui.widgets.config_form import ConfigPane
 from tui_eval.ui.widgets.gauges import GaugesPane
 from tui_eval.ui.widgets.log_pane import LogPane
@@ -330,10 +330,6 @@ class EvalApp(App[int]):
     def action_tune(self) -> None:
         if self.read_only or self._refuse_if_busy():
             return
-        tuner = find_tuner()
-        if tuner is None:
-            self.notify("Auto-tune is not available in this build.", severity="warning")
-            return
         config = self._valid_config("auto-tune")
         if config is None:
             return
@@ -343,7 +339,7 @@ class EvalApp(App[int]):
         self.results_pane.start_tune()
         self.progress_pane.reset("auto-tune: probing batch sizes on the longest prompts…")
         self._set_activity("tune")
-        self._tune(tuner, config, self._cancel)
+        self._tune(config, self._cancel)
 
     def action_cancel(self) -> None:
         if self.activity is None:
@@ -433,8 +429,8 @@ class EvalApp(App[int]):
         Evaluation(config, self.bridge, cancel=cancel, **self.run_options).run()
 
     @work(thread=True, group="engine", exit_on_error=False, name="auto-tune")
-    def _tune(self, tuner: Any, config: EvalConfig, cancel: threading.Event) -> None:
-        run_auto_tune(tuner, config, self.bridge, cancel)
+    def _tune(self, config: EvalConfig, cancel: threading.Event) -> None:
+        run_auto_tune(config, self.bridge, cancel)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker

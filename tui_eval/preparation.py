@@ -1,0 +1,101 @@
+"""What every command does before it generates: pick the demo when asked for nothing, open
+the tokenizer, read the data, load the weights, describe the run. The evaluation, the tuner
+and the bench share these steps so they fail the same way and log the same lines.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tui_eval import __version__
+from tui_eval.backend import HFBackend
+from tui_eval.config import EvalConfig
+from tui_eval.data import Dataset, load_dataset
+from tui_eval.errors import UsageError
+from tui_eval.memcap import apply_max_memory
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_MODEL = DEMO_DIR / "model"
+DEMO_DATA = DEMO_DIR / "arithmetic.jsonl"
+
+LogFn = Callable[..., None]  # log(level, message_key, **values)
+
+
+def with_demo_defaults(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
+    """No model and no data means the built-in demo; one without the other is a usage error."""
+    if config.model is None and config.data is None:
+        if log is not None:
+            log("INFO", "demo_run", path=DEMO_DIR)
+        return replace(config, model=str(DEMO_MODEL), data=str(DEMO_DATA))
+    if config.model is None:
+        raise UsageError("no model: pass -m MODEL (or neither -m nor -d to run the demo)")
+    if config.data is None:
+        raise UsageError("no dataset: pass -d DATA (or neither -m nor -d to run the demo)")
+    return config
+
+
+def open_backend(config: EvalConfig, log: LogFn) -> HFBackend:
+    """Check the model path and load the tokenizer: cheap, and before any data is read."""
+    backend = HFBackend(config.model or "", device=config.device, dtype=config.torch_dtype,
+                        chat_template=config.chat_template,
+                        simulate_oom_above=config.simulate_oom_above)
+    if config.chat_template and not backend.use_chat_template:
+        log("WARNING", "chat_template_missing")
+    return backend
+
+
+def read_dataset(config: EvalConfig, log: LogFn) -> Dataset:
+    dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
+                           prompt_field=config.prompt_field, answer_field=config.answer_field,
+                           id_field=config.id_field, on_bad_line=config.on_bad_line,
+                           limit=config.limit)
+    for line in dataset.skipped:
+        where, _, reason = line.partition(": ")
+        log("WARNING", "skipped_line", where=where, reason=reason)
+    if dataset.skipped:
+        log("INFO", "skipped_lines", n=len(dataset.skipped), path=dataset.path)
+    log("INFO", "data_loaded", n=len(dataset.samples), path=dataset.path)
+    return dataset
+
+
+def load_weights(backend: HFBackend, config: EvalConfig, log: LogFn) -> None:
+    """Cap CUDA memory first (so the weights count against the cap), then load."""
+    apply_max_memory(config.max_memory, backend.device, log)
+    log("INFO", "loading_model", model=config.model, device=backend.device,
+        dtype=backend.dtype_name)
+    backend.load_model()
+    log("INFO", "model_loaded", seconds=backend.load_seconds, device=backend.device,
+        dtype=backend.dtype_name)
+
+
+def library_versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"tui_eval": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def device_description(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def run_description(config: EvalConfig, backend: HFBackend) -> dict[str, Any]:
+    """config.json: the resolved config and what it ran on."""
+    return {
+        "config": config.to_dict(),
+        "versions": library_versions(),
+        "device": backend.device,
+        "device_name": device_description(backend.device),
+        "dtype": backend.dtype_name,
+        "host": socket.gethostname(),  # lets a watcher tell whether it can see the pid
+    }
