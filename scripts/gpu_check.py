@@ -203,14 +203,21 @@ def environment(cpu: bool) -> bool:
     return nvml.device_handle("cuda:0") is not None
 
 
-def nvml_readings() -> dict[str, Any]:
-    from tui_eval import nvml
+def nvml_readings() -> list[dict[str, Any]]:
+    """What the app's gauges show, one dict per GPU (memory in GiB)."""
+    from dataclasses import asdict
 
-    readings = nvml.readings(nvml.device_handle("cuda:0"))
-    for key in ("memory_total_bytes", "memory_used_bytes"):
-        if key in readings:
-            readings[key.replace("_bytes", "_gib")] = round(readings.pop(key) / 2**30, 2)
-    return readings
+    from tui_eval.monitor import GpuUnavailable, NvmlGpuSource
+
+    try:
+        gpus = [asdict(reading) for reading in NvmlGpuSource().read()]
+    except GpuUnavailable as exc:
+        return [{"error": str(exc)}]
+    for gpu in gpus:
+        for key in ("memory_total_bytes", "memory_used_bytes"):
+            if gpu.get(key) is not None:
+                gpu[key.replace("_bytes", "_gib")] = round(gpu.pop(key) / 2**30, 2)
+    return gpus
 
 
 def main() -> int:

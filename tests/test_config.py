@@ -85,3 +85,9 @@ def test_repo_eval_toml_is_valid_and_documents_every_key() -> None:
 
 def test_every_key_has_help() -> None:
     assert all(rule.help for rule in rules().values())
+
+
+def test_readme_documents_every_key() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    missing = [key for key in rules() if f"`{key}`" not in text]
+    assert missing == []

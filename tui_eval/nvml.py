@@ -1,4 +1,5 @@
-"""GPU utilisation and memory from NVML. Every call degrades to None: no pynvml, no driver,
+"""The NVML handle of the GPU a run uses, and its utilisation during a probe (the app's
+all-GPU gauges live in monitor.py). Every call degrades to None: no pynvml, no driver,
 a CPU device or an NVML error never stops a run."""
 
 from __future__ import annotations
@@ -80,28 +81,3 @@ def utilization_percent(handle: Any) -> float | None:
         return float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
     except Exception:  # noqa: BLE001
         return None
-
-
-def readings(handle: Any) -> dict[str, Any]:
-    """A snapshot for reports: name, driver, memory, utilisation, temperature, power."""
-    nvml = _nvml()
-    if nvml is None or handle is None:
-        return {}
-    out: dict[str, Any] = {}
-    probes = {
-        "name": lambda: nvml.nvmlDeviceGetName(handle),
-        "driver": lambda: nvml.nvmlSystemGetDriverVersion(),
-        "memory_total_bytes": lambda: nvml.nvmlDeviceGetMemoryInfo(handle).total,
-        "memory_used_bytes": lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used,
-        "gpu_util_percent": lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
-        "memory_util_percent": lambda: nvml.nvmlDeviceGetUtilizationRates(handle).memory,
-        "temperature_c": lambda: nvml.nvmlDeviceGetTemperature(handle, 0),
-        "power_w": lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
-    }
-    for key, read in probes.items():
-        try:
-            value = read()
-            out[key] = value.decode() if isinstance(value, bytes) else value
-        except Exception:  # noqa: BLE001 - a field this card or driver does not report
-            continue
-    return out
