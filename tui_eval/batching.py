@@ -1,4 +1,4 @@
-"""Ordering samples for generation and cutting them into batches."""
+"""Ordering samples for generation: longest first."""
 
 from __future__ import annotations
 
@@ -13,7 +13,3 @@ def longest_first(items: Sequence[T], lengths: Sequence[int]) -> list[T]:
     The sort is stable: equal lengths keep their dataset order."""
     order = sorted(range(len(items)), key=lambda i: -lengths[i])
     return [items[i] for i in order]
-
-
-def chunks(items: Sequence[T], size: int) -> list[list[T]]:
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]

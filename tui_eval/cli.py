@@ -85,13 +85,6 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-headroom", dest="memory_headroom", type=float,
                         metavar="F", help="-b auto: never choose a size peaking above this "
                         "share of the memory (default 0.9)")
-    existing = parser.add_mutually_exclusive_group()
-    existing.add_argument("--resume", action="store_true",
-                          help="continue the run in -o DIR: its saved config is used (flags "
-                          "may change batch size, device, lang, OOM settings) and samples "
-                          "already in predictions.jsonl are skipped")
-    existing.add_argument("--overwrite", action="store_true",
-                          help="replace the run that -o DIR holds instead of continuing it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="colour theme of the app: a built-in or a TOML theme from "
                         "themes/ or ~/.config/tui-eval/themes (t cycles them in the app)")
     add_run_options(parser)
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the run in -o DIR: its saved config is used (flags "
+                          "may change batch size, device, lang, OOM settings) and samples "
+                          "already in predictions.jsonl are skipped")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace the run that -o DIR holds instead of continuing it")
     return parser
 
 
