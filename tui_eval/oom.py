@@ -50,10 +50,17 @@ class OomPolicy:
             return outcomes
         if len(samples) == 1:
             return [self._failed(samples[0], error)]
-        self.fallbacks += 1
-        self.sink(Fallback(batch_size=len(samples), error=error))
-        self._log("WARNING", "batch_failed", error=error)
+        self._batch_failed(len(samples), error)
         self._log("INFO", "fallback_single")
+        return self._one_by_one(samples)
+
+    def _batch_failed(self, size: int, error: str) -> None:
+        """Count and report a failed batch: the Fallback event and the seed's warning line."""
+        self.fallbacks += 1
+        self.sink(Fallback(batch_size=size, error=error))
+        self._log("WARNING", "batch_failed", error=error)
+
+    def _one_by_one(self, samples: Sequence[Sample]) -> list[Outcome]:
         return [outcome for sample in samples for outcome in self.run_single(sample)]
 
     def run_single(self, sample: Sample) -> list[Outcome]:
@@ -104,16 +111,14 @@ class BisectPolicy(OomPolicy):
             return outcomes
         if len(part) == 1:
             return [self._failed(part[0], error)]
-        self.fallbacks += 1
-        self.sink(Fallback(batch_size=len(part), error=error))
-        self._log("WARNING", "batch_failed", error=error)
+        self._batch_failed(len(part), error)
         half = (len(part) + 1) // 2
         if not oom or half == 1:
             self._log("INFO", "fallback_single")  # the seed's line, once parts are single
         else:
             self._log("INFO", "bisect_split", size=len(part), part=half)
         if not oom:
-            return [outcome for sample in part for outcome in self.run_single(sample)]
+            return self._one_by_one(part)
         if half < self.batch_size:
             self.batch_size = half
             self._log("INFO", "batch_size_lowered", batch_size=half)
