@@ -39,9 +39,9 @@ def main() -> None:
                         "the -b auto and fixed runs use all of them")
     args = parser.parse_args()
 
-    from tui_eval.bench import bench_table, run_bench, with_speedups
     from tui_eval.config import EvalConfig
-    from tui_eval.engine import Evaluation
+    from tui_eval.engine.bench import bench_table, run_bench, with_speedups
+    from tui_eval.engine.evaluation import Evaluation
 
     sizes = doubling(min(args.max_batch_size, args.samples))
     with tempfile.TemporaryDirectory() as tmp:

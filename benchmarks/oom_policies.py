@@ -22,7 +22,7 @@ from workload import add_workload_options, describe_machine, make_workload  # no
 
 def evaluate(model: Path, data: Path, out: Path, max_tokens: int, **options: Any) -> dict:
     from tui_eval.config import EvalConfig
-    from tui_eval.engine import Evaluation
+    from tui_eval.engine.evaluation import Evaluation
 
     config = EvalConfig(model=str(model), data=str(data), max_tokens=max_tokens, device="cpu",
                         torch_dtype="float32", lang="en", output_dir=str(out), **options)

@@ -46,7 +46,7 @@ def plain_loop(model_dir: Path, prompts: list[str], batch_size: int, max_tokens:
 def engine_run(model_dir: Path, data: Path, out: Path, batch_size: int,
                max_tokens: int) -> float:
     from tui_eval.config import EvalConfig
-    from tui_eval.engine import Evaluation
+    from tui_eval.engine.evaluation import Evaluation
 
     config = EvalConfig(model=str(model_dir), data=str(data), batch_size=batch_size,
                         max_tokens=max_tokens, device="cpu", torch_dtype="float32",
@@ -73,7 +73,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from tui_eval.backend import quiet_transformers
+    from tui_eval.model.backend import quiet_transformers
     from tui_eval.testing import build_tiny_model
 
     quiet_transformers()

@@ -33,7 +33,7 @@ def make_workload(root: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     """Build the model and write the dataset under ``root``; returns (model dir, data file)."""
     import torch
 
-    from tui_eval.backend import quiet_transformers
+    from tui_eval.model.backend import quiet_transformers
     from tui_eval.testing import build_tiny_model
 
     if args.threads:

@@ -207,7 +207,7 @@ def nvml_readings() -> list[dict[str, Any]]:
     """What the app's gauges show, one dict per GPU (memory in GiB)."""
     from dataclasses import asdict
 
-    from tui_eval.monitor import GpuUnavailable, NvmlGpuSource
+    from tui_eval.device.monitor import GpuUnavailable, NvmlGpuSource
 
     try:
         gpus = [asdict(reading) for reading in NvmlGpuSource().read()]

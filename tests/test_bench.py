@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tui_eval.bench import BenchRow, bench_table, parse_batch_sizes, with_speedups
 from tui_eval.cli import main
+from tui_eval.engine.bench import BenchRow, bench_table, parse_batch_sizes, with_speedups
 from tui_eval.errors import UsageError
 
 ROW_KEYS = {"batch_size", "seconds", "speedup", "samples_per_s", "tokens_per_s",

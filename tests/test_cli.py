@@ -17,6 +17,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
                           text=True, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_help_imports_no_heavy_library() -> None:
     code = ("import sys\nfrom tui_eval.cli import main\ntry:\n    main(['--help'])\n"
             "except SystemExit:\n    pass\n"
@@ -26,23 +27,6 @@ def test_help_imports_no_heavy_library() -> None:
                             timeout=60)
     assert result.returncode == 0
     assert result.stdout.strip().splitlines()[-1] == "heavy="
-
-
-def test_headless_path_never_imports_textual(tiny_model: Path, qa_jsonl: Path,
-                                             tmp_path: Path) -> None:
-    code = (
-        "import sys\n"
-        "import tui_eval.engine, tui_eval.headless\n"
-        "from tui_eval.cli import main\n"
-        f"rc = main(['--no-ui', '-m', {str(tiny_model)!r}, '-d', {str(qa_jsonl)!r},\n"
-        f"           '--max-tokens', '2', '--limit', '3', '-o', {str(tmp_path / 'o')!r}])\n"
-        "assert rc == 0, rc\n"
-        "print('textual' in sys.modules)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -84,6 +68,7 @@ def test_bad_data_line_exits_2_naming_file_and_line(tiny_model: Path, tmp_path: 
     assert f"{data}:2: invalid JSON" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_skip_bad_lines_counts_them_in_metrics(tiny_model: Path, tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "a", "answer": "b"}\nbroken\n{"prompt": "c", "answer": "d"}\n',
@@ -97,6 +82,7 @@ def test_skip_bad_lines_counts_them_in_metrics(tiny_model: Path, tmp_path: Path)
     assert f"Skipping {data}:2: invalid JSON" in result.stdout
 
 
+@pytest.mark.slow
 def test_headless_run_prints_plain_progress_and_summary(tiny_model: Path, qa_jsonl: Path,
                                                         tmp_path: Path) -> None:
     result = cli("--no-ui", "-m", str(tiny_model), "-d", str(qa_jsonl), "-b", "8",

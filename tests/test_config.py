@@ -62,9 +62,9 @@ def test_config_errors_name_file_line_and_key(tmp_path: Path, text: str, pattern
 
 def test_flag_errors_name_the_flag() -> None:
     with pytest.raises(ConfigError, match=r"^-b/--batch-size: must be an integer ≥ 1, got 0$"):
-        resolve_config(None, {"batch_size": 0}, {"batch_size": "-b/--batch-size"})
+        resolve_config(None, {"batch_size": 0})
     with pytest.raises(ConfigError, match=r"^--device: .*got 'cuda:x'"):
-        resolve_config(None, {"device": "cuda:x"}, {"device": "--device"})
+        resolve_config(None, {"device": "cuda:x"})
 
 
 def test_check_value_accepts_good_values() -> None:

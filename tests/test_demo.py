@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tui_eval.cli import main
-from tui_eval.preparation import DEMO_DATA, DEMO_MODEL
+from tui_eval.engine.preparation import DEMO_DATA, DEMO_MODEL
 
 
 def test_demo_files_are_small_and_present() -> None:

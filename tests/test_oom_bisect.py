@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import PROMPTS, Collect
 
-from tui_eval.backend import Generation
 from tui_eval.config import EvalConfig
 from tui_eval.data import Sample
-from tui_eval.engine import Evaluation
+from tui_eval.engine.evaluation import Evaluation
 from tui_eval.events import Fallback, Progress
-from tui_eval.oom import BisectPolicy, OomPolicy, make_oom_policy
+from tui_eval.model.backend import Generation
+from tui_eval.model.oom_policies import BisectPolicy, OomPolicy, make_oom_policy
 
 
 def samples(n: int) -> list[Sample]:
@@ -114,9 +114,9 @@ def test_engine_bisect_run_equals_batch_size_one(base: EvalConfig, tmp_path: Pat
     assert [(r["id"], r["prediction"]) for r in rows] == [
         (r["id"], r["prediction"]) for r in expected]
     assert [r["id"] for r in rows] == [pid for pid, _, _ in PROMPTS]  # each sample once
-    assert metrics["n"] == len(PROMPTS) and metrics["n_errors"] == 0
-    assert metrics["batch_size"] == 8 and metrics["final_batch_size"] == 2
-    assert metrics["fallback_count"] == 2  # 8 fails, then 4; every later part is 2
+    assert metrics.n == len(PROMPTS) and metrics.n_errors == 0
+    assert metrics.batch_size == 8 and metrics.final_batch_size == 2
+    assert metrics.fallback_count == 2  # 8 fails, then 4; every later part is 2
     logs = sink.logs()
     assert any(line.endswith("Lowering the batch size to 2 for the rest of the run")
                for line in logs)

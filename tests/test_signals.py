@@ -14,6 +14,8 @@ from conftest import complete_lines, headless, wait_until
 
 from tui_eval.cli import main
 
+pytestmark = pytest.mark.slow  # Pilot and signal tests: the full suite runs them
+
 
 def run_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return ["--no-ui", "-m", str(model), "-d", str(data), "--device", "cpu",
@@ -60,7 +62,7 @@ def test_one_stop_signal_writes_partial_metrics_and_exits_130(
     metrics = json.loads((out / "metrics.json").read_text())
     rows = valid_rows(out)
     assert metrics["partial"] is True and metrics["n"] == len(rows) < 48
-    assert "stopped_at_once" not in metrics  # the batch in flight was finished
+    assert metrics["stopped_at_once"] is False  # the batch in flight was finished
     assert f"{sig.name}: stopping after the batch in flight" in stdout
     resume_line = [line for line in stderr.splitlines() if "resume with" in line]
     assert resume_line == [f"tui-eval: interrupted ({sig.name}): {len(rows)}/48 samples done; "

@@ -131,7 +131,8 @@ def test_stylesheets_use_theme_variables_only():
 
 
 def test_theme_flag_reaches_the_config(tmp_path, monkeypatch):
-    from tui_eval.cli import build_parser, config_from_args
+    from tui_eval.commands.options import config_from_args
+    from tui_eval.commands.run import build_parser
 
     monkeypatch.chdir(tmp_path)  # no ./eval.toml here
     config = config_from_args(build_parser().parse_args(["--theme", "paper"]))

@@ -10,22 +10,24 @@ from pathlib import Path
 import pytest
 from conftest import PROMPTS, write_jsonl
 
-from tui_eval.backend import Generation, HFBackend
+from tui_eval.cancel import CancelToken
 from tui_eval.cli import main
-from tui_eval.config import EvalConfig, check_value, load_config_file
-from tui_eval.engine import Evaluation
+from tui_eval.config import EvalConfig, check_value, load_config_file, parse_max_memory
+from tui_eval.device.meter import ResourceMeter
+from tui_eval.engine.evaluation import Evaluation
 from tui_eval.errors import ConfigError
 from tui_eval.events import Event, LogLine, TuneFinished, TuneStep
-from tui_eval.memcap import parse_max_memory, size_bytes
-from tui_eval.meter import ResourceMeter
-from tui_eval.tune import BatchSizeTuner, Probe, choose_batch_size, tune_table
+from tui_eval.formatting import size_bytes
+from tui_eval.model.backend import Generation, HFBackend
+from tui_eval.model.tuner import BatchSizeTuner, choose_batch_size, tune_table
+from tui_eval.results import TuneProbe
 
 PROBE_KEYS = {"batch_size", "status", "seconds", "samples_per_s", "tokens_per_s",
               "peak_memory_bytes", "gpu_util_percent"}
 
 
-def probe(size: int, rate: float, status: str = "ok", peak: int | None = None) -> Probe:
-    return Probe(batch_size=size, status=status, seconds=size / rate if rate else 0.0,
+def probe(size: int, rate: float, status: str = "ok", peak: int | None = None) -> TuneProbe:
+    return TuneProbe(batch_size=size, status=status, seconds=size / rate if rate else 0.0,
                  samples_per_s=rate, tokens_per_s=rate * 8, peak_memory_bytes=peak,
                  gpu_util_percent=None)
 
@@ -176,9 +178,13 @@ def test_doubling_stops_above_the_memory_headroom() -> None:
 
 
 def test_a_stop_request_ends_the_search_between_probes() -> None:
-    backend = FakeBackend(1000)
-    tuner = tuner_for(backend, 100)
-    tuner.cancelled = lambda: len(tuner.probes) >= 3
+    cancel = CancelToken()
+
+    def cancel_after_three(event: Event) -> None:
+        if isinstance(event, TuneStep) and event.batch_size == 4:
+            cancel.cancel()
+
+    tuner = tuner_for(FakeBackend(1000), 100, sink=cancel_after_three, cancel=cancel)
     assert tuner.run().chosen_batch_size in (1, 2, 4)
     assert [p.batch_size for p in tuner.probes] == [1, 2, 4]
 
@@ -191,7 +197,7 @@ def test_probes_emit_events_and_log_the_table() -> None:
                                                          (6, "oom")]
     finished = [e for e in events if isinstance(e, TuneFinished)]
     assert len(finished) == 1 and finished[0].chosen_batch_size == result.chosen_batch_size
-    assert all(set(p) == PROBE_KEYS for p in finished[0].probes)
+    assert all(set(p.to_dict()) == PROBE_KEYS for p in finished[0].probes)
     lines = [e.message for e in events if isinstance(e, LogLine)]
     assert any(line.startswith("| batch_size | status | time") for line in lines)
     assert sum(line.startswith("| ") for line in lines) == 1 + len(steps)
@@ -274,9 +280,9 @@ def test_batch_size_auto_tunes_then_runs(tiny_model: Path, qa_jsonl: Path,
     tune = json.loads((tmp_path / "auto" / "tune.json").read_text(encoding="utf-8"))
     assert [(p["batch_size"], p["status"]) for p in tune["probes"]] == [
         (1, "ok"), (2, "ok"), (4, "ok"), (8, "oom")]  # 8 > 5 rows
-    assert metrics["batch_size"] == tune["chosen_batch_size"] <= 4
-    assert metrics["n"] == len(PROMPTS) and metrics["fallback_count"] == 0
-    assert metrics["tune_seconds"] > 0 and metrics["wall_seconds"] > metrics["tune_seconds"]
+    assert metrics.batch_size == tune["chosen_batch_size"] <= 4
+    assert metrics.n == len(PROMPTS) and metrics.fallback_count == 0
+    assert metrics.tune_seconds > 0 and metrics.wall_seconds > metrics.tune_seconds
     kinds = [json.loads(line)["event"] for line in
              (tmp_path / "auto" / "events.jsonl").read_text(encoding="utf-8").splitlines()]
     assert kinds.count("tune_step") == 4 and "tune_finished" in kinds
@@ -300,11 +306,11 @@ def test_batch_size_accepts_auto_in_flags_and_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "error"),
-    [(["-b", "many"], "argument -b/--batch-size: must be an integer ≥ 1 or 'auto'"),
+    [(["-b", "many"], "-b/--batch-size: must be an integer ≥ 1 or 'auto', got 'many'"),
      (["--max-memory", "2"], "--max-memory: must be a fraction from 0 to 1 (0.5) or a size"),
      (["--memory-headroom", "1.5"], "--memory-headroom: must be a number from 0.1 to 1"),
      (["--max-batch-size", "0"], "--max-batch-size: must be an integer ≥ 1, got 0"),
-     (["--tune-mode", "fast"], "argument --tune-mode: invalid choice")],
+     (["--tune-mode", "fast"], "--tune-mode: must be one of power, binsearch, got 'fast'")],
 )
 def test_bad_tuning_flags_exit_2_naming_the_flag(args: list[str], error: str,
                                                   capsys: pytest.CaptureFixture) -> None:
@@ -334,7 +340,7 @@ def test_max_memory_is_ignored_on_cpu_with_one_line(tiny_model: Path, qa_jsonl: 
     metrics = Evaluation(config, events.append).run()
     ignored = [e for e in events if isinstance(e, LogLine) and "--max-memory" in e.message]
     assert len(ignored) == 1 and "ignored on cpu" in ignored[0].message
-    assert metrics["n"] == 2
+    assert metrics.n == 2
 
 
 def test_resource_meter_on_cpu_reads_rss_and_no_gpu() -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tui_eval.config import EvalConfig
-from tui_eval.events import LogLine, RunFinished, TuneFinished
-from tui_eval.monitor import (
-    GIB,
+from tui_eval.device.monitor import (
     FixedGpuSource,
     FixedHostSource,
     GpuReading,
@@ -19,7 +19,12 @@ from tui_eval.monitor import (
     Sampler,
     Snapshot,
 )
+from tui_eval.events import LogLine, RunFinished, TuneFinished
+from tui_eval.formatting import GIB
+from tui_eval.results import RunMetrics, TuneProbe
 from tui_eval.ui.app import EvalApp
+
+pytestmark = pytest.mark.slow  # Pilot and signal tests: the full suite runs them
 
 H100 = "NVIDIA H100 80GB HBM3"
 HOST = HostReading(cpu_percent=37.0, ram_used_bytes=41 * GIB, ram_total_bytes=125 * GIB)
@@ -55,15 +60,16 @@ async def fill_gauge_history(pilot: Any) -> None:
     await pilot.pause()
 
 
-METRICS = {"metrics": {"exact_match": 0.925, "contains": 0.95, "numeric": 0.9375,
-                       "token_f1": 0.9612}, "n": 80, "n_total": 80, "n_errors": 0,
+METRICS = RunMetrics.from_dict({
+    "metrics": {"exact_match": 0.925, "contains": 0.95, "numeric": 0.9375,
+                "token_f1": 0.9612}, "n": 80, "n_total": 80, "n_errors": 0,
            "batch_size": 16, "fallback_count": 1, "samples_per_s": 41.27,
-           "tokens_per_s": 1320.6, "wall_seconds": 2.9}
-PROBES = [{"batch_size": size, "status": status, "seconds": seconds,
+           "tokens_per_s": 1320.6, "wall_seconds": 2.9})
+PROBES = [TuneProbe(**{"batch_size": size, "status": status, "seconds": seconds,
            "samples_per_s": size / seconds if seconds else 0.0,
            "tokens_per_s": 32 * size / seconds if seconds else 0.0,
            "peak_memory_bytes": (22 + size) * GIB if status == "ok" else None,
-           "gpu_util_percent": util}
+           "gpu_util_percent": util})
           for size, status, seconds, util in [(1, "ok", 0.5, 31.0), (2, "ok", 0.55, 48.0),
                                               (4, "ok", 0.6, 70.0), (8, "ok", 0.7, 86.0),
                                               (16, "ok", 1.2, 97.0), (32, "oom", 0.0, None)]]

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from tui_eval.config import EvalConfig
-from tui_eval.engine import Evaluation
+from tui_eval.engine.evaluation import Evaluation
 from tui_eval.events import Event, LogLine, Progress, RunFinished, RunStarted
-from tui_eval.follow import EventFollower, RunState, condense, liveness
-from tui_eval.results import EVENTS_FILE
-from tui_eval.watch import PlainWatcher
+from tui_eval.events.follow import EventFollower, RunState, condense, liveness
+from tui_eval.headless.watcher import PlainWatcher
+from tui_eval.results import EVENTS_FILE, RunMetrics, TuneProbe
 
 
 def line(event: Event) -> bytes:
@@ -39,10 +39,10 @@ def progress(done: int, total: int = 10) -> Progress:
 
 
 def finished(n: int = 10, partial: bool = False) -> RunFinished:
-    return RunFinished(metrics={
+    return RunFinished(metrics=RunMetrics.from_dict({
         "metrics": {"exact_match": 0.5}, "n": n, "n_total": 10, "n_errors": 0,
         "partial": partial, "batch_size": 2, "fallback_count": 0, "samples_per_s": 2.0,
-        "tokens_per_s": 50.0, "wall_seconds": 5.0})
+        "tokens_per_s": 50.0, "wall_seconds": 5.0}))
 
 
 def append(path: Path, data: bytes) -> None:
@@ -227,6 +227,7 @@ def finished_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
+@pytest.mark.slow
 def test_watch_on_a_finished_run_prints_the_summary_and_changes_nothing(
         finished_run: Path) -> None:
     before = snapshot(finished_run)
@@ -257,7 +258,8 @@ def test_liveness_of_a_finished_run_is_settled(finished_run: Path) -> None:
 # ── the app's watch mode ─────────────────────────────────────────────────────────────
 
 def watch_app(run_dir: Path) -> Any:
-    from tui_eval.monitor import GIB, FixedGpuSource, FixedHostSource, HostReading, Sampler
+    from tui_eval.device.monitor import FixedGpuSource, FixedHostSource, HostReading, Sampler
+    from tui_eval.formatting import GIB
     from tui_eval.ui.watch_app import WatchApp
 
     sampler = Sampler(FixedGpuSource(unavailable="no NVIDIA driver: CPU/RAM only"),
@@ -272,6 +274,7 @@ async def settle(pilot: Any, condition: Any, timeout: float = 60.0) -> None:
         await pilot.pause(0.05)
 
 
+@pytest.mark.slow
 def test_watch_app_shows_a_finished_run_read_only(finished_run: Path) -> None:
     metrics = json.loads((finished_run / "metrics.json").read_text())
     before = snapshot(finished_run)
@@ -291,6 +294,7 @@ def test_watch_app_shows_a_finished_run_read_only(finished_run: Path) -> None:
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.slow
 def test_watch_app_follows_growth_and_shows_a_stopped_run(tmp_path: Path) -> None:
     path = tmp_path / EVENTS_FILE
     app = watch_app(tmp_path)
@@ -312,6 +316,7 @@ def test_watch_app_follows_growth_and_shows_a_stopped_run(tmp_path: Path) -> Non
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_watch_app_exits_cleanly_on_sighup(finished_run: Path) -> None:
     app = watch_app(finished_run)
 
@@ -329,7 +334,8 @@ def test_plain_watcher_shows_the_tuned_batch_size(tmp_path: Path) -> None:
     from tui_eval.events import TuneFinished
 
     tune = TuneFinished(chosen_batch_size=8, mode="power",
-                        probes=[{"batch_size": 4}, {"batch_size": 8}, {"batch_size": 16}])
+                        probes=[TuneProbe(size, "ok", 1.0, size, size * 8.0, None, None)
+                                for size in (4, 8, 16)])
     (tmp_path / EVENTS_FILE).write_bytes(line(tune) + line(started(1)) + line(finished()))
     out = io.StringIO()
     assert PlainWatcher(tmp_path, stream=out).run() == 0

@@ -1,8 +1,10 @@
 """The run configuration: defaults, overridden by the TOML file, overridden by flags.
 
-Every key is declared once below with its documentation and its rule; the TOML loader,
-the flag parser and the UI's form all validate through ``check_value`` so they give the
-same messages.
+Every key is declared once below, with everything said about it: its default, its help,
+its rule, its flag, the app form's label and placeholder, and whether a resumed run may
+change it. The flag parser, the app's form, the TOML loader and the resume check are
+generated from these declarations and validate through ``check_value``, so they give the
+same messages. Declaration order is the order of the app's form.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from tui_eval.errors import ConfigError
-from tui_eval.memcap import parse_max_memory
+from tui_eval.formatting import size_bytes
+from tui_eval.i18n import LANGUAGES
+from tui_eval.metrics import METRIC_FUNCTIONS
+from tui_eval.model.oom_policies import OOM_POLICIES
+from tui_eval.model.tuner import TUNE_MODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,8 +31,29 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
-METRICS = ("exact_match", "contains", "numeric", "token_f1")
+BAD_LINE_POLICIES = ("error", "skip")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+INT_TEXT = re.compile(r"^[+-]?\d+$")
+MAX_MEMORY_EXPECTED = "a fraction from 0 to 1 (0.5) or a size such as 20GiB"
+_NUMBER_TEXT = re.compile(r"^\s*\d*\.?\d+\s*$")
+
+
+def parse_max_memory(value: Any) -> float | str:
+    """A fraction of the card comes back as a float, a size ('20GiB') as its text."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be {MAX_MEMORY_EXPECTED}, got {value!r}")
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER_TEXT.match(value)):
+        fraction = float(value)
+        if not 0 < fraction <= 1:
+            raise ValueError(f"must be {MAX_MEMORY_EXPECTED}, got {value!r}")
+        return fraction
+    if isinstance(value, str):
+        try:
+            if size_bytes(value) > 0:
+                return value.strip()
+        except ValueError:
+            pass
+    raise ValueError(f"must be {MAX_MEMORY_EXPECTED}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -45,9 +72,41 @@ class Rule:
     help: str = ""
 
 
-def setting(default: Any, help: str, **rule: Any) -> Any:
-    """Declare a config key: its default, its documentation and its validation rule."""
-    meta = {"rule": Rule(help=help, **rule)}
+@dataclass(frozen=True)
+class Key:
+    """Everything said about one config key besides its default."""
+
+    name: str
+    rule: Rule
+    flags: tuple[str, ...]  # e.g. ("-m", "--model"); empty: set in the file or the app only
+    metavar: str | None
+    label: str  # the app form's label
+    placeholder: str  # the app form's text for an unset value
+    may_change_on_resume: bool  # only how the work is done, not what is generated or scored
+    app_flag: bool  # the flag belongs to the app (the main command), not to tune/bench
+
+    @property
+    def help(self) -> str:
+        return self.rule.help
+
+    @property
+    def flag(self) -> str:
+        """The flag as error messages name it: '-b/--batch-size'."""
+        return "/".join(self.flags) if self.flags else "--" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        return self.name
+
+
+def setting(default: Any, help: str, *, label: str, flags: tuple[str, ...] = (),
+            metavar: str | None = None, placeholder: str = "", may_change: bool = False,
+            app_flag: bool = False, **rule: Any) -> Any:
+    """Declare a config key: its default, its help, its flag, its form label, its resume
+    rule and its validation rule."""
+    meta = {"key": dict(rule=Rule(help=help, **rule), flags=flags, metavar=metavar,
+                        label=label, placeholder=placeholder, may_change_on_resume=may_change,
+                        app_flag=app_flag)}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -55,90 +114,122 @@ def setting(default: Any, help: str, **rule: Any) -> Any:
 
 @dataclass
 class EvalConfig:
+    # ── the fields users touch most: first in the app's form ───────────────────────
     model: str | None = setting(
         None, "Model directory, or a hub id already in the local cache; unset runs the demo.",
-        type="str", optional=True)
+        type="str", optional=True, flags=("-m", "--model"), metavar="PATH", label="model",
+        placeholder="built-in demo")
     data: str | None = setting(
         None, "Dataset file: .jsonl, .json (a list of objects) or .csv; unset runs the demo.",
-        type="str", optional=True)
+        type="str", optional=True, flags=("-d", "--data"), metavar="FILE", label="data",
+        placeholder="built-in demo")
     batch_size: int | str = setting(
         4, "Samples generated together; 'auto' tunes it first (probes 1, 2, 4, … on the "
-        "longest prompts).", type="int", minimum=1, allow_auto=True)
-    output_dir: str | None = setting(
-        None, "Results directory; unset means eval_results/<timestamp>.",
-        type="str", optional=True)
+        "longest prompts).", type="int", minimum=1, allow_auto=True,
+        flags=("-b", "--batch-size"), metavar="N", label="batch size", may_change=True)
+    max_tokens: int = setting(
+        512, "Most new tokens generated per sample.", type="int", minimum=1,
+        flags=("--max-tokens",), metavar="N", label="max tokens")
     torch_dtype: str = setting(
-        "auto", "Weights dtype: auto, float16, bfloat16 or float32.", type="str", choices=DTYPES)
+        "auto", "Weights dtype: auto (bf16 or fp16 on GPU, fp32 on CPU), float16, bfloat16 "
+        "or float32.", type="str", choices=DTYPES, flags=("--torch-dtype",), label="dtype")
     device: str = setting(
         "auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.",
-        type="str", pattern=DEVICE_PATTERN)
-    max_tokens: int = setting(
-        512, "Most new tokens generated per sample.", type="int", minimum=1)
-    limit: int | None = setting(
-        None, "Evaluate only the first N samples.", type="int", optional=True, minimum=1)
-    lang: str | None = setting(
-        None, "Log language, en or zh; unset follows the locale.",
-        type="str", optional=True, choices=("en", "zh"))
-    simulate_oom_above: int | None = setting(
-        None, "Rehearse OOM: every generate call with more than N rows fails as CUDA OOM.",
-        type="int", optional=True, minimum=0)
-    prompt_field: str | None = setting(
-        None, "Dataset field with the prompt; unset finds prompt/question/input/instruction.",
-        type="str", optional=True)
-    answer_field: str | None = setting(
-        None, "Dataset field with the reference; unset finds answer/output/target/reference/label.",
-        type="str", optional=True)
-    id_field: str | None = setting(
-        None, "Dataset field with the sample id; unset uses 'id' or the line number.",
-        type="str", optional=True)
-    prompt_template: str = setting(
-        "{prompt}", "Prompt text with {field} placeholders from each sample.", type="str")
-    chat_template: bool = setting(
-        False, "Wrap prompts in the tokenizer's chat template when it has one.", type="bool")
-    do_sample: bool = setting(False, "Sample instead of greedy decoding.", type="bool")
-    temperature: float = setting(
-        1.0, "Sampling temperature (with do_sample).", type="float", minimum=0.0)
-    top_p: float = setting(
-        1.0, "Nucleus sampling mass (with do_sample).", type="float", minimum=0.0, maximum=1.0)
-    seed: int = setting(0, "Random seed for sampling.", type="int", minimum=0)
-    stop: list[str] = setting(
-        [], "Stop strings: each prediction ends where one first appears.", type="list[str]")
-    metrics: list[str] = setting(
-        list(METRICS), "Metrics to compute: exact_match, contains, numeric, token_f1.",
-        type="list[str]", choices=METRICS)
-    on_bad_line: str = setting(
-        "error", "A malformed dataset line: 'error' stops, 'skip' skips and counts it.",
-        type="str", choices=("error", "skip"))
+        type="str", pattern=DEVICE_PATTERN, flags=("--device",), metavar="DEVICE",
+        label="device", may_change=True)
+    output_dir: str | None = setting(
+        None, "Results directory; unset means eval_results/<timestamp>.",
+        type="str", optional=True, flags=("-o", "--output"), metavar="DIR", label="output",
+        placeholder="eval_results/<time>", may_change=True)
     oom_policy: str = setting(
         "bisect", "On OOM: 'bisect' splits the failed batch in halves until they fit and "
         "keeps the smaller size for the rest of the run; 'single' regenerates the failed "
-        "batch one sample at a time.",
-        type="str", choices=("bisect", "single"))
-    tune_mode: str = setting(
-        "power", "-b auto: 'power' doubles until OOM; 'binsearch' then bisects between the "
-        "last success and the first OOM.", type="str", choices=("power", "binsearch"))
-    max_batch_size: int = setting(
-        256, "-b auto: the largest batch size probed.", type="int", minimum=1)
-    memory_headroom: float = setting(
-        0.9, "-b auto: never choose a size whose peak memory is above this share of the "
-        "device (or of max_memory).", type="float", minimum=0.1, maximum=1.0)
-    max_memory: float | str | None = setting(
-        None, "Cap this process's CUDA memory: a fraction of the card (0.5) or a size "
-        "(20GiB); ignored on CPU.", type="str", optional=True, parse=parse_max_memory)
+        "batch one sample at a time.", type="str", choices=tuple(OOM_POLICIES),
+        flags=("--oom-policy",), label="on OOM", may_change=True)
+    metrics: list[str] = setting(
+        list(METRIC_FUNCTIONS), "Metrics to compute: " + ", ".join(METRIC_FUNCTIONS) + ".",
+        type="list[str]", choices=tuple(METRIC_FUNCTIONS), label="metrics")
+    limit: int | None = setting(
+        None, "Evaluate only the first N samples.", type="int", optional=True, minimum=1,
+        flags=("--limit",), metavar="N", label="limit", placeholder="all")
+    simulate_oom_above: int | None = setting(
+        None, "Rehearse OOM: every generate call with more than N rows fails as CUDA OOM.",
+        type="int", optional=True, minimum=1, flags=("--simulate-oom-above",), metavar="N",
+        label="fake OOM >", placeholder="off", may_change=True)
+    lang: str | None = setting(
+        None, "Log language, en or zh; unset follows the locale.", type="str", optional=True,
+        choices=LANGUAGES, flags=("--lang",), label="log lang", placeholder="locale",
+        may_change=True)
     theme: str | None = setting(
         None, "Colour theme of the app: a built-in name or a TOML theme's name "
         "(from themes/ or ~/.config/tui-eval/themes); unset uses the default.",
-        type="str", optional=True)
+        type="str", optional=True, flags=("--theme",), metavar="NAME", label="theme",
+        may_change=True, app_flag=True)
     gpu_poll_seconds: float = setting(
         1.0, "Seconds between GPU/CPU gauge readings in the app.",
-        type="float", minimum=0.2, maximum=60.0)
+        type="float", minimum=0.2, maximum=60.0, label="poll (s)", may_change=True)
+    # ── the rest, in the form's order ───────────────────────────────────────────────
+    prompt_field: str | None = setting(
+        None, "Dataset field with the prompt; unset finds prompt/question/input/instruction.",
+        type="str", optional=True, label="prompt field")
+    answer_field: str | None = setting(
+        None, "Dataset field with the reference; unset finds answer/output/target/reference/label.",
+        type="str", optional=True, label="answer field")
+    id_field: str | None = setting(
+        None, "Dataset field with the sample id; unset uses 'id' or the line number.",
+        type="str", optional=True, label="id field")
+    prompt_template: str = setting(
+        "{prompt}", "Prompt text with {field} placeholders from each sample.", type="str",
+        label="template")
+    chat_template: bool = setting(
+        False, "Wrap prompts in the tokenizer's chat template when it has one.", type="bool",
+        label="chat tmpl")
+    do_sample: bool = setting(False, "Sample instead of greedy decoding.", type="bool",
+                              label="sample")
+    temperature: float = setting(
+        1.0, "Sampling temperature (with do_sample).", type="float", minimum=0.0,
+        label="temperature")
+    top_p: float = setting(
+        1.0, "Nucleus sampling mass (with do_sample).", type="float", minimum=0.0, maximum=1.0,
+        label="top p")
+    seed: int = setting(0, "Random seed for sampling.", type="int", minimum=0, label="seed")
+    stop: list[str] = setting(
+        [], "Stop strings: each prediction ends where one first appears.", type="list[str]",
+        label="stop")
+    on_bad_line: str = setting(
+        "error", "A malformed dataset line: 'error' stops, 'skip' skips and counts it.",
+        type="str", choices=BAD_LINE_POLICIES, label="bad lines")
+    tune_mode: str = setting(
+        "power", "-b auto: 'power' doubles until OOM; 'binsearch' then bisects between the "
+        "last success and the first OOM.", type="str", choices=tuple(TUNE_MODES),
+        flags=("--tune-mode",), label="tune mode", may_change=True)
+    max_batch_size: int = setting(
+        256, "-b auto: the largest batch size probed.", type="int", minimum=1,
+        flags=("--max-batch-size",), metavar="N", label="max batch", may_change=True)
+    memory_headroom: float = setting(
+        0.9, "-b auto: never choose a size whose peak memory is above this share of the "
+        "device (or of max_memory).", type="float", minimum=0.1, maximum=1.0,
+        flags=("--memory-headroom",), metavar="F", label="headroom", may_change=True)
+    max_memory: float | str | None = setting(
+        None, "Cap this process's CUDA memory: a fraction of the card (0.5) or a size "
+        "(20GiB); ignored on CPU.", type="str", optional=True, parse=parse_max_memory,
+        flags=("--max-memory",), metavar="CAP", label="max memory", placeholder="no cap",
+        may_change=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def _build_keys() -> dict[str, Key]:
+    return {f.name: Key(name=f.name, **f.metadata["key"]) for f in dataclasses.fields(EvalConfig)}
+
+
+KEYS: dict[str, Key] = _build_keys()
+DEFAULTS: dict[str, Any] = EvalConfig().to_dict()
+
+
 def rules() -> dict[str, Rule]:
-    return {f.name: f.metadata["rule"] for f in dataclasses.fields(EvalConfig)}
+    return {name: key.rule for name, key in KEYS.items()}
 
 
 def _describe(rule: Rule, *, with_auto: bool = True) -> str:
@@ -159,7 +250,7 @@ def _describe(rule: Rule, *, with_auto: bool = True) -> str:
 
 def check_value(key: str, value: Any) -> Any:
     """Return the value, normalised, or raise ValueError saying what the key expects."""
-    rule = rules()[key]
+    rule = KEYS[key].rule
     expected = _describe(rule)
     if value is None:
         if rule.optional:
@@ -204,6 +295,58 @@ def check_value(key: str, value: Any) -> Any:
     return value
 
 
+# ── text, as typed in a flag or a form field, to values and back ──────────────────────
+
+def parse_text(rule: Rule, text: str) -> Any:
+    """What the user typed, as the value the rule checks: numbers become numbers, lists are
+    comma-separated (or a TOML array), an empty optional field is unset."""
+    stripped = text.strip()
+    if stripped == "" and rule.optional:
+        return None
+    if rule.allow_auto and stripped == "auto":
+        return "auto"
+    if rule.type == "int":
+        return int(stripped) if INT_TEXT.match(stripped) else stripped
+    if rule.type == "float":
+        try:
+            return float(stripped)
+        except ValueError:
+            return stripped
+    if rule.type == "bool":
+        return {"true": True, "false": False}.get(stripped.lower(), stripped)
+    if rule.type == "list[str]":
+        if stripped.startswith("["):
+            try:
+                return tomllib.loads(f"v = {stripped}")["v"]
+            except tomllib.TOMLDecodeError:
+                return stripped
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return text
+
+
+def validate_text(key: str, text: str) -> tuple[Any, str | None]:
+    """(value, None) when valid, else (None, 'key: message') with the CLI's wording."""
+    try:
+        return check_value(key, parse_text(KEYS[key].rule, text)), None
+    except ValueError as exc:
+        return None, f"{key}: {exc}"
+
+
+def format_text(value: Any) -> str:
+    """A value as a form field shows it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# ── the TOML file and the layers ──────────────────────────────────────────────────────
+
 def _line_of(text: str, key: str) -> int | None:
     for number, line in enumerate(text.splitlines(), start=1):
         if re.match(rf"^\s*{re.escape(key)}\s*=", line):
@@ -217,17 +360,22 @@ def load_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    known = rules()
+        line = getattr(exc, "lineno", None)
+        where = f"{path}:{line}" if line else str(path)
+        reason = getattr(exc, "msg", None) or str(exc)
+        raise ConfigError(f"{where}: invalid TOML: {reason}") from None
     values: dict[str, Any] = {}
     for key, value in raw.items():
         line = _line_of(text, key)
         where = f"{path}:{line}" if line else str(path)
-        if key not in known:
-            close = difflib.get_close_matches(key, list(known), n=1)
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, list(KEYS), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{where}: unknown key '{key}'{hint}")
         try:
@@ -237,26 +385,23 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return values
 
 
-def resolve_config(
-    config_file: Path | None,
-    flag_values: dict[str, Any],
-    flag_names: dict[str, str] | None = None,
-    base: dict[str, Any] | None = None,
-) -> EvalConfig:
-    """defaults ◄ base ◄ config file ◄ flags, each layer validated; flag errors name the
-    flag. ``base`` holds already validated values (a resumed run's saved config)."""
+def resolve_config(config_file: Path | None, flag_values: dict[str, Any],
+                   base: dict[str, Any] | None = None) -> EvalConfig:
+    """defaults ◄ base ◄ config file ◄ flags, each layer validated; a flag's error names
+    the flag. ``base`` holds already validated values (a resumed run's saved config);
+    flag values are the text typed (or values already of the key's type)."""
     merged: dict[str, Any] = dict(base or {})
     if config_file is not None:
         merged.update(load_config_file(config_file))
-    flag_names = flag_names or {}
-    for key, value in flag_values.items():
+    for name, value in flag_values.items():
         if value is None:
             continue
+        key = KEYS[name]
         try:
-            merged[key] = check_value(key, value)
+            typed = parse_text(key.rule, value) if isinstance(value, str) else value
+            merged[name] = check_value(name, typed)
         except ValueError as exc:
-            flag = flag_names.get(key, "--" + key.replace("_", "-"))
-            raise ConfigError(f"{flag}: {exc}") from None
+            raise ConfigError(f"{key.flag}: {exc}") from None
     return EvalConfig(**merged)
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import locale
 import os
+from collections.abc import Callable
+
+LANGUAGES = ("en", "zh")
 
 MESSAGES: dict[str, dict[str, str]] = {
     "batch_failed": {
@@ -48,6 +51,18 @@ MESSAGES: dict[str, dict[str, str]] = {
     "run_finished": {
         "en": "Done: {n} samples in {seconds:.1f}s ({rate:.2f} samples/s); results in {run_dir}",
         "zh": "完成: {n} 个样本，用时 {seconds:.1f}s ({rate:.2f} 样本/秒)；结果保存在 {run_dir}",
+    },
+    "run_finished_resumed": {
+        "en": "Done: {n} samples in {seconds:.1f}s ({rate:.2f} samples/s), {kept} kept from "
+              "earlier tries; results in {run_dir}",
+        "zh": "完成: {n} 个样本，用时 {seconds:.1f}s ({rate:.2f} 样本/秒)，另有 {kept} 个来自之前的"
+              "运行；结果保存在 {run_dir}",
+    },
+    "already_complete": {
+        "en": "{run_dir} already holds a complete run ({n} samples): nothing to do; its "
+              "metrics are below (--overwrite starts over)",
+        "zh": "{run_dir} 中已有完整的运行（{n} 个样本）：无需再运行；指标如下"
+              "（--overwrite 重新开始）",
     },
     "run_cancelled": {
         "en": "Cancelled after {done}/{total} samples; finished batches are in {run_dir}",
@@ -182,3 +197,6 @@ def default_language() -> str:
 def message(key: str, lang: str, **values: object) -> str:
     texts = MESSAGES[key]
     return texts.get(lang, texts["en"]).format(**values)
+
+
+LogFn = Callable[..., None]  # log(level, message_key, **values)

@@ -1,34 +1,59 @@
 """The results directory: the contract between a run and everything that reads it later.
 
-config.json       resolved config, versions and device
-predictions.jsonl one line per sample, appended and flushed as each batch finishes
-metrics.json      the scores, written atomically at the end (``partial`` when cut short)
+config.json       the resolved config, versions and device          ``RunConfig``
+predictions.jsonl one row per sample, appended as each batch ends    ``PredictionRow``
+metrics.json      the scores and the run's figures, written whole    ``RunMetrics``
+tune.json         the batch-size probes and the size chosen          ``TuneResult``
 run.log           the log lines, as the terminal shows them
-events.jsonl      every engine event, one JSON object per line
+events.jsonl      every engine event, one JSON object per line (tui_eval.events)
 
-A crash at any moment loses at most the batch in flight.
+Each file has one writer (the run that owns the directory) and typed readers here; code
+elsewhere reads these types, not string keys. A crash at any moment loses at most the
+batch in flight: rows are flushed per batch and JSON files are replaced atomically.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shlex
 import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from tui_eval.errors import UsageError
-from tui_eval.events import Event, LogLine, format_log_line
+from tui_eval.metrics import mean_scores
 
 CONFIG_FILE = "config.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
+TUNE_FILE = "tune.json"
 LOG_FILE = "run.log"
 EVENTS_FILE = "events.jsonl"
+# Files a run writes; --overwrite removes exactly these (and their temporary twins),
+# predictions first: a kill half-way then leaves at worst a config with no rows.
+RUN_FILES = (PREDICTIONS_FILE, METRICS_FILE, CONFIG_FILE, LOG_FILE, EVENTS_FILE, TUNE_FILE)
+
+T = TypeVar("T")
+
+
+def from_known_fields(cls: type[T], data: dict[str, Any]) -> T:
+    """A dataclass from a dict written by this or another version: unknown keys are
+    ignored, missing ones take their defaults."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def default_run_dir() -> Path:
     return Path("eval_results") / time.strftime("%Y%m%d-%H%M%S")
+
+
+def resume_command(run_dir: Path | str) -> str:
+    """The one command that continues a run: its config is read back from config.json."""
+    return f"tui-eval --no-ui --resume -o {shlex.quote(str(run_dir))}"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -46,9 +71,24 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; UsageError naming the file (and line) otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object")
+    return data
+
+
 def prepare_run_dir(path: Path) -> Path:
     """Create the directory and prove it is writable (and not on a full disk), before any
-    model is loaded. Whether a run it already holds is continued is resume.py's call."""
+    model is loaded. Whether a run it already holds is continued is the engine's call."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -59,51 +99,97 @@ def prepare_run_dir(path: Path) -> Path:
     return path
 
 
-class EventRecorder:
-    """An event sink writing events.jsonl and run.log. Events that arrive before the
-    directory is open (model loading, data errors) are kept and written once it opens."""
-
-    def __init__(self) -> None:
-        self.run_dir: Path | None = None
-        self._pending: list[Event] = []
-        self._events: IO[str] | None = None
-        self._log: IO[str] | None = None
-
-    def open(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self._events = _open_for_append(run_dir / EVENTS_FILE)
-        self._log = _open_for_append(run_dir / LOG_FILE)
-        pending, self._pending = self._pending, []
-        for event in pending:
-            self(event)
-
-    def __call__(self, event: Event) -> None:
-        if self._events is None or self._log is None:
-            self._pending.append(event)
-            return
-        self._events.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
-        self._events.flush()
-        if isinstance(event, LogLine):
-            self._log.write(format_log_line(event) + "\n")
-            self._log.flush()
-
-    def close(self) -> None:
-        for handle in (self._events, self._log):
-            if handle is not None:
-                handle.close()
-        self._events = self._log = None
+def holds_run(run_dir: Path) -> bool:
+    return (run_dir / CONFIG_FILE).exists() or (run_dir / PREDICTIONS_FILE).exists()
 
 
-def _open_for_append(path: Path) -> IO[str]:
-    """Append mode, first ending a line torn by a killed writer, so that the next line is
-    not glued onto it."""
-    handle = path.open("a", encoding="utf-8")
-    if handle.tell() > 0:
-        with path.open("rb") as reader:
-            reader.seek(-1, os.SEEK_END)
-            if reader.read(1) != b"\n":
-                handle.write("\n")
-    return handle
+# ── config.json ───────────────────────────────────────────────────────────────────────
+
+@dataclass
+class RunConfig:
+    """config.json: the resolved config (key → value, as ``EvalConfig.to_dict`` gives it)
+    and what the run ran on."""
+
+    config: dict[str, Any]
+    versions: dict[str, str] = field(default_factory=dict)
+    device: str | None = None
+    device_name: str | None = None
+    dtype: str | None = None
+    host: str | None = None  # lets a watcher tell whether it can see the run's pid
+
+    def write(self, run_dir: Path) -> None:
+        write_json_atomic(run_dir / CONFIG_FILE, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunConfig:
+        """UsageError naming the file when it is missing or not a run's config."""
+        path = run_dir / CONFIG_FILE
+        data = _read_json_object(path)
+        if not isinstance(data.get("config"), dict):
+            raise UsageError(f"{path}: no 'config' object")
+        host = data.get("host")
+        return cls(config=data["config"], versions=dict(data.get("versions") or {}),
+                   device=data.get("device"), device_name=data.get("device_name"),
+                   dtype=data.get("dtype"), host=host if isinstance(host, str) else None)
+
+
+# ── predictions.jsonl ─────────────────────────────────────────────────────────────────
+
+@dataclass
+class PredictionRow:
+    """One sample's line in predictions.jsonl."""
+
+    index: int  # position in the dataset
+    id: str
+    prompt: str = ""
+    prediction: str | None = None  # None when the sample failed
+    reference: str | list[str] = ""  # one reference, or the list of acceptable ones
+    scores: dict[str, float] = field(default_factory=dict)
+    new_tokens: int = 0
+    error: str | None = None
+
+    @property
+    def references(self) -> list[str]:
+        return list(self.reference) if isinstance(self.reference, list) else [self.reference]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PredictionRow | None:
+        """None for a line that is not a prediction row (no int index or no id)."""
+        if not isinstance(data.get("index"), int) or "id" not in data:
+            return None
+        row = from_known_fields(cls, data)
+        row.id = str(row.id)
+        row.scores = dict(row.scores or {})
+        return row
+
+
+def parse_prediction_line(line: bytes | str) -> PredictionRow | None:
+    try:
+        data = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return PredictionRow.from_dict(data) if isinstance(data, dict) else None
+
+
+def read_predictions(path: Path) -> list[PredictionRow]:
+    """Every row of a whole predictions.jsonl (see ``engine.resume`` for a torn one)."""
+    rows: list[PredictionRow] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            row = parse_prediction_line(line)
+            if row is None:
+                raise UsageError(f"{path}:{number}: not a valid prediction row")
+            rows.append(row)
+    return rows
+
+
+def _write_rows(handle: IO[str], rows: Iterable[PredictionRow]) -> None:
+    handle.write("".join(row.to_json() + "\n" for row in rows))
 
 
 class PredictionWriter:
@@ -113,8 +199,8 @@ class PredictionWriter:
         self.path = run_dir / PREDICTIONS_FILE
         self._handle: IO[str] = self.path.open("a", encoding="utf-8")
 
-    def write_batch(self, rows: list[dict[str, Any]]) -> None:
-        self._handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    def write_batch(self, rows: Sequence[PredictionRow]) -> None:
+        _write_rows(self._handle, rows)
         self._handle.flush()
 
     def close(self) -> None:
@@ -122,20 +208,166 @@ class PredictionWriter:
 
     def restore_dataset_order(self) -> None:
         """Rewrite the file in the dataset's order once the run is complete (atomically)."""
-        rows = read_predictions(self.path)
-        rows.sort(key=lambda row: row["index"])
+        rows = sorted(read_predictions(self.path), key=lambda row: row.index)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            _write_rows(handle, rows)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
 
 
-def read_predictions(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                rows.append(json.loads(line))
+# ── metrics.json ──────────────────────────────────────────────────────────────────────
+
+@dataclass
+class RunMetrics:
+    """metrics.json. ``partial``: the run stopped before every sample was done;
+    ``stopped_at_once``: it was stopped mid-batch (a second signal) and these figures were
+    rebuilt from the rows on disk."""
+
+    metrics: dict[str, float]
+    n: int
+    n_total: int
+    n_errors: int = 0
+    n_resumed: int = 0
+    n_skipped_lines: int = 0
+    partial: bool = False
+    stopped_at_once: bool = False
+    batch_size: int | str = 0
+    final_batch_size: int | str = 0
+    tune_seconds: float | None = None
+    fallback_count: int = 0
+    wall_seconds: float = 0.0
+    generation_seconds: float = 0.0
+    samples_per_s: float = 0.0
+    tokens_per_s: float = 0.0
+    generated_tokens: int = 0
+    device: str | None = None
+    dtype: str | None = None
+    model: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunMetrics:
+        batch_size = data.get("batch_size", 0)
+        return from_known_fields(cls, {"metrics": {}, "n": 0, "n_total": 0,
+                                       "final_batch_size": batch_size, **data})
+
+    def write(self, run_dir: Path) -> None:
+        write_json_atomic(run_dir / METRICS_FILE, self.to_dict())
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunMetrics | None:
+        """None when the run has no (readable) metrics.json yet."""
+        try:
+            return cls.from_dict(_read_json_object(run_dir / METRICS_FILE))
+        except UsageError:
+            return None
+
+
+def batch_size_text(metrics: RunMetrics) -> str:
+    """'8', or '8 → 2' when the OOM policy lowered it during the run."""
+    if metrics.final_batch_size not in (None, metrics.batch_size):
+        return f"{metrics.batch_size} → {metrics.final_batch_size}"
+    return str(metrics.batch_size)
+
+
+def summary_rows(metrics: RunMetrics, wall_time: Callable[[float], str] = "{:.1f}s".format
+                 ) -> list[tuple[str, str]]:
+    """The scores, then the run's figures: the headless summary and the app's results
+    table show these rows."""
+    rows = [(name, f"{value:.4f}") for name, value in metrics.metrics.items()]
+    samples = str(metrics.n)
+    if metrics.partial:
+        samples += f" of {metrics.n_total} (partial)"
+    rows += [
+        ("samples", samples),
+        ("errors", str(metrics.n_errors)),
+        ("fallbacks", str(metrics.fallback_count)),
+        ("batch size", batch_size_text(metrics)),
+        ("samples/s", f"{metrics.samples_per_s:.2f}"),
+        ("tokens/s", f"{metrics.tokens_per_s:.1f}"),
+        ("wall time", wall_time(metrics.wall_seconds)),
+    ]
     return rows
+
+
+def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_total: int,
+                      n_resumed: int = 0, n_skipped_lines: int = 0,
+                      batch_size: int | str = 0, final_batch_size: int | str | None = None,
+                      tune_seconds: float | None = None, fallback_count: int = 0,
+                      wall_seconds: float = 0.0, generation_seconds: float = 0.0,
+                      generated: int = 0, generated_tokens: int = 0,
+                      device: str | None = None, dtype: str | None = None, model: str = "",
+                      stopped_at_once: bool = False) -> RunMetrics:
+    """metrics.json from every row the run holds (kept from earlier tries and made now).
+    Rates are this try's: ``generated`` samples and ``generated_tokens`` tokens made in
+    ``generation_seconds``. Every path that ends a run builds its metrics here."""
+    def rate(amount: float) -> float:
+        return amount / generation_seconds if generation_seconds > 0 else 0.0
+
+    return RunMetrics(
+        metrics=mean_scores([row.scores for row in rows], names),
+        n=len(rows), n_total=n_total,
+        n_errors=sum(1 for row in rows if row.error is not None),
+        n_resumed=n_resumed, n_skipped_lines=n_skipped_lines,
+        partial=len(rows) < n_total, stopped_at_once=stopped_at_once,
+        batch_size=batch_size,
+        final_batch_size=batch_size if final_batch_size is None else final_batch_size,
+        tune_seconds=tune_seconds, fallback_count=fallback_count,
+        wall_seconds=wall_seconds, generation_seconds=generation_seconds,
+        samples_per_s=rate(generated), tokens_per_s=rate(generated_tokens),
+        generated_tokens=generated_tokens, device=device, dtype=dtype, model=model)
+
+
+# ── tune.json ─────────────────────────────────────────────────────────────────────────
+
+@dataclass
+class TuneProbe:
+    """One batch size tried by the tuner."""
+
+    batch_size: int
+    status: str  # "ok" | "oom"
+    seconds: float  # per generate call (or until the OOM)
+    samples_per_s: float
+    tokens_per_s: float
+    peak_memory_bytes: int | None
+    gpu_util_percent: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TuneResult:
+    chosen_batch_size: int
+    mode: str
+    probes: list[TuneProbe]
+    seconds: float
+    max_tokens: int
+    max_batch_size: int
+    memory_capacity_bytes: int | None
+    memory_headroom: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TuneResult:
+        result = from_known_fields(cls, data)
+        result.probes = [from_known_fields(TuneProbe, p) if isinstance(p, dict) else p
+                         for p in data.get("probes", [])]
+        return result
+
+    def write(self, run_dir: Path) -> None:
+        write_json_atomic(run_dir / TUNE_FILE, self.to_dict())
+
+    @classmethod
+    def read(cls, run_dir: Path) -> TuneResult:
+        return cls.from_dict(_read_json_object(run_dir / TUNE_FILE))

@@ -11,7 +11,7 @@ from tui_eval.config import EvalConfig
 def run_app(config: EvalConfig, *, config_path: Path | None = None,
             run_options: dict[str, Any] | None = None) -> int:
     """Open the app on ``config``; returns the exit code."""
-    from tui_eval.ui.app import EvalApp
+    from tui_eval.ui.app import EvalApp  # Textual: loaded when the app opens
 
     app = EvalApp(config, config_path=config_path, run_options=run_options)
     app.run()

@@ -8,7 +8,6 @@ bridge from events.jsonl with ``read_only=True``, which hides editing and the ru
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +21,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
+from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
+from tui_eval.device.monitor import HostReading, Sampler, Snapshot
+from tui_eval.engine.evaluation import Evaluation
+from tui_eval.engine.signals import install_app_hangup
 from tui_eval.errors import UsageError
 from tui_eval.events import (
     Event,
@@ -34,8 +37,7 @@ from tui_eval.events import (
     TuneFinished,
     TuneStep,
 )
-from tui_eval.monitor import HostReading, Sampler, Snapshot
-from tui_eval.signals import install_app_hangup
+from tui_eval.results import RunMetrics
 from tui_eval.ui.bridge import EngineEvent, EventBridge, GaugeReadings, ProgressReady
 from tui_eval.ui.config_text import save_config
 from tui_eval.ui.screens import ConfirmScreen
@@ -99,7 +101,7 @@ class EvalApp(App[int]):
         self.bridge = EventBridge(self)
         self.activity: str | None = None  # "run" or "tune" while the engine worker is busy
         self.poll_seconds = config.gpu_poll_seconds
-        self._cancel = threading.Event()
+        self._cancel = CancelToken()
         self._quit_when_idle = False
         self._failure_reported = False
         self._offer_tuned_size = False
@@ -221,16 +223,16 @@ class EvalApp(App[int]):
             self.log_pane.add_line("ERROR", f"run failed: {event.error}")
             self.notify(event.error, title="Run failed", severity="error", timeout=10)
 
-    def _show_finished(self, metrics: dict[str, Any]) -> None:
+    def _show_finished(self, metrics: RunMetrics) -> None:
         self.results_pane.show_metrics(metrics)
         self.progress_pane.show_finished(metrics)
-        if metrics.get("partial"):
-            self.notify(f"Stopped after {metrics.get('n')}/{metrics.get('n_total')} samples; "
+        if metrics.partial:
+            self.notify(f"Stopped after {metrics.n}/{metrics.n_total} samples; "
                         "finished batches are on disk.", title="Run cancelled")
             return
-        first = next(iter(metrics.get("metrics", {}).items()), None)
+        first = next(iter(metrics.metrics.items()), None)
         score = f"{first[0]} {first[1]:.3f} · " if first else ""
-        self.notify(f"{score}{metrics.get('n')} samples; table in Results",
+        self.notify(f"{score}{metrics.n} samples; table in Results",
                     title="Run finished", timeout=4)
 
     def on_engine_event(self, message: EngineEvent) -> None:
@@ -318,7 +320,7 @@ class EvalApp(App[int]):
         config = self._valid_config("start")
         if config is None:
             return
-        self._cancel = threading.Event()
+        self._cancel = CancelToken()
         self._failure_reported = False
         self.results_pane.clear_metrics()
         if config.batch_size == "auto":
@@ -333,7 +335,7 @@ class EvalApp(App[int]):
         config = self._valid_config("auto-tune")
         if config is None:
             return
-        self._cancel = threading.Event()
+        self._cancel = CancelToken()
         self._failure_reported = False
         self._offer_tuned_size = True
         self.results_pane.start_tune()
@@ -345,9 +347,9 @@ class EvalApp(App[int]):
         if self.activity is None:
             self.notify("Nothing is running.", severity="warning")
             return
-        if self._cancel.is_set():
+        if self._cancel.cancelled:
             return
-        self._cancel.set()
+        self._cancel.cancel()
         self.log_pane.add_line("NOTE", "cancelling: the run stops after the batch in flight")
         self.notify("Stopping after the batch in flight…", title="Cancelling")
 
@@ -383,7 +385,7 @@ class EvalApp(App[int]):
             self.exit(0)
             return
         self._quit_when_idle = True
-        self._cancel.set()
+        self._cancel.cancel()
 
     async def action_quit(self) -> None:
         if self.activity is None or self.read_only:
@@ -397,7 +399,7 @@ class EvalApp(App[int]):
             if not stop:
                 return
             self._quit_when_idle = True
-            self._cancel.set()
+            self._cancel.cancel()
             self.log_pane.add_line("NOTE", "quitting after the batch in flight…")
             self.notify("Stopping after the batch in flight, then quitting…")
 
@@ -423,13 +425,11 @@ class EvalApp(App[int]):
     # ── the engine worker ─────────────────────────────────────────────────────────────
 
     @work(thread=True, group="engine", exit_on_error=False, name="evaluation")
-    def _evaluate(self, config: EvalConfig, cancel: threading.Event) -> None:
-        from tui_eval.engine import Evaluation
-
+    def _evaluate(self, config: EvalConfig, cancel: CancelToken) -> None:
         Evaluation(config, self.bridge, cancel=cancel, **self.run_options).run()
 
     @work(thread=True, group="engine", exit_on_error=False, name="auto-tune")
-    def _tune(self, config: EvalConfig, cancel: threading.Event) -> None:
+    def _tune(self, config: EvalConfig, cancel: CancelToken) -> None:
         run_auto_tune(config, self.bridge, cancel)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

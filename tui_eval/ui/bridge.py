@@ -12,8 +12,8 @@ import threading
 from textual.message import Message
 from textual.message_pump import MessagePump
 
+from tui_eval.device.monitor import Snapshot
 from tui_eval.events import Event, Progress
-from tui_eval.monitor import Snapshot
 
 
 class EngineEvent(Message):

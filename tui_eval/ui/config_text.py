@@ -1,86 +1,34 @@
-"""Between the config form's text and config values: parsing what was typed, formatting
-values back, and writing them into a TOML file without losing its comments.
+"""Writing the app's config values into a TOML file without losing its comments.
 
-No Textual here; the form and the tests both use it.
+The file is edited line by line so that a documented eval.toml stays documented: a key's
+line is updated in place with its trailing comment, a commented-out example
+(``# model = "…"  # what it is``) is uncommented where it stands, and a value the user
+clears is commented out rather than deleted. Values are written by tomlkit.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from tui_eval.config import EvalConfig, Rule, check_value, load_config_file, rules
+import tomlkit
+
+from tui_eval.config import DEFAULTS, load_config_file
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-INT_TEXT = re.compile(r"^[+-]?\d+$")
 NEW_FILE_HEADER = "# tui-eval configuration, saved from the app. Flags override these values.\n"
 
 
-def parse_text(rule: Rule, text: str) -> Any:
-    """What the user typed, as the value the rule checks: numbers become numbers, lists are
-    comma-separated (or a TOML array), an empty optional field is unset."""
-    stripped = text.strip()
-    if stripped == "" and rule.optional:
-        return None
-    if rule.allow_auto and stripped == "auto":
-        return "auto"
-    if rule.type == "int":
-        return int(stripped) if INT_TEXT.match(stripped) else stripped
-    if rule.type == "float":
-        try:
-            return float(stripped)
-        except ValueError:
-            return stripped
-    if rule.type == "bool":
-        lowered = stripped.lower()
-        return {"true": True, "false": False}.get(lowered, stripped)
-    if rule.type == "list[str]":
-        if stripped.startswith("["):
-            try:
-                return tomllib.loads(f"v = {stripped}")["v"]
-            except tomllib.TOMLDecodeError:
-                return stripped
-        return [item.strip() for item in stripped.split(",") if item.strip()]
-    return text
-
-
-def validate_text(key: str, text: str) -> tuple[Any, str | None]:
-    """(value, None) when valid, else (None, 'key: message') with the CLI's wording."""
-    try:
-        return check_value(key, parse_text(rules()[key], text)), None
-    except ValueError as exc:
-        return None, f"{key}: {exc}"
-
-
-def format_text(value: Any) -> str:
-    """A value as the form shows it."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ", ".join(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+    """A value as TOML writes it (strings quoted and escaped by tomlkit)."""
+    return tomlkit.item(value).as_string()
 
 
 def _split_value(rest: str) -> tuple[str, str] | None:
@@ -124,7 +72,6 @@ def render_config(text: str, values: dict[str, Any]) -> str:
     """The file's text with ``values`` set: existing lines are updated in place, commented
     examples are uncommented, a value equal to its default that the file does not set is
     left out, an unset value comments its line out, and new keys go at the end."""
-    defaults = EvalConfig().to_dict()
     lines = text.splitlines()
     appended: list[str] = []
     for key, value in values.items():
@@ -136,7 +83,7 @@ def render_config(text: str, values: dict[str, Any]) -> str:
         if active is not None:
             lines[active] = _render_line(lines[active], key, value)
             continue
-        if value == defaults.get(key):
+        if value == DEFAULTS.get(key):
             continue
         example = _find_line(lines, key, commented=True)
         if example is not None:

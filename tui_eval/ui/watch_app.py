@@ -15,15 +15,14 @@ from textual import work
 from textual.worker import get_current_worker
 
 from tui_eval.config import EvalConfig
+from tui_eval.device.monitor import Sampler
+from tui_eval.engine.resume import saved_config_values
+from tui_eval.engine.signals import install_app_hangup
 from tui_eval.errors import UsageError
 from tui_eval.events import RunStarted
-from tui_eval.follow import EventFollower, RunState, liveness
-from tui_eval.monitor import Sampler
+from tui_eval.events.follow import EventFollower, RunState, liveness, stopped_line
 from tui_eval.results import CONFIG_FILE, EVENTS_FILE
-from tui_eval.resume import saved_config_values
-from tui_eval.signals import install_app_hangup
 from tui_eval.ui.app import EvalApp
-from tui_eval.watch import stopped_line
 
 # The watcher's own display settings, not the run's.
 WATCHER_KEYS = ("theme", "gpu_poll_seconds")

@@ -1,8 +1,8 @@
 """The config pane: one editable field per config key, checked as you type with the CLI's
 rules and messages (``tui_eval.config.check_value``).
 
-Fields are generated from ``tui_eval.config.rules()``, so a key added to the config shows
-up here with its help text as the tooltip; the run settings users touch most come first.
+Fields are generated from the key declarations in ``tui_eval.config`` (label, placeholder,
+help as the tooltip, in declaration order), so a key added there shows up here.
 """
 
 from __future__ import annotations
@@ -17,31 +17,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 
-from tui_eval.config import EvalConfig, Rule, rules
-from tui_eval.ui.config_text import format_text, validate_text
-
-FIRST_KEYS = ("model", "data", "batch_size", "max_tokens", "torch_dtype", "device",
-              "output_dir", "oom_policy", "metrics", "limit", "simulate_oom_above", "lang",
-              "theme", "gpu_poll_seconds")
-LABELS = {
-    "model": "model", "data": "data", "batch_size": "batch size", "max_tokens": "max tokens",
-    "torch_dtype": "dtype", "device": "device", "output_dir": "output", "oom_policy": "on OOM",
-    "metrics": "metrics", "limit": "limit", "simulate_oom_above": "fake OOM >",
-    "lang": "log lang", "theme": "theme", "gpu_poll_seconds": "poll (s)",
-    "prompt_field": "prompt field", "answer_field": "answer field", "id_field": "id field",
-    "prompt_template": "template", "chat_template": "chat tmpl", "do_sample": "sample",
-    "temperature": "temperature", "top_p": "top p", "seed": "seed", "stop": "stop",
-    "on_bad_line": "bad lines", "tune_mode": "tune mode", "max_batch_size": "max batch",
-    "memory_headroom": "headroom", "max_memory": "max memory",
-}
-PLACEHOLDERS = {"model": "built-in demo", "data": "built-in demo",
-                "output_dir": "eval_results/<time>", "limit": "all", "lang": "locale",
-                "simulate_oom_above": "off", "max_memory": "no cap"}
-
-
-def ordered_keys() -> list[str]:
-    declared = list(rules())
-    return [k for k in FIRST_KEYS if k in declared] + [k for k in declared if k not in FIRST_KEYS]
+from tui_eval.config import KEYS, EvalConfig, Key, format_text, validate_text
 
 
 class RuleValidator(Validator):
@@ -76,27 +52,26 @@ class ConfigPane(VerticalScroll):
         self.read_only = read_only
 
     def compose(self) -> ComposeResult:
-        all_rules = rules()
-        for key in ordered_keys():
-            rule = all_rules[key]
-            label = Label(LABELS.get(key, key.replace("_", " ")), markup=False,
-                          classes="field-label")
-            label.tooltip = f"{key}: {rule.help}"
-            editor = self._editor(key, rule)
-            editor.tooltip = f"{key}: {rule.help}"
+        for key in KEYS.values():
+            label = Label(key.label, markup=False, classes="field-label")
+            label.tooltip = f"{key.name}: {key.help}"
+            editor = self._editor(key)
+            editor.tooltip = f"{key.name}: {key.help}"
             editor.disabled = self.read_only
-            with Vertical(classes="field", id=f"field-{key}"):
+            with Vertical(classes="field", id=f"field-{key.name}"):
                 with Horizontal(classes="field-row"):
                     yield label
                     yield editor
-                error = Static("", markup=False, classes="field-error", id=f"error-{key}")
+                error = Static("", markup=False, classes="field-error",
+                               id=f"error-{key.name}")
                 error.display = False
                 yield error
 
-    def _editor(self, key: str, rule: Rule) -> Widget:
-        value = self._values.get(key)
-        editor_id = f"edit-{key}"
-        if key == "theme":
+    def _editor(self, key: Key) -> Widget:
+        rule = key.rule
+        value = self._values.get(key.name)
+        editor_id = f"edit-{key.name}"
+        if key.name == "theme":
             names = list(self.theme_names)
             if value and value not in names:
                 names.append(value)
@@ -108,10 +83,10 @@ class ConfigPane(VerticalScroll):
         if rule.type == "str" and rule.choices:
             blank = Select.NULL if value is None else value
             return Select([(choice, choice) for choice in rule.choices], value=blank,
-                          allow_blank=rule.optional, prompt=PLACEHOLDERS.get(key, "unset"),
+                          allow_blank=rule.optional, prompt=key.placeholder or "unset",
                           compact=True, id=editor_id)
-        return Input(format_text(value), placeholder=PLACEHOLDERS.get(key, ""), compact=True,
-                     validators=[RuleValidator(key)], id=editor_id)
+        return Input(format_text(value), placeholder=key.placeholder, compact=True,
+                     validators=[RuleValidator(key.name)], id=editor_id)
 
     # ── reading the form ──────────────────────────────────────────────────────────────
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 
-from tui_eval.monitor import GpuReading, History, HostReading, Snapshot
-from tui_eval.ui.formatting import gib_pair, number, percent
+from tui_eval.device.monitor import GpuReading, History, HostReading, Snapshot
+from tui_eval.formatting import format_number, format_percent, gib_pair
 from tui_eval.ui.widgets.line import Line
 from tui_eval.ui.widgets.meter import Meter
 from tui_eval.ui.widgets.spark import Spark
@@ -17,12 +17,12 @@ def gpu_figures(reading: GpuReading) -> str:
     """'util 45% · 62°C · 310/700 W', or why there is nothing to show."""
     if not reading.responding:
         return "N/A: not responding"
-    power = number(reading.power_w, digits=0)
+    power = format_number(reading.power_w, digits=0)
     if reading.power_w is not None and reading.power_limit_w is not None:
         power = f"{reading.power_w:.0f}/{reading.power_limit_w:.0f}"
     power += " W" if reading.power_w is not None else ""
-    return (f"util {percent(reading.util_percent)} · "
-            f"{number(reading.temperature_c, '°C')} · {power}")
+    return (f"util {format_percent(reading.util_percent)} · "
+            f"{format_number(reading.temperature_c, '°C')} · {power}")
 
 
 class GpuCard(Vertical):
@@ -74,7 +74,7 @@ class HostCard(Vertical):
 
     def show(self, reading: HostReading) -> None:
         cpu = reading.cpu_percent
-        self.cpu_meter.show(None if cpu is None else cpu / 100, percent(cpu))
+        self.cpu_meter.show(None if cpu is None else cpu / 100, format_percent(cpu))
         self.ram_meter.show(
             reading.ram_fraction, gib_pair(reading.ram_used_bytes, reading.ram_total_bytes))
 

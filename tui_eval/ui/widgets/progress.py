@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
 from tui_eval.events import Progress, RunStarted
-from tui_eval.ui.formatting import format_duration
+from tui_eval.formatting import format_duration
+from tui_eval.results import RunMetrics, batch_size_text
 from tui_eval.ui.widgets.line import Line
 from tui_eval.ui.widgets.meter import Meter
 
@@ -18,7 +17,7 @@ def rates_line(samples_per_s: float, tokens_per_s: float, eta_s: float | None) -
             f"ETA {format_duration(eta_s)}")
 
 
-def batch_line(batch_size: int, fallbacks: int, errors: int) -> str:
+def batch_line(batch_size: int | str, fallbacks: int, errors: int) -> str:
     return f"batch size {batch_size} · fallbacks {fallbacks} · errors {errors}"
 
 
@@ -53,13 +52,12 @@ class ProgressPane(Vertical):
         self.rates.set(rates_line(event.samples_per_s, event.tokens_per_s, event.eta_s))
         self.batch.set(batch_line(event.batch_size, event.fallbacks, event.errors))
 
-    def show_finished(self, metrics: dict[str, Any]) -> None:
-        done, total = metrics.get("n", 0), metrics.get("n_total", metrics.get("n", 0))
+    def show_finished(self, metrics: RunMetrics) -> None:
+        done, total = metrics.n, metrics.n_total
         self.bar.show(done / max(total, 1), f"{done}/{total}")
-        state = "cancelled" if metrics.get("partial") else "done"
-        self.rates.set(f"{state} in {format_duration(metrics.get('wall_seconds'))} · "
-                          f"{metrics.get('samples_per_s', 0.0):.2f} samples/s · "
-                          f"{metrics.get('tokens_per_s', 0.0):.0f} tok/s")
-        self.batch.set(batch_line(metrics.get("batch_size", 0),
-                                     metrics.get("fallback_count", 0),
-                                     metrics.get("n_errors", 0)))
+        state = "cancelled" if metrics.partial else "done"
+        self.rates.set(f"{state} in {format_duration(metrics.wall_seconds)} · "
+                       f"{metrics.samples_per_s:.2f} samples/s · "
+                       f"{metrics.tokens_per_s:.0f} tok/s")
+        self.batch.set(batch_line(batch_size_text(metrics), metrics.fallback_count,
+                                  metrics.n_errors))

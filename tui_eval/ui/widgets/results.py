@@ -5,7 +5,7 @@ Both tables stay hidden until they have something to show.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,50 +13,24 @@ from textual.containers import Container, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from tui_eval.events import TuneFinished, TuneStep
-from tui_eval.ui.formatting import NA, format_duration, gib
+from tui_eval.formatting import format_duration, format_percent, gib
+from tui_eval.results import RunMetrics, TuneProbe, summary_rows
 
 CHOSEN_MARK = "▶"
 TUNE_COLUMNS = ("", "batch", "status", "seconds", "samples/s", "tok/s", "peak GiB", "GPU util")
 
 
-def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """The scores, then the run's figures, formatted as the headless summary prints them."""
-    rows = [(name, f"{value:.4f}") for name, value in metrics.get("metrics", {}).items()]
-    samples = str(metrics.get("n", 0))
-    if metrics.get("partial"):
-        samples += f" of {metrics.get('n_total', '?')} (partial)"
-    rows += [
-        ("samples", samples),
-        ("errors", str(metrics.get("n_errors", 0))),
-        ("fallbacks", str(metrics.get("fallback_count", 0))),
-        ("batch size", str(metrics.get("batch_size", ""))),
-        ("samples/s", f"{metrics.get('samples_per_s', 0.0):.2f}"),
-        ("tokens/s", f"{metrics.get('tokens_per_s', 0.0):.1f}"),
-        ("wall time", format_duration(metrics.get("wall_seconds"))),
-    ]
-    return rows
-
-
-def probe_row(probe: dict[str, Any], chosen: bool) -> tuple[str, ...]:
-    util = probe.get("gpu_util_percent")
-    ok = probe.get("status") == "ok"
+def probe_row(probe: TuneProbe, chosen: bool) -> tuple[str, ...]:
     return (
         CHOSEN_MARK if chosen else "",
-        str(probe.get("batch_size")),
-        str(probe.get("status")) + (" chosen" if chosen else ""),
-        f"{probe.get('seconds', 0.0):.2f}" if ok else "-",
-        f"{probe.get('samples_per_s', 0.0):.2f}" if ok else "-",
-        f"{probe.get('tokens_per_s', 0.0):.0f}" if ok else "-",
-        gib(probe.get("peak_memory_bytes")),
-        NA if util is None else f"{util:.0f}%",
+        str(probe.batch_size),
+        probe.status + (" chosen" if chosen else ""),
+        f"{probe.seconds:.2f}" if probe.ok else "-",
+        f"{probe.samples_per_s:.2f}" if probe.ok else "-",
+        f"{probe.tokens_per_s:.0f}" if probe.ok else "-",
+        gib(probe.peak_memory_bytes),
+        format_percent(probe.gpu_util_percent),
     )
-
-
-def step_as_probe(step: TuneStep) -> dict[str, Any]:
-    return {"batch_size": step.batch_size, "status": step.status, "seconds": step.seconds,
-            "samples_per_s": step.samples_per_s, "tokens_per_s": step.tokens_per_s,
-            "peak_memory_bytes": step.peak_memory_bytes,
-            "gpu_util_percent": step.gpu_util_percent}
 
 
 class ResultsPane(VerticalScroll):
@@ -67,8 +41,8 @@ class ResultsPane(VerticalScroll):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.metrics: dict[str, Any] | None = None
-        self.probes: list[dict[str, Any]] = []
+        self.metrics: RunMetrics | None = None
+        self.probes: list[TuneProbe] = []
         self.chosen_batch_size: int | None = None
         self._tune_title_text = ""
         self.metrics_title = Static("", markup=False, id="metrics-title", classes="table-title")
@@ -108,12 +82,12 @@ class ResultsPane(VerticalScroll):
         self.metrics_table.clear()
         self._update_visibility()
 
-    def show_metrics(self, metrics: dict[str, Any]) -> None:
+    def show_metrics(self, metrics: RunMetrics) -> None:
         self.metrics = metrics
         self.metrics_table.clear()
-        for name, value in metric_rows(metrics):
+        for name, value in summary_rows(metrics, format_duration):
             self.metrics_table.add_row(name, value, key=name)
-        title = "Metrics (partial)" if metrics.get("partial") else "Metrics"
+        title = "Metrics (partial)" if metrics.partial else "Metrics"
         self.metrics_title.update(title)
         self._update_visibility()
         self.call_after_refresh(self.scroll_home, animate=False)
@@ -124,7 +98,7 @@ class ResultsPane(VerticalScroll):
         self._draw_tune("Tuning batch size…")
 
     def add_probe(self, step: TuneStep) -> None:
-        self.probes.append(step_as_probe(step))
+        self.probes.append(step.probe())
         self._draw_tune("Tuning batch size…")
 
     def show_tune(self, event: TuneFinished) -> None:
@@ -136,8 +110,7 @@ class ResultsPane(VerticalScroll):
         self.tune_table.clear()
         chosen_style = self.get_component_rich_style("results--chosen")
         for number, probe in enumerate(self.probes):
-            chosen = (probe.get("batch_size") == self.chosen_batch_size
-                      and probe.get("status") == "ok")
+            chosen = probe.batch_size == self.chosen_batch_size and probe.ok
             cells = probe_row(probe, chosen)
             self.tune_table.add_row(*(Text(cell, style=chosen_style) if chosen else cell
                                       for cell in cells), key=str(number))

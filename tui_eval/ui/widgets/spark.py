@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui_eval.monitor import sparkline_columns
+from tui_eval.device.monitor import sparkline_columns
 
 BARS = "▁▂▃▄▅▆▇█"
 

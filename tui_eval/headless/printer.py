@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 from tui_eval.events import Event, LogLine, Progress, RunFailed, RunFinished, format_log_line
+from tui_eval.formatting import format_duration
+from tui_eval.results import RunMetrics, summary_rows
 
 PLAIN_PROGRESS_INTERVAL_S = 5.0
 BAR_WIDTH = 24
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+MIN_BAR_WIDTH = 8
 
 
 def progress_text(event: Progress) -> str:
@@ -27,18 +22,29 @@ def progress_text(event: Progress) -> str:
             f"batch {event.batch_size} | fallbacks {event.fallbacks}")
 
 
-def metrics_table(metrics: dict[str, Any]) -> str:
+def short_progress_text(event: Progress) -> str:
+    """The figures that matter most, for a narrow terminal."""
+    return (f"{event.done}/{event.total} | {event.samples_per_s:.1f}/s | "
+            f"ETA {format_duration(event.eta_s)} | bs {event.batch_size}")
+
+
+def progress_line(event: Progress, width: int) -> str:
+    """One line that fits ``width`` columns: the bar shrinks first, then the text, so the
+    terminal never wraps it (a wrapped line cannot be redrawn in place)."""
+    room = max(width - 1, 1)  # the last column would make some terminals wrap
+    for text in (progress_text(event), short_progress_text(event)):
+        bar_width = min(BAR_WIDTH, room - len(text) - 1)
+        if bar_width >= MIN_BAR_WIDTH:
+            filled = int(bar_width * event.done / max(event.total, 1))
+            return "█" * filled + "░" * (bar_width - filled) + " " + text
+        if len(text) <= room:
+            return text
+    return short_progress_text(event)[:room]
+
+
+def metrics_table(metrics: RunMetrics) -> str:
     """A short plain-text table of the scores and the run's figures."""
-    rows = [(name, f"{value:.4f}") for name, value in metrics["metrics"].items()]
-    rows += [
-        ("samples", f"{metrics['n']}" + (" (partial)" if metrics.get("partial") else "")),
-        ("errors", str(metrics["n_errors"])),
-        ("fallbacks", str(metrics["fallback_count"])),
-        ("batch size", str(metrics["batch_size"])),
-        ("samples/s", f"{metrics['samples_per_s']:.2f}"),
-        ("tokens/s", f"{metrics['tokens_per_s']:.1f}"),
-        ("wall time", f"{metrics['wall_seconds']:.1f}s"),
-    ]
+    rows = summary_rows(metrics)
     width = max(len(name) for name, _ in rows)
     lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
     lines += [f"{name.ljust(width)}  {value}" for name, value in rows]
@@ -46,12 +52,14 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 
 class HeadlessPrinter:
-    """On a TTY: a live one-line progress bar. Elsewhere (nohup, CI): one plain progress line
-    at most every few seconds, so logs stay readable."""
+    """On a TTY: a live one-line progress bar that fits the terminal's width. Elsewhere
+    (nohup, CI): one plain progress line at most every few seconds, so logs stay readable."""
 
-    def __init__(self, stream: TextIO | None = None, interactive: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
+                 width: int | None = None) -> None:
         self.stream = stream or sys.stdout
         self.interactive = self.stream.isatty() if interactive is None else interactive
+        self.width = width  # None: ask the terminal at each update (it may be resized)
         self._last_plain = 0.0
         self._bar_shown = False
 
@@ -77,9 +85,8 @@ class HeadlessPrinter:
 
     def _progress(self, event: Progress) -> None:
         if self.interactive:
-            filled = int(BAR_WIDTH * event.done / max(event.total, 1))
-            bar = "█" * filled + "░" * (BAR_WIDTH - filled)
-            self.stream.write(f"\r\033[K{bar} {progress_text(event)}")
+            width = self.width or shutil.get_terminal_size().columns
+            self.stream.write(f"\r\033[K{progress_line(event, width)}")
             self.stream.flush()
             self._bar_shown = True
             return

@@ -1,23 +1,19 @@
-"""``tui-eval watch RUN_DIR``: follow a run from its results directory, read-only.
+"""Following a run from its results directory in plain lines (``tui-eval watch --no-ui``),
+read-only: nothing is written to the run directory.
 
-In a terminal it opens the app in its watch mode (this machine's gauges, the run's
-progress, log and results); with ``--no-ui`` (or when stdout is not a terminal) it prints
-plain lines and exits when the run ends. Neither writes to the run directory.
-
-Exit codes of ``--no-ui``: 0 the run finished, 1 it failed, stopped without a final event
-or did not start within ``--wait``, 2 bad usage, 130 the run was interrupted (partial).
+Exit codes: 0 the run finished, 1 it failed, stopped without a final event or did not
+start within ``wait``, 130 the run was interrupted (partial).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, UsageError
+from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED
 from tui_eval.events import (
     Event,
     LogLine,
@@ -26,61 +22,14 @@ from tui_eval.events import (
     RunFinished,
     RunStarted,
     TuneFinished,
-)
-from tui_eval.follow import EventFollower, Liveness, RunState, liveness
-from tui_eval.headless import (
-    PLAIN_PROGRESS_INTERVAL_S,
     format_log_line,
-    metrics_table,
-    progress_text,
 )
-from tui_eval.results import EVENTS_FILE
-from tui_eval.resume import resume_command
+from tui_eval.events.follow import EventFollower, Liveness, RunState, liveness, stopped_line
+from tui_eval.headless.printer import PLAIN_PROGRESS_INTERVAL_S, metrics_table, progress_text
+from tui_eval.results import EVENTS_FILE, resume_command
 
 POLL_INTERVAL_S = 0.5
 CATCH_UP_LOG_LINES = 20
-
-
-def build_watch_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tui-eval watch",
-        description="Follow a run from its results directory (read-only): the app's watch "
-                    "mode in a terminal, plain lines with --no-ui. Works for runs going, "
-                    "finished, failed or not started yet.")
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                        help="the run's results directory (its -o)")
-    parser.add_argument("--no-ui", action="store_true",
-                        help="print plain progress lines; exit when the run ends")
-    parser.add_argument("--once", action="store_true",
-                        help="print where the run stands now and exit (implies --no-ui)")
-    parser.add_argument("--wait", type=float, metavar="SECONDS",
-                        help="give up when the run has not started within SECONDS "
-                             "(default: wait as long as it takes)")
-    parser.add_argument("--interval", type=float, default=POLL_INTERVAL_S, metavar="SECONDS",
-                        help=f"how often to look for new events (default {POLL_INTERVAL_S})")
-    return parser
-
-
-def watch_main(argv: list[str]) -> int:
-    args = build_watch_parser().parse_args(argv)
-    run_dir: Path = args.run_dir
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"{run_dir}: not a directory")
-    if args.interval <= 0:
-        raise UsageError(f"--interval: must be a number > 0, got {args.interval:g}")
-    if args.wait is not None and args.wait < 0:
-        raise UsageError(f"--wait: must be a number ≥ 0, got {args.wait:g}")
-    if args.no_ui or args.once or not sys.stdout.isatty():
-        watcher = PlainWatcher(run_dir, interval=args.interval, wait=args.wait)
-        return watcher.run(once=args.once)
-    from tui_eval.ui.watch_app import run_watch_app
-
-    return run_watch_app(run_dir, interval=args.interval)
-
-
-def stopped_line(run_dir: Path, pid: int | None) -> str:
-    return (f"stopped — no final event (pid {pid} is gone); resume with: "
-            f"{resume_command(run_dir)}")
 
 
 def started_line(event: RunStarted, live: Liveness) -> str:
@@ -230,10 +179,9 @@ class PlainWatcher:
         assert isinstance(final, RunFinished)
         self.say("")
         self.say(metrics_table(final.metrics))
-        if final.metrics.get("partial"):
-            self.say(f"interrupted after {final.metrics.get('n')}/"
-                     f"{final.metrics.get('n_total')} samples; resume with: "
-                     f"{resume_command(self.run_dir)}")
+        if final.metrics.partial:
+            self.say(f"interrupted after {final.metrics.n}/{final.metrics.n_total} samples; "
+                     f"resume with: {resume_command(self.run_dir)}")
             return EXIT_INTERRUPTED
         self.say(f"finished: results in {self.run_dir}")
         return EXIT_OK

@@ -1,28 +1,49 @@
-"""The NVML handle of the GPU a run uses, and its utilisation during a probe (the app's
-all-GPU gauges live in monitor.py). Every call degrades to None: no pynvml, no driver,
-a CPU device or an NVML error never stops a run."""
+"""NVML, opened once per process for everything that reads NVIDIA GPUs: the run's own GPU
+during a probe (``device_handle``, ``utilization_percent``) and the app's gauges of every
+GPU (monitor.py). No pynvml, no driver or an NVML error never stops a run: callers get
+None, or ``GpuUnavailable`` with the reason to show."""
 
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
-_initialised: bool | None = None
+
+class GpuUnavailable(Exception):
+    """No GPU readings can be had at all (no library, no driver, no device)."""
 
 
-def _nvml() -> Any | None:
-    global _initialised
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    if _initialised is None:
+# module -> the failure's text, or None once nvmlInit succeeded
+_opened: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+
+
+def open_nvml(module: Any | None = None) -> Any:
+    """pynvml (or a stand-in with its API, for tests), initialised on the first call;
+    raises GpuUnavailable saying why there are no readings."""
+    if module is None:
         try:
-            pynvml.nvmlInit()
-            _initialised = True
+            import pynvml
+        except ImportError:
+            raise GpuUnavailable("pynvml not installed: CPU/RAM only") from None
+        module = pynvml
+    if module not in _opened:
+        try:
+            module.nvmlInit()
+            _opened[module] = None
         except Exception:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, …
-            _initialised = False
-    return pynvml if _initialised else None
+            _opened[module] = "no NVIDIA driver: CPU/RAM only"
+    failure = _opened[module]
+    if failure is not None:
+        raise GpuUnavailable(failure)
+    return module
+
+
+def _nvml_or_none() -> Any | None:
+    try:
+        return open_nvml()
+    except GpuUnavailable:
+        return None
 
 
 def _torch_index(device: str) -> int:
@@ -51,7 +72,7 @@ def device_handle(device: str) -> Any | None:
     """The NVML handle of a torch CUDA device ("cuda", "cuda:1"); None elsewhere."""
     if not device.startswith("cuda"):
         return None
-    nvml = _nvml()
+    nvml = _nvml_or_none()
     if nvml is None:
         return None
     try:
@@ -74,7 +95,7 @@ def device_handle(device: str) -> Any | None:
 
 
 def utilization_percent(handle: Any) -> float | None:
-    nvml = _nvml()
+    nvml = _nvml_or_none()
     if nvml is None or handle is None:
         return None
     try:

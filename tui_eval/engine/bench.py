@@ -7,16 +7,28 @@ printed and written to bench.json and bench.md.
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tui_eval.cancel import CancelToken
+from tui_eval.config import EvalConfig
+from tui_eval.device.meter import ResourceMeter
+from tui_eval.device.oom import free_memory
+from tui_eval.engine.evaluation import Evaluation
+from tui_eval.engine.preparation import (
+    device_description,
+    load_weights,
+    open_backend,
+    read_dataset,
+    with_demo_defaults,
+)
 from tui_eval.errors import UsageError
-from tui_eval.events import Event, EventSink, LogLine, Progress
-from tui_eval.i18n import message
-from tui_eval.tables import format_bytes, format_percent, format_seconds, markdown_table
+from tui_eval.events import Event, EventSink, LogLine, Progress, RunLog
+from tui_eval.formatting import format_bytes, format_percent, format_seconds, markdown_table
+from tui_eval.i18n import default_language, message
+from tui_eval.results import prepare_run_dir, write_json_atomic
 
 BENCH_JSON = "bench.json"
 BENCH_MD = "bench.md"
@@ -103,30 +115,30 @@ class _RunFilter:
             self.sink(event)
 
 
-def run_bench(config: Any, sizes: list[int], sink: EventSink) -> tuple[list[BenchRow], Path]:
+def refuse_existing_bench(out: Path, sizes: list[int]) -> None:
+    """A bench directory that already holds results is never measured into again without
+    --overwrite: its sub-runs would be 'resumed' with nothing left to generate."""
+    existing = [name for name in (BENCH_JSON, BENCH_MD, *(f"bs_{size}" for size in sizes))
+                if (out / name).exists()]
+    if existing:
+        raise UsageError(f"{out}: holds a bench already ({', '.join(existing[:3])}); choose "
+                         "another -o, or pass --overwrite to measure again")
+
+
+def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
+              overwrite: bool = False,
+              cancel: CancelToken | None = None) -> tuple[list[BenchRow], Path]:
     """Evaluate the data at each size with one loaded model; write bench.json and bench.md."""
-    from tui_eval.engine import Evaluation
-    from tui_eval.i18n import default_language
-    from tui_eval.memory import free_memory
-    from tui_eval.meter import ResourceMeter
-    from tui_eval.preparation import (
-        device_description,
-        load_weights,
-        open_backend,
-        read_dataset,
-        with_demo_defaults,
-    )
-    from tui_eval.results import prepare_run_dir, write_json_atomic
-
+    cancel = cancel or CancelToken()
     lang = config.lang or default_language()
-
-    def log(level: str, key: str, **values: object) -> None:
-        sink(LogLine(level=level, message=message(key, lang, **values)))
-
+    log = RunLog(sink, lang)
     config = with_demo_defaults(config, log)
+    out = Path(config.output_dir or default_bench_dir())
+    if not overwrite:
+        refuse_existing_bench(out, sizes)
     backend = open_backend(config, log)
     dataset = read_dataset(config, log)
-    out = prepare_run_dir(Path(config.output_dir or default_bench_dir()))
+    prepare_run_dir(out)
     load_weights(backend, config, log)
     log("INFO", "bench_started", n=len(dataset.samples), sizes=", ".join(map(str, sizes)),
         max_tokens=config.max_tokens, out=out)
@@ -135,16 +147,20 @@ def run_bench(config: Any, sizes: list[int], sink: EventSink) -> tuple[list[Benc
                      max_new_tokens=min(config.max_tokens, WARM_UP_TOKENS))
     rows: list[BenchRow] = []
     for size in sizes:
+        if cancel.cancelled:
+            break
         run_config = replace(config, batch_size=size, output_dir=str(out / f"bs_{size}"))
         free_memory()  # the allocator's cache from the previous size would inflate this peak
         with ResourceMeter(backend.device) as meter:
-            metrics = Evaluation(run_config, _RunFilter(sink), backend=backend).run()
+            metrics = Evaluation(run_config, _RunFilter(sink), cancel, backend=backend,
+                                 overwrite=overwrite).run()
+        if metrics.partial:  # cancelled: a half-measured size is no figure
+            break
         rows.append(BenchRow(
-            batch_size=size, seconds=metrics["generation_seconds"], speedup=1.0,
-            samples_per_s=metrics["samples_per_s"], tokens_per_s=metrics["tokens_per_s"],
+            batch_size=size, seconds=metrics.generation_seconds, speedup=1.0,
+            samples_per_s=metrics.samples_per_s, tokens_per_s=metrics.tokens_per_s,
             peak_memory_bytes=meter.peak_memory_bytes, gpu_util_percent=meter.gpu_util_percent,
-            fallbacks=metrics["fallback_count"],
-            final_batch_size=metrics.get("final_batch_size", size)))
+            fallbacks=metrics.fallback_count, final_batch_size=int(metrics.final_batch_size)))
         log("INFO", "bench_row", batch_size=size, time=format_seconds(rows[-1].seconds),
             rate=rows[-1].samples_per_s, peak=format_bytes(meter.peak_memory_bytes),
             util=format_percent(meter.gpu_util_percent))
@@ -155,35 +171,3 @@ def run_bench(config: Any, sizes: list[int], sink: EventSink) -> tuple[list[Benc
     write_json_atomic(out / BENCH_JSON, {"rows": [r.to_dict() for r in rows], **context})
     (out / BENCH_MD).write_text(bench_markdown(rows, context, lang), encoding="utf-8")
     return rows, out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from tui_eval.cli import add_run_options
-
-    parser = argparse.ArgumentParser(
-        prog="tui-eval bench", conflict_handler="resolve",
-        description="Evaluate the same data at several batch sizes and print the seed guide's "
-                    "table: time, speedup over the first size, samples/s, peak memory, GPU "
-                    "utilisation. Writes bench.json, bench.md and one bs_N/ run per size.")
-    add_run_options(parser)
-    parser.add_argument("-b", "--batch-sizes", "--batch-size", dest="batch_sizes",
-                        default=DEFAULT_SIZES, metavar="LIST",
-                        help=f"comma-separated batch sizes (default {DEFAULT_SIZES})")
-    return parser
-
-
-def bench_main(argv: list[str]) -> int:
-    from tui_eval.cli import config_from_args
-    from tui_eval.errors import EXIT_OK
-    from tui_eval.headless import HeadlessPrinter
-    from tui_eval.i18n import default_language
-
-    args = build_parser().parse_args(argv)
-    sizes = parse_batch_sizes(args.batch_sizes)
-    config = config_from_args(args)
-    lang = config.lang or default_language()
-    rows, out = run_bench(config, sizes, HeadlessPrinter())
-    print()
-    print(bench_table(rows, lang))
-    print(message("bench_written", lang, json=out / BENCH_JSON, md=out / BENCH_MD))
-    return EXIT_OK

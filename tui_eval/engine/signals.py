@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -29,18 +28,19 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Protocol
 
+from tui_eval.cancel import CancelToken
+from tui_eval.config import EvalConfig
+from tui_eval.engine.resume import ResumePlan, read_done_rows
 from tui_eval.errors import EXIT_INTERRUPTED
-from tui_eval.events import Event, LogLine, Progress, RunFinished, RunStarted
-from tui_eval.i18n import message
-from tui_eval.metrics import mean_scores
+from tui_eval.events import Event, Progress, RunFinished, RunLog, RunStarted
+from tui_eval.events.recorder import EventRecorder
 from tui_eval.results import (
     CONFIG_FILE,
-    METRICS_FILE,
     PREDICTIONS_FILE,
-    EventRecorder,
-    write_json_atomic,
+    RunMetrics,
+    build_run_metrics,
+    resume_command,
 )
-from tui_eval.resume import read_done_rows, resume_command
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -48,11 +48,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class StoppableRun(Protocol):
     """What the handlers need from an Evaluation."""
 
-    cancel: Any  # threading.Event
+    cancel: CancelToken
     run_dir: Path | None
-    config: Any  # EvalConfig
+    config: EvalConfig
     started: float  # time.perf_counter() at creation
     lang: str
+    resumed: ResumePlan  # the rows kept from earlier tries
+    tune_seconds: float | None
+    skipped_lines: int  # dataset lines skipped with on_bad_line = "skip"
 
     def log(self, level: str, key: str, **values: object) -> None: ...
 
@@ -114,7 +117,7 @@ class HeadlessSignals:
         name = signal.Signals(signum).name
         if self.stop_signal is None:
             self.stop_signal = name
-            self.run.cancel.set()
+            self.run.cancel.cancel()
             self._log("WARNING", "stop_requested", signal=name)
             return
         # The wrap-up takes milliseconds; a third signal must not tear it.
@@ -131,16 +134,16 @@ class HeadlessSignals:
         if self.hangups == 1:
             self._log("WARNING", "hangup", run_dir=self.run.run_dir or "its -o directory")
 
-    def exit_interrupted(self, metrics: dict[str, Any] | None) -> int:
+    def exit_interrupted(self, metrics: RunMetrics | None) -> int:
         """After the run stopped on a signal: make metrics.json whole, say how to resume."""
         run_dir = self.run.run_dir
         if metrics is None and run_dir is not None:
-            metrics = (_read_metrics(run_dir) if self.tracker.finished
+            metrics = (RunMetrics.read(run_dir) if self.tracker.finished
                        else self._metrics_from_disk(run_dir))
         if run_dir is None or not (run_dir / CONFIG_FILE).exists():
             _say("tui-eval: stopped before the first sample; run the same command again")
         else:
-            done = f"{metrics['n']}/{metrics['n_total']} samples done; " if metrics else ""
+            done = f"{metrics.n}/{metrics.n_total} samples done; " if metrics else ""
             _say(f"tui-eval: interrupted ({self.stop_signal}): {done}resume with: "
                  f"{resume_command(run_dir)}")
         return EXIT_INTERRUPTED
@@ -152,9 +155,9 @@ class HeadlessSignals:
             _say(f"tui-eval: finished batches are kept in {run_dir}; once the cause is fixed, "
                  f"resume with: {resume_command(run_dir)}")
 
-    def _metrics_from_disk(self, run_dir: Path) -> dict[str, Any] | None:
+    def _metrics_from_disk(self, run_dir: Path) -> RunMetrics | None:
         """Partial metrics from the rows already written (the engine's own were never
-        reached), in the engine's layout, plus the final event for watchers."""
+        reached), built as the engine builds them, plus the final event for watchers."""
         if not (run_dir / PREDICTIONS_FILE).exists():
             return None
         try:
@@ -162,41 +165,33 @@ class HeadlessSignals:
         except Exception:  # noqa: BLE001 - a damaged file is left for --resume to explain
             return None
         started, progress = self.tracker.started, self.tracker.progress
-        names = list(self.run.config.metrics)
-        total = started.total if started else len(rows)
-        metrics = {
-            "metrics": mean_scores([row.get("scores") or {} for row in rows], names),
-            "n": len(rows),
-            "n_total": total,
-            "n_errors": sum(1 for row in rows if row.get("error") is not None),
-            "partial": len(rows) < total,
-            "stopped_at_once": True,
-            "batch_size": progress.batch_size if progress else self.run.config.batch_size,
-            "fallback_count": progress.fallbacks if progress else 0,
-            "wall_seconds": time.perf_counter() - self.run.started,
-            "samples_per_s": progress.samples_per_s if progress else 0.0,
-            "tokens_per_s": progress.tokens_per_s if progress else 0.0,
-            "device": started.device if started else None,
-            "dtype": started.dtype if started else None,
-            "model": str(self.run.config.model),
-        }
-        write_json_atomic(run_dir / METRICS_FILE, metrics)
+        config = self.run.config
+        resumed = self.run.resumed.done
+        generated = max(0, len(rows) - resumed)  # this try's rows
+        rate = progress.samples_per_s if progress else 0.0
+        generation_seconds = generated / rate if rate > 0 else 0.0
+        batch_size = started.batch_size if started else config.batch_size
+        metrics = build_run_metrics(
+            rows, config.metrics, n_total=started.total if started else len(rows),
+            n_resumed=resumed, n_skipped_lines=self.run.skipped_lines, batch_size=batch_size,
+            final_batch_size=progress.batch_size if progress else batch_size,
+            tune_seconds=self.run.tune_seconds,
+            fallback_count=progress.fallbacks if progress else 0,
+            wall_seconds=time.perf_counter() - self.run.started,
+            generation_seconds=generation_seconds, generated=generated,
+            generated_tokens=round((progress.tokens_per_s if progress else 0.0)
+                                   * generation_seconds),
+            device=started.device if started else None,
+            dtype=started.dtype if started else None, model=str(config.model),
+            stopped_at_once=True)
+        metrics.write(run_dir)
         recorder = EventRecorder()
         recorder.open(run_dir)
-        recorder(LogLine(level="INFO", message=message(
-            "stopped_at_once", self.run.lang, done=metrics["n"], total=metrics["n_total"],
-            run_dir=run_dir)))
+        RunLog(recorder, self.run.lang)("INFO", "stopped_at_once", done=metrics.n,
+                                        total=metrics.n_total, run_dir=run_dir)
         recorder(RunFinished(metrics=metrics))
         recorder.close()
         return metrics
-
-
-def _read_metrics(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return metrics if isinstance(metrics, dict) else None
 
 
 def _silence(fd: int) -> None:

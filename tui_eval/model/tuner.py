@@ -15,27 +15,29 @@ smaller one when within 3%, never one that peaks above ``memory_headroom`` of th
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from tui_eval.events import EventSink, LogLine, TuneFinished, TuneStep
-from tui_eval.i18n import message
-from tui_eval.memory import free_memory, is_oom_error
-from tui_eval.meter import ResourceMeter
-from tui_eval.tables import (
+from tui_eval.cancel import CancelToken
+from tui_eval.device.meter import ResourceMeter
+from tui_eval.device.oom import free_memory, is_oom_error
+from tui_eval.events import EventSink, RunLog, TuneFinished, TuneStep
+from tui_eval.formatting import (
     format_bytes,
     format_percent,
     format_seconds,
     markdown_table,
     pad_cell,
 )
+from tui_eval.results import TuneProbe, TuneResult
 
-TUNE_FILE = "tune.json"
-TUNE_MODES = ("power", "binsearch")
+# The search strategies, by the name a config chooses them with.
+TUNE_MODES = {
+    "power": "double the batch size until OOM, the ceiling or a confirmed decline",
+    "binsearch": "double until OOM, then bisect between the last success and the first OOM",
+}
 PREFER_SMALLER_WITHIN = 0.03  # throughput this close to the best is a tie: take less memory
 DECLINE = 0.10  # a size this much slower than the fastest so far is past the peak
 DECLINES_TO_STOP = 2  # in a row, before ``power`` stops doubling: one can be bad luck
@@ -61,20 +63,6 @@ COLUMN_WIDTHS = (10, 6, 8, 9, 9, 11, 8)
 
 
 @dataclass
-class Probe:
-    batch_size: int
-    status: str  # "ok" | "oom"
-    seconds: float
-    samples_per_s: float
-    tokens_per_s: float
-    peak_memory_bytes: int | None
-    gpu_util_percent: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
 class Measurement:
     """One measurement window of one size."""
 
@@ -89,32 +77,13 @@ class Measurement:
         return sum(self.timings) / len(self.timings)
 
 
-@dataclass
-class TuneResult:
-    chosen_batch_size: int
-    mode: str
-    probes: list[Probe]
-    seconds: float
-    max_tokens: int
-    max_batch_size: int
-    memory_capacity_bytes: int | None
-    memory_headroom: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"chosen_batch_size": self.chosen_batch_size, "mode": self.mode,
-                "probes": [p.to_dict() for p in self.probes], "seconds": self.seconds,
-                "max_tokens": self.max_tokens, "max_batch_size": self.max_batch_size,
-                "memory_capacity_bytes": self.memory_capacity_bytes,
-                "memory_headroom": self.memory_headroom}
-
-
-def fits_in_memory(probe: Probe, capacity: int | None, headroom: float) -> bool:
+def fits_in_memory(probe: TuneProbe, capacity: int | None, headroom: float) -> bool:
     if capacity is None or probe.peak_memory_bytes is None:
         return True
     return probe.peak_memory_bytes <= headroom * capacity
 
 
-def choose_batch_size(probes: list[Probe], capacity: int | None = None,
+def choose_batch_size(probes: list[TuneProbe], capacity: int | None = None,
                       headroom: float = 0.9) -> int:
     """The fastest successful size within the memory headroom; among sizes within 3% of
     the fastest, the smallest. 1 when nothing succeeded; the smallest success when every
@@ -130,7 +99,7 @@ def choose_batch_size(probes: list[Probe], capacity: int | None = None,
                if p.samples_per_s >= best * (1 - PREFER_SMALLER_WITHIN))
 
 
-def table_row(probe: Probe) -> list[str]:
+def table_row(probe: TuneProbe) -> list[str]:
     ok = probe.status == "ok"
     return [str(probe.batch_size), probe.status, format_seconds(probe.seconds),
             f"{probe.samples_per_s:.1f}" if ok else "-",
@@ -155,13 +124,13 @@ def tune_table(result: TuneResult, lang: str = "en") -> str:
 
 
 class BatchSizeTuner:
-    """Probes batch sizes on ``prompts`` (rendered, longest first) and picks one."""
+    """TuneProbes batch sizes on ``prompts`` (rendered, longest first) and picks one."""
 
     def __init__(self, backend: Any, prompts: list[str], *, max_tokens: int,
                  mode: str = "power", max_batch_size: int = 256, memory_headroom: float = 0.9,
                  memory_capacity: int | None = None, sink: EventSink | None = None,
                  lang: str = "en", clock: Callable[[], float] = time.perf_counter,
-                 cancelled: Callable[[], bool] = lambda: False) -> None:
+                 cancel: CancelToken | None = None) -> None:
         if mode not in TUNE_MODES:
             raise ValueError(f"tune_mode must be one of {', '.join(TUNE_MODES)}, got {mode!r}")
         self.backend = backend
@@ -173,12 +142,10 @@ class BatchSizeTuner:
         self.memory_capacity = memory_capacity
         self.sink = sink or (lambda event: None)
         self.lang = lang
+        self._log = RunLog(self.sink, lang)
         self.clock = clock
-        self.cancelled = cancelled  # checked before each probe: a stop request ends the search
-        self.probes: list[Probe] = []
-
-    def _log(self, level: str, key: str, **values: object) -> None:
-        self.sink(LogLine(level=level, message=message(key, self.lang, **values)))
+        self.cancel = cancel or CancelToken()  # checked before each probe: ends the search
+        self.probes: list[TuneProbe] = []
 
     def run(self) -> TuneResult:
         started = self.clock()
@@ -204,7 +171,7 @@ class BatchSizeTuner:
         self._log("INFO", "tune_chosen", batch_size=chosen, rate=rate, probes=len(self.probes),
                   seconds=seconds)
         self.sink(TuneFinished(chosen_batch_size=chosen, mode=self.mode,
-                               probes=[p.to_dict() for p in self.probes]))
+                               probes=list(self.probes)))
         return result
 
     def _double(self, ceiling: int) -> tuple[int, int | None]:
@@ -212,7 +179,7 @@ class BatchSizeTuner:
         two), a size over the memory headroom (a larger one could never be chosen) or, in
         ``power`` mode, a confirmed decline; returns (last success, first OOM)."""
         size, last_ok, declines = 1, 0, 0
-        while not self.cancelled():
+        while not self.cancel.cancelled:
             probe = self.probe(size)
             if probe.status == "oom":
                 return last_ok, size
@@ -230,16 +197,16 @@ class BatchSizeTuner:
             size = min(size * 2, ceiling)
         return last_ok, None
 
-    def _fastest_other(self, probe: Probe) -> Probe | None:
+    def _fastest_other(self, probe: TuneProbe) -> TuneProbe | None:
         others = [p for p in self.probes if p.status == "ok" and p is not probe]
         return max(others, key=lambda p: p.samples_per_s) if others else None
 
-    def _is_past_peak(self, probe: Probe) -> bool:
+    def _is_past_peak(self, probe: TuneProbe) -> bool:
         fastest = self._fastest_other(probe)
         return fastest is not None and probe.samples_per_s < fastest.samples_per_s * (
             1 - DECLINE)
 
-    def _still_past_peak(self, probe: Probe) -> bool:
+    def _still_past_peak(self, probe: TuneProbe) -> bool:
         """Measure this size and the fastest again, back to back, before giving up on the
         larger sizes: a burst of load from another process can slow two probes in a row."""
         fastest = self._fastest_other(probe)
@@ -249,7 +216,7 @@ class BatchSizeTuner:
         return probe.status == "oom" or self._is_past_peak(probe)
 
     def _bisect(self, low: int, high: int) -> None:
-        while high - low > 1 and not self.cancelled():
+        while high - low > 1 and not self.cancel.cancelled:
             middle = (low + high) // 2
             if self.probe(middle).status == "ok":
                 low = middle
@@ -311,11 +278,11 @@ class BatchSizeTuner:
         measured.gpu_util_percent = meter.gpu_util_percent
         return measured
 
-    def probe(self, size: int) -> Probe:
+    def probe(self, size: int) -> TuneProbe:
         """Measure one size and record it; an OOM is a result, not an error."""
         measured = self._measure(size)
         oom = measured.oom_after_s is not None
-        probe = Probe(batch_size=size, status="oom" if oom else "ok", seconds=0.0,
+        probe = TuneProbe(batch_size=size, status="oom" if oom else "ok", seconds=0.0,
                       samples_per_s=0.0, tokens_per_s=0.0,
                       peak_memory_bytes=measured.peak_memory_bytes,
                       gpu_util_percent=measured.gpu_util_percent)
@@ -324,11 +291,11 @@ class BatchSizeTuner:
         else:
             self._set_rates(probe, measured)
         self.probes.append(probe)
-        self.sink(TuneStep(**probe.to_dict()))
+        self.sink(TuneStep.of(probe))
         self._log("INFO", "tune_table_row", row=fixed_width_row(table_row(probe)))
         return probe
 
-    def _remeasure(self, probe: Probe) -> None:
+    def _remeasure(self, probe: TuneProbe) -> None:
         """Measure a successful size again and take the fresh figures (its peak memory
         stays the larger of the two)."""
         measured = self._measure(probe.batch_size, CONFIRM_WINDOW_S)
@@ -339,7 +306,7 @@ class BatchSizeTuner:
         peaks = [p for p in (probe.peak_memory_bytes, measured.peak_memory_bytes) if p]
         probe.peak_memory_bytes = max(peaks) if peaks else None
 
-    def _set_rates(self, probe: Probe, measured: Measurement) -> None:
+    def _set_rates(self, probe: TuneProbe, measured: Measurement) -> None:
         probe.seconds = measured.mean_seconds  # per generate call
         tokens_per_call = measured.tokens
         probe.samples_per_s = probe.batch_size / probe.seconds if probe.seconds > 0 else 0.0
@@ -350,7 +317,7 @@ class BatchSizeTuner:
         among them."""
         ok = [p for p in self.probes if p.status == "ok"
               and fits_in_memory(p, self.memory_capacity, self.memory_headroom)]
-        if not ok or self.cancelled():
+        if not ok or self.cancel.cancelled:
             return
         best = max(p.samples_per_s for p in ok)
         contenders = sorted((p for p in ok if p.samples_per_s >= best * (1 - CONFIRM_WITHIN)),
@@ -371,92 +338,3 @@ def release_cached_memory(device: str) -> None:
         import torch
 
         torch.cuda.empty_cache()
-
-
-def tune_batch_size(backend: Any, prompts: list[str], config: Any, sink: EventSink,
-                    lang: str, run_dir: Path | None = None,
-                    cancelled: Callable[[], bool] = lambda: False) -> TuneResult:
-    """Tune for a run's config (``-b auto``) and write tune.json to its results directory."""
-    from tui_eval.memcap import memory_capacity
-    from tui_eval.results import write_json_atomic
-
-    tuner = BatchSizeTuner(
-        backend, prompts, max_tokens=config.max_tokens, mode=config.tune_mode,
-        max_batch_size=config.max_batch_size, memory_headroom=config.memory_headroom,
-        memory_capacity=memory_capacity(config.max_memory, backend.device), sink=sink,
-        lang=lang, cancelled=cancelled)
-    result = tuner.run()
-    if run_dir is not None:
-        write_json_atomic(run_dir / TUNE_FILE, result.to_dict())
-    return result
-
-
-# ── `tui-eval tune` ─────────────────────────────────────────────────────────────
-
-def build_parser() -> argparse.ArgumentParser:
-    from tui_eval.cli import add_run_options
-
-    parser = argparse.ArgumentParser(
-        prog="tui-eval tune",
-        description="Find the fastest batch size that fits: probe real generation on the "
-                    "longest prompts at 1, 2, 4, … and write tune.json. -b is ignored.")
-    add_run_options(parser)
-    return parser
-
-
-def default_tune_dir() -> Path:
-    return Path("eval_results") / time.strftime("tune-%Y%m%d-%H%M%S")
-
-
-def run_tuning(config: Any, sink: EventSink) -> tuple[TuneResult, Path]:
-    """Load the model and the data as a run would, tune, and write the results directory."""
-    from tui_eval.batching import longest_first
-    from tui_eval.events import FanOut
-    from tui_eval.i18n import default_language
-    from tui_eval.preparation import (
-        load_weights,
-        open_backend,
-        read_dataset,
-        run_description,
-        with_demo_defaults,
-    )
-    from tui_eval.results import CONFIG_FILE, EventRecorder, prepare_run_dir, write_json_atomic
-
-    lang = config.lang or default_language()
-    recorder = EventRecorder()
-    events = FanOut(recorder, sink)
-
-    def log(level: str, key: str, **values: object) -> None:
-        events(LogLine(level=level, message=message(key, lang, **values)))
-
-    try:
-        config = with_demo_defaults(config, log)
-        backend = open_backend(config, log)
-        dataset = read_dataset(config, log)
-        run_dir = prepare_run_dir(Path(config.output_dir or default_tune_dir()))
-        recorder.open(run_dir)
-        load_weights(backend, config, log)
-        write_json_atomic(run_dir / CONFIG_FILE, run_description(config, backend))
-        rendered = [backend.render(s.prompt) for s in dataset.samples]
-        prompts = longest_first(rendered, backend.token_counts(rendered))
-        result = tune_batch_size(backend, prompts, config, events, lang, run_dir)
-        return result, run_dir
-    finally:
-        recorder.close()
-
-
-def tune_main(argv: list[str]) -> int:
-    from tui_eval.cli import config_from_args
-    from tui_eval.errors import EXIT_OK
-    from tui_eval.headless import HeadlessPrinter
-    from tui_eval.i18n import default_language
-
-    args = build_parser().parse_args(argv)
-    config = config_from_args(args)
-    result, run_dir = run_tuning(config, HeadlessPrinter())
-    lang = config.lang or default_language()
-    print()
-    print(tune_table(result, lang))
-    print(message("tune_summary", lang, batch_size=result.chosen_batch_size,
-                  path=run_dir / TUNE_FILE))
-    return EXIT_OK

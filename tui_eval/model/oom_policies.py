@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tui_eval.backend import Generation
 from tui_eval.data import Sample
-from tui_eval.events import EventSink, Fallback, LogLine
-from tui_eval.i18n import message
-from tui_eval.memory import free_memory, is_oom_error, summarize_error
+from tui_eval.device.oom import free_memory, is_oom_error, summarize_error
+from tui_eval.events import EventSink, Fallback, RunLog
+from tui_eval.model.backend import Generation
 
 
 @dataclass
@@ -37,12 +36,9 @@ class OomPolicy:
                  batch_size: int = 1) -> None:
         self.generate = generate
         self.sink = sink
-        self.lang = lang
+        self._log = RunLog(sink, lang)
         self.fallbacks = 0
         self.batch_size = batch_size  # the run's batch size; only BisectPolicy lowers it
-
-    def _log(self, level: str, key: str, **values: object) -> None:
-        self.sink(LogLine(level=level, message=message(key, self.lang, **values)))
 
     def run_batch(self, samples: Sequence[Sample]) -> list[Outcome]:
         outcomes, error, _ = self._try(samples)

@@ -11,7 +11,7 @@ import os
 import threading
 from types import TracebackType
 
-from tui_eval import nvml
+from tui_eval.device import nvml
 
 SAMPLE_INTERVAL_S = 0.05
 

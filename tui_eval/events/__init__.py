@@ -1,7 +1,8 @@
 """Typed events the engine emits; the headless printer, the app and events.jsonl consume them.
 
 Each event serialises to one JSON object with an ``event`` field naming its kind, so a
-watcher can rebuild the same objects from events.jsonl.
+watcher can rebuild the same objects from events.jsonl (``recorder`` writes the file,
+``follow`` reads it back as it grows).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from tui_eval.i18n import message
+from tui_eval.results import RunMetrics, TuneProbe, from_known_fields
 
 
 @dataclass
@@ -64,15 +68,17 @@ class Fallback(Event):
 
 
 @dataclass
-class TuneStep(Event):
+class TuneStep(Event, TuneProbe):
+    """A probe of the batch-size tuner has finished (the same record as tune.json's)."""
+
     kind: ClassVar[str] = "tune_step"
-    batch_size: int
-    status: str  # "ok" | "oom"
-    seconds: float
-    samples_per_s: float
-    tokens_per_s: float
-    peak_memory_bytes: int | None
-    gpu_util_percent: float | None
+
+    @classmethod
+    def of(cls, probe: TuneProbe) -> TuneStep:
+        return cls(**probe.to_dict())
+
+    def probe(self) -> TuneProbe:
+        return from_known_fields(TuneProbe, dataclasses.asdict(self))
 
 
 @dataclass
@@ -80,13 +86,13 @@ class TuneFinished(Event):
     kind: ClassVar[str] = "tune_finished"
     chosen_batch_size: int
     mode: str
-    probes: list[dict[str, Any]]
+    probes: list[TuneProbe]
 
 
 @dataclass
 class RunFinished(Event):
     kind: ClassVar[str] = "finished"
-    metrics: dict[str, Any]
+    metrics: RunMetrics
 
 
 @dataclass
@@ -105,12 +111,20 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 def event_from_dict(data: dict[str, Any]) -> Event | None:
-    """Rebuild an event read back from events.jsonl; unknown kinds give None."""
+    """Rebuild an event read back from events.jsonl; unknown kinds, and records of a known
+    kind that lack its fields, give None."""
     cls = EVENT_TYPES.get(str(data.get("event")))
     if cls is None:
         return None
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    try:
+        if cls is RunFinished:
+            data = {**data, "metrics": RunMetrics.from_dict(data.get("metrics") or {})}
+        elif cls is TuneFinished:
+            data = {**data, "probes": [from_known_fields(TuneProbe, p)
+                                       for p in data.get("probes") or []]}
+        return from_known_fields(cls, data)
+    except (TypeError, AttributeError):
+        return None
 
 
 def format_log_line(event: LogLine) -> str:
@@ -130,3 +144,15 @@ class FanOut:
     def __call__(self, event: Event) -> None:
         for sink in self.sinks:
             sink(event)
+
+
+class RunLog:
+    """``log("INFO", "message_key", **values)``: one line in the run's language, sent to the
+    sink as a LogLine (the engine, the tuner and the OOM policies all log this way)."""
+
+    def __init__(self, sink: EventSink, lang: str) -> None:
+        self.sink = sink
+        self.lang = lang
+
+    def __call__(self, level: str, key: str, **values: object) -> None:
+        self.sink(LogLine(level=level, message=message(key, self.lang, **values)))

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-GIB = 1024**3
+from tui_eval.device.nvml import GpuUnavailable, open_nvml
+
 HISTORY_WINDOW_S = 60.0
 
 T = TypeVar("T")
@@ -63,10 +64,6 @@ class Snapshot:
     gpu_note: str | None = None
 
 
-class GpuUnavailable(Exception):
-    """No GPU readings can be had at all (no library, no driver, no device)."""
-
-
 class GpuSource(Protocol):
     def read(self) -> list[GpuReading]:
         """Readings for every GPU; raises GpuUnavailable when there is nothing to read."""
@@ -88,8 +85,8 @@ def _attempt(read: Callable[[], T]) -> T | None:
 class NvmlGpuSource:
     """Reads NVIDIA GPUs through NVML (the ``pynvml`` module from nvidia-ml-py).
 
-    ``nvml`` may be injected (a fake module in tests); by default it is imported on the
-    first read, so importing this file never needs the library.
+    ``nvml`` may be injected (a fake module in tests); by default pynvml is opened (once
+    per process, see nvml.py) on the first read, so importing this file never needs it.
     """
 
     def __init__(self, nvml: Any | None = None) -> None:
@@ -101,17 +98,13 @@ class NvmlGpuSource:
     def _start(self) -> Any:
         if self._failure is not None:
             raise GpuUnavailable(self._failure)
-        if self._nvml is None:
-            try:
-                import pynvml
-            except ImportError:
-                self._failure = "pynvml not installed: CPU/RAM only"
-                raise GpuUnavailable(self._failure) from None
-            self._nvml = pynvml
-        nvml = self._nvml
+        try:
+            nvml = self._nvml = open_nvml(self._nvml)
+        except GpuUnavailable as exc:
+            self._failure = str(exc)
+            raise
         if self._count is None:
             try:
-                nvml.nvmlInit()
                 self._count = int(nvml.nvmlDeviceGetCount())
             except Exception:  # NVMLError and its many subclasses, or a broken library
                 self._failure = "no NVIDIA driver: CPU/RAM only"

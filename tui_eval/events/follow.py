@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tui_eval.errors import UsageError
 from tui_eval.events import (
     Event,
     Fallback,
@@ -25,7 +26,7 @@ from tui_eval.events import (
     TuneStep,
     event_from_dict,
 )
-from tui_eval.results import CONFIG_FILE, EVENTS_FILE
+from tui_eval.results import EVENTS_FILE, RunConfig, resume_command
 
 READ_CHUNK_BYTES = 8 * 1024 * 1024
 MAX_LINE_BYTES = 4 * 1024 * 1024  # a "line" longer than this is garbage, not an event
@@ -193,17 +194,15 @@ class RunState:
 
     @property
     def partial(self) -> bool:
-        return isinstance(self.final, RunFinished) and bool(self.final.metrics.get("partial"))
+        return isinstance(self.final, RunFinished) and self.final.metrics.partial
 
 
 def run_host(run_dir: Path) -> str | None:
     """The machine the run was started on, from config.json (None when not recorded)."""
     try:
-        snapshot = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return RunConfig.read(run_dir).host
+    except UsageError:
         return None
-    host = snapshot.get("host") if isinstance(snapshot, dict) else None
-    return host if isinstance(host, str) else None
 
 
 def process_alive(pid: int, started_at: float | None = None) -> bool:
@@ -261,3 +260,9 @@ def read_run_state(run_dir: Path) -> RunState:
 
 def last_run_status(run_dir: Path) -> Liveness:
     return liveness(run_dir, read_run_state(run_dir))
+
+
+def stopped_line(run_dir: Path, pid: int | None) -> str:
+    """What a watcher says when the run's process is gone without a final event."""
+    return (f"stopped — no final event (pid {pid} is gone); resume with: "
+            f"{resume_command(run_dir)}")

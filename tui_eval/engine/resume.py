@@ -2,8 +2,9 @@
 
 A directory holds a run when it has config.json or predictions.jsonl. Continuing it is
 allowed only when the new config matches the saved one on every key that changes what is
-generated or how it is scored (``RESUME_KEYS``); the keys in ``MAY_CHANGE_KEYS`` only
-change how the work is done and may differ between tries. Rows already in
+generated or how it is scored; the keys declared ``may_change`` in tui_eval.config only
+change how the work is done (batch size, device, OOM settings…) and may differ between
+tries. Rows already in
 predictions.jsonl are kept and their samples skipped; a torn last line (the process was
 killed while writing it) is cut off so that its sample is generated again.
 """
@@ -11,7 +12,6 @@ killed while writing it) is cut off so that its sample is generated again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shlex
 from collections.abc import Sequence
@@ -19,59 +19,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_eval.config import EvalConfig, check_value, rules
+from tui_eval.config import DEFAULTS, KEYS, EvalConfig, check_value
 from tui_eval.data import Dataset, Sample
 from tui_eval.errors import UsageError
 from tui_eval.events import Event, EventSink, Progress, RunStarted
-from tui_eval.results import CONFIG_FILE, EVENTS_FILE, LOG_FILE, METRICS_FILE, PREDICTIONS_FILE
-
-# Keys that decide which samples exist, what the model generates for them and how it is
-# scored: a run may only be continued under the same values.
-RESUME_KEYS = (
-    "model", "data", "limit", "prompt_field", "answer_field", "id_field", "prompt_template",
-    "chat_template", "on_bad_line", "max_tokens", "torch_dtype", "do_sample", "temperature",
-    "top_p", "seed", "stop", "metrics",
+from tui_eval.events.follow import last_run_status
+from tui_eval.results import (
+    CONFIG_FILE,
+    PREDICTIONS_FILE,
+    RUN_FILES,
+    PredictionRow,
+    RunConfig,
+    holds_run,
+    parse_prediction_line,
+    resume_command,
 )
-# Keys that only change how the work is done (or where it is shown): free to change
-# between tries, e.g. a smaller batch after an OOM, or another GPU. A key in neither list
-# must match, so a new key is safe until someone decides where it belongs.
-MAY_CHANGE_KEYS = ("batch_size", "output_dir", "lang", "device", "oom_policy",
-                   "simulate_oom_above", "tune_mode", "max_batch_size", "memory_headroom",
-                   "max_memory", "theme", "gpu_poll_seconds")
-
-# Files a run writes; --overwrite removes exactly these (and their temporary twins),
-# predictions first: a kill half-way then leaves at worst a config with no rows.
-RUN_FILES = (PREDICTIONS_FILE, METRICS_FILE, CONFIG_FILE, LOG_FILE, EVENTS_FILE, "tune.json")
-
-
-def resume_command(run_dir: Path | str) -> str:
-    """The one command that continues a run: its config is read back from config.json."""
-    return f"tui-eval --no-ui --resume -o {shlex.quote(str(run_dir))}"
-
-
-def holds_run(run_dir: Path) -> bool:
-    return (run_dir / CONFIG_FILE).exists() or (run_dir / PREDICTIONS_FILE).exists()
 
 
 def saved_config_values(run_dir: Path) -> dict[str, Any]:
     """The config a run was started with, validated key by key; keys this version does not
     know are ignored and missing ones take their defaults."""
     path = run_dir / CONFIG_FILE
-    try:
-        snapshot = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: not found; {run_dir} holds no run to resume") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    saved = snapshot.get("config") if isinstance(snapshot, dict) else None
-    if not isinstance(saved, dict):
-        raise UsageError(f"{path}: no 'config' object")
-    known = rules()
+    if not path.exists():
+        raise UsageError(f"{path}: not found; {run_dir} holds no run to resume")
+    saved = RunConfig.read(run_dir).config
     values: dict[str, Any] = {}
     for key, value in saved.items():
-        if key not in known:
+        if key not in KEYS:
             continue
         try:
             values[key] = check_value(key, value)
@@ -82,13 +56,11 @@ def saved_config_values(run_dir: Path) -> dict[str, Any]:
 
 def config_differences(saved: dict[str, Any], config: EvalConfig) -> list[str]:
     """'key: X there, Y now' for every key that must match and does not."""
-    defaults = dataclasses.asdict(EvalConfig())
-    current = config.to_dict()
     differences = []
-    for key, value in current.items():
-        if key in MAY_CHANGE_KEYS:
+    for key, value in config.to_dict().items():
+        if KEYS[key].may_change_on_resume:
             continue
-        before = saved.get(key, defaults[key])
+        before = saved.get(key, DEFAULTS[key])
         if not _same_value(key, before, value):
             differences.append(f"{key}: {before!r} there, {value!r} now")
     return differences
@@ -110,7 +82,7 @@ def _same_value(key: str, before: Any, now: Any) -> bool:
 class DoneRows:
     """The rows of predictions.jsonl that can be kept, and how the file must be cut."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[PredictionRow] = field(default_factory=list)
     valid_bytes: int = 0  # the file's length up to the end of the last good line
     torn_bytes: int = 0  # bytes after it: a line cut short by a kill
 
@@ -131,7 +103,7 @@ def read_done_rows(path: Path) -> DoneRows:
     for number, piece in enumerate(pieces, start=1):
         complete = number < len(pieces)  # only the last piece lacks its newline
         line = piece + b"\n" if complete else piece
-        row = _parse_row(line) if complete else None
+        row = parse_prediction_line(line) if complete else None
         if row is None:
             if line.strip() and first_bad is None:
                 first_bad = number
@@ -147,21 +119,11 @@ def read_done_rows(path: Path) -> DoneRows:
     return done
 
 
-def _parse_row(line: bytes) -> dict[str, Any] | None:
-    try:
-        row = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(row, dict) or not isinstance(row.get("index"), int) or "id" not in row:
-        return None
-    return row
-
-
 @dataclass
 class ResumePlan:
     """What the engine skips and adds back into the metrics; empty for a fresh run."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[PredictionRow] = field(default_factory=list)
     torn_bytes: int = 0
     automatic: bool = False  # resumed because -o named a run of the same config
 
@@ -169,16 +131,8 @@ class ResumePlan:
     def done(self) -> int:
         return len(self.rows)
 
-    @property
-    def errors(self) -> int:
-        return sum(1 for row in self.rows if row.get("error") is not None)
-
-    @property
-    def scores(self) -> list[dict[str, float]]:
-        return [row.get("scores") or {} for row in self.rows]
-
     def remaining(self, samples: Sequence[Sample]) -> list[Sample]:
-        done = {row["index"] for row in self.rows}
+        done = {row.index for row in self.rows}
         return [s for s in samples if s.index not in done]
 
 
@@ -199,20 +153,20 @@ class ProgressOffset:
         self.sink(event)
 
 
-def check_rows_match(path: Path, rows: list[dict[str, Any]], dataset: Dataset) -> None:
+def check_rows_match(path: Path, rows: list[PredictionRow], dataset: Dataset) -> None:
     """Every kept row must be the same sample (index, id and prompt) as in today's dataset,
     and none may appear twice: otherwise the data changed under the run."""
     samples = dataset.samples
     seen: set[int] = set()
     for number, row in enumerate(rows, start=1):
-        index = row["index"]
+        index = row.index
         if index in seen:
             raise UsageError(f"{path}:{number}: sample index {index} appears twice; "
                              "use --overwrite or another -o")
         seen.add(index)
         sample = samples[index] if 0 <= index < len(samples) else None
-        if sample is None or str(row["id"]) != sample.id or row.get("prompt") != sample.prompt:
-            raise UsageError(f"{path}:{number}: sample {row['id']!r} does not match "
+        if sample is None or row.id != sample.id or row.prompt != sample.prompt:
+            raise UsageError(f"{path}:{number}: sample {row.id!r} does not match "
                              f"{dataset.path} (was the dataset changed?); use --overwrite "
                              "or another -o")
 
@@ -270,8 +224,6 @@ def remove_run_files(run_dir: Path) -> None:
 
 def refuse_if_still_running(run_dir: Path) -> None:
     """Two processes appending to one run would score samples twice."""
-    from tui_eval.follow import last_run_status
-
     status = last_run_status(run_dir)
     if status.alive:
         raise UsageError(f"{run_dir}: a run (pid {status.pid}) is still writing here; stop it "

@@ -7,24 +7,21 @@ from __future__ import annotations
 
 import platform
 import socket
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from tui_eval import __version__
-from tui_eval.backend import HFBackend
 from tui_eval.config import EvalConfig
 from tui_eval.data import Dataset, load_dataset
+from tui_eval.device.memcap import apply_max_memory
 from tui_eval.errors import UsageError
-from tui_eval.memcap import apply_max_memory
+from tui_eval.i18n import LogFn
+from tui_eval.model.backend import HFBackend
+from tui_eval.results import RunConfig
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 DEMO_MODEL = DEMO_DIR / "model"
 DEMO_DATA = DEMO_DIR / "arithmetic.jsonl"
-
-LogFn = Callable[..., None]  # log(level, message_key, **values)
-
 
 def with_demo_defaults(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
     """No model and no data means the built-in demo; one without the other is a usage error."""
@@ -89,13 +86,8 @@ def device_description(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def run_description(config: EvalConfig, backend: HFBackend) -> dict[str, Any]:
+def run_description(config: EvalConfig, backend: HFBackend) -> RunConfig:
     """config.json: the resolved config and what it ran on."""
-    return {
-        "config": config.to_dict(),
-        "versions": library_versions(),
-        "device": backend.device,
-        "device_name": device_description(backend.device),
-        "dtype": backend.dtype_name,
-        "host": socket.gethostname(),  # lets a watcher tell whether it can see the pid
-    }
+    return RunConfig(config=config.to_dict(), versions=library_versions(),
+                     device=backend.device, device_name=device_description(backend.device),
+                     dtype=backend.dtype_name, host=socket.gethostname())

@@ -1,0 +1,56 @@
+"""``tui-eval bench -b 1,2,4,8,16``: the seed guide's performance loop as one command."""
+
+from __future__ import annotations
+
+import argparse
+
+from tui_eval.commands.options import ArgumentParser, add_config_flags, config_from_args
+from tui_eval.errors import EXIT_OK, UsageError
+from tui_eval.headless.printer import HeadlessPrinter
+from tui_eval.i18n import default_language, message
+
+DEFAULT_SIZES = "1,2,4,8,16"
+SIZES_FLAG = "-b/--batch-sizes"
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """'1,2,4,8,16' → [1, 2, 4, 8, 16]; repeats are dropped, the order is kept."""
+    sizes: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise UsageError(f"{SIZES_FLAG}: expected comma-separated integers ≥ 1 such as "
+                             f"{DEFAULT_SIZES}, got {text!r}")
+        if int(part) not in sizes:
+            sizes.append(int(part))
+    return sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="tui-eval bench",
+        description="Evaluate the same data at several batch sizes and print the seed guide's "
+                    "table: time, speedup over the first size, samples/s, peak memory, GPU "
+                    "utilisation. Writes bench.json, bench.md and one bs_N/ run per size.")
+    add_config_flags(parser, skip=("batch_size",))
+    parser.add_argument("-b", "--batch-sizes", "--batch-size", dest="batch_sizes",
+                        default=DEFAULT_SIZES, metavar="LIST",
+                        help=f"comma-separated batch sizes (default {DEFAULT_SIZES})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="measure again into an -o directory that holds a bench")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    sizes = parse_batch_sizes(args.batch_sizes)
+    config = config_from_args(args)
+    # the engine: once the flags are valid
+    from tui_eval.engine.bench import BENCH_JSON, BENCH_MD, bench_table, run_bench
+
+    lang = config.lang or default_language()
+    rows, out = run_bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite)
+    print()
+    print(bench_table(rows, lang))
+    print(message("bench_written", lang, json=out / BENCH_JSON, md=out / BENCH_MD))
+    return EXIT_OK

@@ -1,0 +1,35 @@
+"""``tui-eval tune``: find the fastest batch size that fits and write tune.json."""
+
+from __future__ import annotations
+
+import argparse
+
+from tui_eval.commands.options import ArgumentParser, add_config_flags, config_from_args
+from tui_eval.errors import EXIT_OK
+from tui_eval.headless.printer import HeadlessPrinter
+from tui_eval.i18n import default_language, message
+from tui_eval.model.tuner import tune_table
+from tui_eval.results import TUNE_FILE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="tui-eval tune",
+        description="Find the fastest batch size that fits: probe real generation on the "
+                    "longest prompts at 1, 2, 4, … and write tune.json. -b is ignored.")
+    add_config_flags(parser)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    from tui_eval.engine.tuning import run_tuning  # the engine: once the flags are valid
+
+    result, run_dir = run_tuning(config, HeadlessPrinter())
+    lang = config.lang or default_language()
+    print()
+    print(tune_table(result, lang))
+    print(message("tune_summary", lang, batch_size=result.chosen_batch_size,
+                  path=run_dir / TUNE_FILE))
+    return EXIT_OK

@@ -1,0 +1,67 @@
+"""Tuning the batch size for a run's config: ``-b auto`` inside a run, ``tui-eval tune`` and
+the app's auto-tune all come here; the search itself is tui_eval.model.tuner."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tui_eval.cancel import CancelToken
+from tui_eval.config import EvalConfig
+from tui_eval.device.memcap import memory_capacity
+from tui_eval.engine.preparation import (
+    load_weights,
+    open_backend,
+    read_dataset,
+    run_description,
+    with_demo_defaults,
+)
+from tui_eval.events import EventSink, FanOut, RunLog
+from tui_eval.events.recorder import EventRecorder
+from tui_eval.i18n import default_language
+from tui_eval.model.backend import HFBackend
+from tui_eval.model.batching import longest_first
+from tui_eval.model.tuner import BatchSizeTuner
+from tui_eval.results import TuneResult, prepare_run_dir
+
+
+def tune_batch_size(backend: HFBackend, prompts: list[str], config: EvalConfig,
+                    sink: EventSink, lang: str, run_dir: Path | None = None,
+                    cancel: CancelToken | None = None) -> TuneResult:
+    """Tune for a run's config and write tune.json to its results directory."""
+    tuner = BatchSizeTuner(
+        backend, prompts, max_tokens=config.max_tokens, mode=config.tune_mode,
+        max_batch_size=config.max_batch_size, memory_headroom=config.memory_headroom,
+        memory_capacity=memory_capacity(config.max_memory, backend.device), sink=sink,
+        lang=lang, cancel=cancel)
+    result = tuner.run()
+    if run_dir is not None:
+        result.write(run_dir)
+    return result
+
+
+def default_tune_dir() -> Path:
+    return Path("eval_results") / time.strftime("tune-%Y%m%d-%H%M%S")
+
+
+def run_tuning(config: EvalConfig, sink: EventSink,
+               cancel: CancelToken | None = None) -> tuple[TuneResult, Path]:
+    """Load the model and the data as a run would, tune, and write the results directory."""
+    lang = config.lang or default_language()
+    recorder = EventRecorder()
+    events = FanOut(recorder, sink)
+    log = RunLog(events, lang)
+    try:
+        config = with_demo_defaults(config, log)
+        backend = open_backend(config, log)
+        dataset = read_dataset(config, log)
+        run_dir = prepare_run_dir(Path(config.output_dir or default_tune_dir()))
+        recorder.open(run_dir)
+        load_weights(backend, config, log)
+        run_description(config, backend).write(run_dir)
+        rendered = [backend.render(s.prompt) for s in dataset.samples]
+        prompts = longest_first(rendered, backend.token_counts(rendered))
+        result = tune_batch_size(backend, prompts, config, events, lang, run_dir, cancel)
+        return result, run_dir
+    finally:
+        recorder.close()
