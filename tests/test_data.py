@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,36 @@ def test_limit_and_missing_file(tmp_path: Path) -> None:
     other.write_text("x", encoding="utf-8")
     with pytest.raises(DataError, match="unknown dataset format"):
         load_dataset(other)
+
+
+def test_json_numbers_become_their_canonical_text(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    answers = ["3.0", "2.50", "1e21", "-0.0", "0.1", "1E-7", "-12", "100.0", '"3.0"',
+               '[1.0, "x", null, "", 2.25]']
+    path.write_text("".join(f'{{"prompt": "p", "answer": {a}}}\n' for a in answers),
+                    encoding="utf-8")
+    assert [s.references for s in load_dataset(path).samples] == [
+        ["3"], ["2.5"], ["1000000000000000000000"], ["0"], ["0.1"], ["0.0000001"], ["-12"],
+        ["100"], ["3.0"], ["1", "x", "2.25"]]  # a string is kept as written
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("true", "answer must be a string, a number or a list of them, got true"),
+        ("false", "answer must be a string, a number or a list of them, got false"),
+        ('{"value": 3}', 'answer must be a string, a number or a list of them, got {"value": 3}'),
+        ('["a", [1, 2]]', "answer must be a string, a number or a list of them, got \\[1, 2\\]"),
+        ('["a", false]', "answer must be a string, a number or a list of them, got false"),
+        ("NaN", "answer must be a finite number, got NaN"),
+        ("[]", "empty answer"),
+        ('["", null]', "empty answer"),
+        ("null", "empty answer"),
+    ],
+)
+def test_bad_answers_name_file_and_line(tmp_path: Path, answer: str, message: str) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text(f'{{"prompt": "p", "answer": "a"}}\n{{"prompt": "p", "answer": {answer}}}\n',
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:2: {message}$"):
+        load_dataset(path)

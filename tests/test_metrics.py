@@ -1,17 +1,25 @@
-"""Metrics on hand-checked cases."""
+"""Metrics on hand-checked cases, answer extraction and standard errors.
+
+The table of edge cases per metric is in test_metric_cases.py.
+"""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec, extract_answer
 from tui_eval.metrics import (
     contains,
     exact_match,
     last_number,
+    mean_and_stderr,
     mean_scores,
     normalize,
     numeric,
     score,
+    standard_errors,
     token_f1,
 )
 
@@ -65,3 +73,104 @@ def test_several_references_score_their_best() -> None:
 def test_mean_scores() -> None:
     rows = [{"exact_match": 1.0}, {"exact_match": 0.0}, {"exact_match": 1.0}, {"exact_match": 0.0}]
     assert mean_scores(rows, ["exact_match"]) == {"exact_match": 0.5}
+
+
+def test_normalize_keeps_signs_and_decimals() -> None:
+    assert normalize("The answer is \u22121,234.50.") == "answer is -1234.50"
+    assert normalize("U.S. x-5 5-3 $-5 50%") == "us x5 53 -5 50"
+    assert normalize("答案是－５。") == "答案是-5"
+
+
+def test_last_number_is_exact() -> None:
+    assert last_number("\u22125") == -5
+    assert str(last_number("total: $1,234.50")) == "1234.50"
+    assert last_number("12345678") != last_number("12345670")
+
+
+# ── Answer extraction ─────────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    ("text", "spec", "expected"),
+    [
+        ("3 apples, then the answer is \u22121,234.50.", "last_number", "-1234.50"),
+        ("3 apples, then 4", "first_number", "3"),
+        ("$-5 or 50%", "first_number", "-5"),
+        ("no digits", "last_number", ""),
+        ("no digits", "first_number", ""),
+        ("\n\n  42 \nmore\n", "first_line", "42"),
+        ("", "first_line", ""),
+        ("\\boxed{1} then \\boxed{\\frac{1}{2}}.", "boxed", "\\frac{1}{2}"),
+        ("\\boxed {5}", "boxed", "5"),
+        ("\\boxed{}", "boxed", ""),
+        ("\\boxed{1} \\boxed{\\frac{1}{2}", "boxed", ""),  # the last one is cut off
+        ("no box", "boxed", ""),
+        ("The answer is 5. Wait. The answer is 7.", r"The answer is (\S+)", "7."),
+        ("The answer is 5. Wait. The answer is 7.", r"(?s)^.*?The answer is (\d+)", "5"),
+        ("x=1 y", r"(?:x=(\d+)|y)", "1"),  # the last match whose group took part
+        ("Answer:   B  ", r"Answer:(.*)", "B"),
+        ("nothing here", r"answer is (\d+)", ""),
+        ("unchanged  ", None, "unchanged  "),
+    ],
+)
+def test_extract_answer(text: str, spec: str | None, expected: str) -> None:
+    assert extract_answer(text, spec) == expected
+
+
+def test_extracted_answers_score() -> None:
+    prediction = "She pays 3 * $1,000 = $3,000.\nThe answer is \u22123,000.00."
+    answer = extract_answer(prediction, "last_number")
+    assert (answer, numeric(answer, "-3000"), exact_match(answer, "-3000.00")) == (
+        "-3000.00", 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("lastnumber", "unknown extraction preset 'lastnumber' (presets: last_number, "),
+        ("answer", "unknown extraction preset 'answer'"),
+        ("", "empty extraction spec"),
+        ("The answer is (", "bad extraction regex 'The answer is (': missing )"),
+        (r"\d+", "extraction regex '\\d+' needs exactly one capture group, has 0"),
+        (r"(\d+)-(\d+)", "needs exactly one capture group, has 2"),
+    ],
+)
+def test_bad_extract_specs(spec: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        check_extract_spec(spec)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError):
+        extract_answer("text", spec)
+
+
+def test_good_extract_specs_and_presets() -> None:
+    for spec in ("last_number", "first_number", "first_line", "boxed", r"#### (\S+)",
+                 r"(?P<answer>\d+)"):
+        assert check_extract_spec(spec) == spec
+    assert list(EXTRACT_PRESETS) == ["last_number", "first_number", "first_line", "boxed"]
+    assert all(preset.help for preset in EXTRACT_PRESETS.values())
+
+
+# ── Standard error of the mean ────────────────────────────────────────────────────────────────
+
+
+def test_stderr_by_hand() -> None:
+    rows = [{"exact_match": 1.0, "token_f1": 1.0}, {"exact_match": 0.0, "token_f1": 0.5},
+            {"exact_match": 1.0, "token_f1": 0.0}, {"exact_match": 0.0}]
+    # exact_match 1,0,1,0: mean 0.5, squared deviations 4 * 0.25 = 1, sample variance 1/3,
+    # stderr sqrt(1/3 / 4) = sqrt(1/12). token_f1 1, .5, 0, 0 (missing counts 0): mean 0.375,
+    # squared deviations .390625 + .015625 + .140625 + .140625 = .6875, variance .6875/3.
+    means, errors = mean_and_stderr(rows, ["exact_match", "token_f1"])
+    assert means == pytest.approx({"exact_match": 0.5, "token_f1": 0.375})
+    assert errors == pytest.approx({"exact_match": math.sqrt(1 / 12),
+                                    "token_f1": math.sqrt(0.6875 / 3 / 4)})
+
+
+def test_stderr_edge_cases() -> None:
+    assert standard_errors([], ["numeric"]) == {"numeric": None}  # lm-eval: "N/A"
+    assert standard_errors([{"numeric": 1.0}], ["numeric"]) == {"numeric": None}
+    assert standard_errors([{"numeric": 1.0}] * 5, ["numeric"]) == {"numeric": 0.0}
+    # Two rows 0 and 1: sample standard deviation sqrt(0.5), over sqrt(2): 0.5.
+    assert standard_errors([{"numeric": 0.0}, {"numeric": 1.0}],
+                           ["numeric"]) == {"numeric": pytest.approx(0.5)}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +91,39 @@ def _pick_field(record: dict[str, Any], configured: str | None, candidates: tupl
     raise BadRecord(f"no {what} field (looked for {', '.join(candidates)})")
 
 
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number_text(value: int | float) -> str:
+    """A JSON number as the text a person would write: 3.0 → "3", 2.50 → "2.5",
+    1e21 → "1000000000000000000000", -0.0 → "0"."""
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        raise BadRecord(f"answer must be a finite number, got {_shown(value)}")
+    # repr is the shortest text that reads back as the same float: 0.1 stays "0.1".
+    text = format(Decimal(repr(value)).normalize(), "f")
+    return "0" if text == "-0" else text
+
+
 def _as_references(value: Any) -> list[str]:
+    """An answer field as its references: a string, a number or a list of strings and numbers.
+    Nulls and blank strings in a list are dropped; nothing left is an "empty answer"."""
     values = value if isinstance(value, list) else [value]
-    references = [str(v) for v in values if v is not None and str(v).strip() != ""]
+    references: list[str] = []
+    for item in values:
+        if item is None:
+            continue
+        if isinstance(item, str):
+            if item.strip():
+                references.append(item)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            references.append(_number_text(item))
+        else:  # true/false, an object, or a list inside the list
+            raise BadRecord("answer must be a string, a number or a list of them, "
+                            f"got {_shown(item)}")
     if not references:
         raise BadRecord("empty answer")
     return references

@@ -1,66 +1,102 @@
-"""Scoring a prediction against its references.
+"""Scoring a prediction against its references, and summarising scores over a run.
 
-Each metric returns a score in [0, 1]; a sample with several references scores its best.
+Each metric returns a score in [0, 1]; a sample with several references scores its best. A
+prediction of None (a failed sample) scores 0 on every metric, and no metric raises.
+
+Normalisation follows SQuAD v1.1's ``normalize_answer`` (lower case, punctuation removed,
+articles a/an/the removed, whitespace collapsed) with these changes:
+
+* the text is first folded: NFKC (full-width digits and signs become ASCII) and U+2212 MINUS
+  SIGN reads as '-';
+* a number keeps its sign and decimal point and loses its thousands separators
+  ("-1,234.50" → "-1234.50"). A '-' is a sign when a digit follows (a currency symbol or a
+  decimal point may come between) and no letter or digit of a space-separated script comes
+  before it: "x-5" and "5-3" lose the hyphen like SQuAD ("x5", "53"), "-5" and "答案是-5" keep it;
+* punctuation is ASCII punctuation (as in SQuAD) plus every Unicode punctuation character
+  (Chinese "，。「」"…) and every currency symbol ("€5" reads like "$5");
+* each Chinese character, hiragana and katakana is a token of its own, since those scripts put
+  no spaces between words.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import string
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
+from decimal import Decimal
+
+from tui_eval.extraction import CJK_RANGES, CURRENCY, WORD_CHAR, fold, number_value
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-_CJK = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
+_CJK_CHAR = re.compile(f"([{CJK_RANGES}])")
+_CURRENCY_CLASS = f"[{re.escape(CURRENCY)}]"
+# A number as normalisation sees it: any commas between digits are dropped, as SQuAD drops
+# every comma; the sign and the decimal points are what it keeps.
+_NUMBER_TEXT = re.compile(
+    rf"(?:(?<!{WORD_CHAR})(?P<sign>-)(?={_CURRENCY_CLASS}?\.?[0-9]))?{_CURRENCY_CLASS}?"
+    rf"(?P<body>[0-9]+(?:[.,][0-9]+)*|(?<!{WORD_CHAR})\.[0-9]+(?:[.,][0-9]+)*)"
+)
+
+
+class _PunctuationTable(dict):
+    """str.translate table deleting punctuation, filled one character at a time on first use
+    (building it for all of Unicode up front would cost a scan of 1.1 million code points)."""
+
+    def __missing__(self, code: int) -> int | None:
+        char = chr(code)
+        category = unicodedata.category(char)
+        value = None if (char in string.punctuation or category.startswith("P")
+                         or category == "Sc") else code
+        self[code] = value
+        return value
+
+
+_PUNCTUATION = _PunctuationTable()
 
 
 def normalize(text: str) -> str:
-    """Lower case, drop punctuation and English articles, collapse whitespace (SQuAD-style)."""
-    text = text.lower()
-    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
-    text = _ARTICLES.sub(" ", text)
+    """SQuAD v1.1 ``normalize_answer`` with numbers, Unicode and CJK handled as the module
+    docstring says: "The answer is −1,234.50." → "answer is -1234.50"."""
+    text = fold(text).lower()
+    pieces: list[str] = []
+    position = 0
+    for match in _NUMBER_TEXT.finditer(text):
+        pieces.append(text[position:match.start()].translate(_PUNCTUATION))
+        pieces.append((match["sign"] or "") + match["body"].replace(",", ""))
+        position = match.end()
+    pieces.append(text[position:].translate(_PUNCTUATION))
+    text = _ARTICLES.sub(" ", "".join(pieces))
     return " ".join(text.split())
 
 
 def _tokens(text: str) -> list[str]:
-    # Chinese has no spaces: each CJK character counts as a token.
-    return _CJK.sub(r" \1 ", normalize(text)).split()
+    # Chinese and Japanese have no spaces: each of their characters counts as a token.
+    return _CJK_CHAR.sub(r" \1 ", normalize(text)).split()
 
 
-def _parse_number(text: str) -> float | None:
-    try:
-        return float(text.replace(",", ""))
-    except ValueError:
-        return None
+def last_number(text: str) -> Decimal | None:
+    """The exact value of the last number in the text ('-1,234.5' reads -1234.5), or None.
+    How a number is found: ``tui_eval.extraction.NUMBER``."""
+    return number_value(text)
 
 
-def last_number(text: str) -> float | None:
-    """The last number written in the text, commas allowed ('1,234.5')."""
-    matches = _NUMBER.findall(text)
-    return _parse_number(matches[-1]) if matches else None
-
-
-def exact_match(prediction: str, reference: str) -> float:
-    return float(normalize(prediction) == normalize(reference))
-
-
-def contains(prediction: str, reference: str) -> float:
-    ref = normalize(reference)
-    return float(bool(ref) and re.search(rf"(?:^| ){re.escape(ref)}(?: |$)",
-                                         normalize(prediction)) is not None)
-
-
-def numeric(prediction: str, reference: str) -> float:
-    """GSM8K-style: the last number in the prediction equals the reference number."""
-    expected = last_number(reference)
-    got = last_number(prediction)
-    if expected is None or got is None:
+def exact_match(prediction: str | None, reference: str | None) -> float:
+    """SQuAD v1.1 exact match (Rajpurkar et al., 2016): 1 when the normalised prediction equals
+    the normalised reference. Spaces between CJK characters do not count."""
+    if prediction is None or reference is None:
         return 0.0
-    return float(abs(expected - got) <= 1e-6 * max(1.0, abs(expected)))
+    return float(_tokens(prediction) == _tokens(reference))
 
 
-def token_f1(prediction: str, reference: str) -> float:
+def token_f1(prediction: str | None, reference: str | None) -> float:
+    """SQuAD token F1 (Rajpurkar et al., 2016): harmonic mean of the precision and recall of
+    the normalised tokens shared by prediction and reference; each CJK character is a token.
+    When either side has no tokens the score is 1 if both have none, else 0 (SQuAD v2.0)."""
+    if prediction is None or reference is None:
+        return 0.0
     pred, ref = _tokens(prediction), _tokens(reference)
     if not pred or not ref:
         return float(pred == ref)
@@ -71,6 +107,31 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def contains(prediction: str | None, reference: str | None) -> float:
+    """1 when the normalised reference appears in the normalised prediction as a run of whole
+    tokens: a whole-word match for space-separated text, a substring match for Chinese and
+    Japanese text. A number matches only a whole number: "3.5", "1,234" and "-5" do not contain
+    "5", "234" or "5". A reference with no tokens after normalisation scores 0."""
+    if prediction is None or reference is None:
+        return 0.0
+    pred, ref = _tokens(prediction), _tokens(reference)
+    if not ref:
+        return 0.0
+    width = len(ref)
+    return float(any(pred[start:start + width] == ref for start in range(len(pred) - width + 1)))
+
+
+def numeric(prediction: str | None, reference: str | None) -> float:
+    """GSM8K-style accuracy (Cobbe et al., 2021): 1 when the last number in the prediction
+    equals the last number in the reference. Values compare exactly as decimals, so 3.50 equals
+    3.5 and 1000001 does not equal 1000000. Thousands separators, currency symbols and percent
+    signs are ignored ("$1,234" reads 1234, "50%" reads 50); a side with no number scores 0."""
+    if prediction is None or reference is None:
+        return 0.0
+    expected, got = number_value(reference), number_value(prediction)
+    return float(expected is not None and got is not None and expected == got)
+
+
 METRIC_FUNCTIONS: dict[str, Callable[[str, str], float]] = {
     "exact_match": exact_match,
     "contains": contains,
@@ -79,13 +140,48 @@ METRIC_FUNCTIONS: dict[str, Callable[[str, str], float]] = {
 }
 
 
-def score(prediction: str, references: Iterable[str], names: Iterable[str]) -> dict[str, float]:
-    refs = list(references)
-    return {name: max(METRIC_FUNCTIONS[name](prediction, ref) for ref in refs) for name in names}
+def score(prediction: str | None, references: Iterable[str],
+          names: Iterable[str]) -> dict[str, float]:
+    """Each named metric's best score over the references; 0 with no references or a None
+    prediction."""
+    refs = [ref for ref in references if ref is not None]
+    return {name: max((METRIC_FUNCTIONS[name](prediction, ref) for ref in refs), default=0.0)
+            for name in names}
+
+
+def _column(rows: list[dict[str, float]], name: str) -> list[float]:
+    # A row without the metric (a failed sample) counts as 0, as in mean_scores.
+    return [float(row.get(name, 0.0)) for row in rows]
 
 
 def mean_scores(rows: Iterable[dict[str, float]], names: Iterable[str]) -> dict[str, float]:
     rows = list(rows)
     if not rows:
         return {name: 0.0 for name in names}
-    return {name: sum(row.get(name, 0.0) for row in rows) / len(rows) for name in names}
+    return {name: math.fsum(_column(rows, name)) / len(rows) for name in names}
+
+
+def _stderr(values: list[float]) -> float | None:
+    n = len(values)
+    if n < 2:
+        return None
+    mean = math.fsum(values) / n
+    sample_variance = math.fsum((value - mean) ** 2 for value in values) / (n - 1)
+    return math.sqrt(sample_variance / n)
+
+
+def standard_errors(rows: Iterable[dict[str, float]],
+                    names: Iterable[str]) -> dict[str, float | None]:
+    """Standard error of each metric's mean over the rows, as lm-evaluation-harness reports it
+    for mean-aggregated metrics: the sample standard deviation (n - 1 in the denominator)
+    divided by sqrt(n). With fewer than two rows it is None, where lm-evaluation-harness
+    writes "N/A"."""
+    rows = list(rows)
+    return {name: _stderr(_column(rows, name)) for name in names}
+
+
+def mean_and_stderr(rows: Iterable[dict[str, float]], names: Iterable[str]
+                    ) -> tuple[dict[str, float], dict[str, float | None]]:
+    """``mean_scores`` and ``standard_errors`` in one pass over the rows."""
+    rows, names = list(rows), list(names)
+    return mean_scores(rows, names), standard_errors(rows, names)
