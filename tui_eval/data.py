@@ -40,6 +40,9 @@ class BadRecord(Exception):
 def _records(path: Path) -> Iterator[tuple[str, int, Any]]:
     """Yield (location, line or item number, record); an unparsable record yields BadRecord."""
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        yield from _parquet_records(path)
+        return
     try:
         handle = path.open(encoding="utf-8", newline="")
     except OSError as exc:
@@ -76,7 +79,7 @@ def _records(path: Path) -> Iterator[tuple[str, int, Any]]:
                 raise DataError(f"{path}: not UTF-8 text") from None
         else:
             raise DataError(f"{path}: unknown dataset format '{suffix}' "
-                            "(use .jsonl, .json or .csv)")
+                            "(use .jsonl, .json, .csv or .parquet)")
 
 
 def _pick_field(record: dict[str, Any], configured: str | None, candidates: tuple[str, ...],
@@ -198,3 +201,189 @@ def load_dataset(path: str | Path, *, prompt_template: str = "{prompt}",
         reason = "no usable samples" if skipped else "empty dataset"
         raise DataError(f"{path}: {reason}")
     return Dataset(path=path, samples=samples, skipped=skipped)
+
+
+# ── multiple-choice datasets ────────────────────────────────────────────────────────────
+
+CHOICES_FIELD = "choices"
+
+
+@dataclass
+class ChoiceSample:
+    index: int  # position in the dataset, used to restore order after sorting
+    id: str
+    prompt: str  # the context every choice is scored after, rendered from the template
+    choices: list[str]
+    gold: int  # index into choices
+
+
+@dataclass
+class ChoiceDataset:
+    path: Path
+    samples: list[ChoiceSample]
+    skipped: list[str] = field(default_factory=list)  # "file:line: reason" per skipped line
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, int, Any]]:
+    """Rows of a Parquet file as dicts, read batch by batch so a large file is not held
+    twice; pyarrow is an optional dependency."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading .parquet needs pyarrow: "
+                        "pip install 'tui-eval[parquet]'") from None
+    try:
+        batches = pq.ParquetFile(path).iter_batches()
+        number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                yield f"{path}: row {number}", number, row
+    except (OSError, pa.ArrowException) as exc:  # not Parquet, truncated, unreadable
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: invalid Parquet: {first}") from None
+
+
+def _letter_index(text: str) -> int | None:
+    """'A' -> 0, 'b' -> 1: a single Latin letter names a choice by position."""
+    letter = text.strip().upper()
+    if len(letter) == 1 and "A" <= letter <= "Z":
+        return ord(letter) - ord("A")
+    return None
+
+
+def _as_choices(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list):
+        raise BadRecord(f"'{name}' must be a list of choices, got {type(value).__name__}")
+    if len(value) < 2:
+        raise BadRecord(f"'{name}' needs at least two choices, got {len(value)}")
+    choices: list[str] = []
+    for number, choice in enumerate(value, start=1):
+        # numbers are fine as choice text; bools and nested values are a malformed row
+        if isinstance(choice, bool) or not isinstance(choice, (str, int, float)):
+            raise BadRecord(f"choice {number} in '{name}' is not text: {choice!r}")
+        if str(choice).strip() == "":  # lm-eval's acc_norm divides by the choice's length
+            raise BadRecord(f"choice {number} in '{name}' is empty")
+        choices.append(str(choice))
+    return choices
+
+
+def _gold_index(answer: Any, choices: list[str], name: str) -> int:
+    """The answer as an index (int or digit string), a choice's exact text, or a letter.
+    A choice's text wins over a letter or digit reading, so choices such as
+    ['B', 'A'] with answer 'A' mean the second choice."""
+    count = len(choices)
+    if isinstance(answer, bool) or answer is None or isinstance(answer, (list, dict)):
+        raise BadRecord(f"answer field '{name}' must be a choice index, a choice's text or a "
+                        f"letter, got {answer!r}")
+    if isinstance(answer, float) and answer.is_integer():
+        answer = int(answer)
+    if isinstance(answer, int):
+        if not 0 <= answer < count:
+            raise BadRecord(f"answer index {answer} is out of range for {count} choices")
+        return answer
+    text = str(answer)
+    matches = [i for i, choice in enumerate(choices) if choice == text]
+    if len(matches) > 1:
+        raise BadRecord(f"answer '{text}' matches more than one choice")
+    if matches:
+        return matches[0]
+    letter = _letter_index(text)
+    if letter is not None:
+        if letter >= count:
+            raise BadRecord(f"answer letter '{text.strip()}' is out of range for {count} "
+                            "choices")
+        return letter
+    if text.strip().isdigit():
+        index = int(text.strip())
+        if index >= count:
+            raise BadRecord(f"answer index {index} is out of range for {count} choices")
+        return index
+    raise BadRecord(f"answer '{text}' is not among the choices")
+
+
+def _make_choice_sample(record: Any, index: int, number: int, template: str,
+                        prompt_field: str | None, choices_field: str,
+                        answer_field: str | None, id_field: str | None) -> ChoiceSample:
+    if isinstance(record, BadRecord):
+        raise record
+    if not isinstance(record, dict):
+        raise BadRecord(f"expected an object, got {type(record).__name__}")
+    if choices_field not in record:
+        raise BadRecord(f"missing choices field '{choices_field}'")
+    choices = _as_choices(record[choices_field], choices_field)
+    answer_key = _pick_field(record, answer_field, ANSWER_FIELDS, "answer")
+    gold = _gold_index(record[answer_key], choices, answer_key)
+    prompt_key = _pick_field(record, prompt_field, PROMPT_FIELDS, "prompt")
+    prompt_value = record[prompt_key]
+    # an empty context is allowed: the scorer conditions on the BOS token instead
+    values = {k: "" if v is None else v for k, v in record.items()}
+    values["prompt"] = "" if prompt_value is None else prompt_value
+    missing = _template_fields(template) - set(values)
+    if missing:
+        raise BadRecord(f"prompt_template uses missing field '{sorted(missing)[0]}'")
+    try:
+        prompt = template.format_map(values)
+    except (IndexError, KeyError, ValueError, AttributeError) as exc:
+        raise BadRecord(f"prompt_template cannot be filled: {exc!r}") from None
+    if id_field is not None:
+        if id_field not in record:
+            raise BadRecord(f"missing id field '{id_field}'")
+        sample_id = str(record[id_field])
+    else:
+        sample_id = str(record["id"]) if record.get("id") is not None else str(number)
+    return ChoiceSample(index=index, id=sample_id, prompt=prompt, choices=choices, gold=gold)
+
+
+def is_choice_dataset(path: str | Path, choices_field: str = CHOICES_FIELD) -> bool:
+    """Whether the dataset's first record holds a list under ``choices_field``: such a
+    dataset is scored by log-likelihood rather than by generation. A missing or unreadable
+    file is not one; the loader reports it."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        for _, _, record in _records(path):
+            return isinstance(record, dict) and isinstance(record.get(choices_field), list)
+    except DataError:
+        return False
+    return False
+
+
+def load_choice_dataset(path: str | Path, *, prompt_template: str = "{prompt}",
+                        prompt_field: str | None = None, choices_field: str = CHOICES_FIELD,
+                        answer_field: str | None = None, id_field: str | None = None,
+                        on_bad_line: str = "error", limit: int | None = None) -> ChoiceDataset:
+    """Read every record into a ChoiceSample: a context, a list of choices and the gold
+    choice. A bad record raises DataError naming its file and line, unless
+    ``on_bad_line == "skip"``, which records it in ``ChoiceDataset.skipped``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: dataset file not found")
+    try:
+        _template_fields(prompt_template)
+    except ValueError as exc:
+        raise DataError(f"prompt_template: {exc}") from None
+    samples: list[ChoiceSample] = []
+    skipped: list[str] = []
+    seen_ids: set[str] = set()
+    for where, number, record in _records(path):
+        if limit is not None and len(samples) >= limit:
+            break
+        try:
+            sample = _make_choice_sample(record, len(samples), number, prompt_template,
+                                         prompt_field, choices_field, answer_field, id_field)
+            if sample.id in seen_ids:
+                raise BadRecord(f"duplicate id '{sample.id}'")
+        except BadRecord as exc:
+            if on_bad_line == "skip":
+                skipped.append(f"{where}: {exc}")
+                continue
+            raise DataError(f"{where}: {exc}") from None
+        seen_ids.add(sample.id)
+        samples.append(sample)
+    if not samples:
+        reason = "no usable samples" if skipped else "empty dataset"
+        raise DataError(f"{path}: {reason}")
+    return ChoiceDataset(path=path, samples=samples, skipped=skipped)

@@ -1,0 +1,165 @@
+"""Score a multiple-choice set with lm-evaluation-harness and with tui-eval, and compare
+acc, acc_norm and every pair's log-likelihood.
+
+lm-eval runs in its own environment (``--lm-eval-python``), from a task YAML written here:
+``output_type: multiple_choice`` over the local JSONL, with ``doc_to_text: prompt``,
+``doc_to_choice: choices`` and ``doc_to_target: answer``. tui-eval runs in this interpreter.
+
+    python scripts/compare_lm_eval.py --lm-eval-python /path/to/venv/bin/python \\
+        --workdir /tmp/lmeval-compare --demo
+    python scripts/compare_lm_eval.py --lm-eval-python ... --workdir ... --tiny --max-length 16
+
+``--demo`` is the shipped arithmetic model and choice set (target delimiter ""); ``--tiny``
+builds the test suite's random model and a set of boundary cases: trailing whitespace in
+the context, an empty context, a choice that merges with the context's last token, and
+single-token choices. ``--max-length`` cuts inputs from the left on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "tui_eval" / "demo"
+
+BOUNDARY_ROWS = [
+    ("What is the capital of France?", [" Paris", " Lyon", " The capital is Paris.", " chat"]),
+    ("What is the capital of France? ", ["Paris", "Lyon", "Blue"]),  # trailing space
+    ("Translate to French: cat.\n", ["chat", "cat", " chat"]),  # trailing newline
+    ("", ["Paris is the capital of France.", "Blue.", "The number after 99 is 100."]),
+    ("The sum of 12 and 3", ["0 is the sum.", "1 is the sum.", "5 is 42."]),  # "30" merges
+    ("Add 12 and 30.", [" 42", " 43", " forty-two", " The sum of 12 and 30 is 42."]),
+    ("How many legs does a spider have? Answer with a number please, thanks. A spider has",
+     [" eight legs.", " 8", " six legs."]),
+    ("Sky?", [" A", " B", " C", " D"]),  # one token each: the choices share a model input
+    ("Name a colour of the sky on a clear day, in one word.", [" Blue", " blue", " Red."]),
+    ("Write the number after 99. The number after 99 is", [" 100.", " 101.", " 100"]),
+]
+
+
+def write_boundary_set(path: Path) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for number, (prompt, choices) in enumerate(BOUNDARY_ROWS):
+            row = {"id": f"b{number}", "prompt": prompt, "choices": choices,
+                   "answer": number % len(choices)}
+            out.write(json.dumps(row) + "\n")
+
+
+def write_task(task_dir: Path, name: str, data: Path, delimiter: str) -> None:
+    task_dir.mkdir(parents=True, exist_ok=True)
+    # JSON is valid YAML: no quoting questions for the delimiter or the path
+    task = {
+        "task": name, "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}}, "test_split": "test",
+        "output_type": "multiple_choice", "doc_to_text": "prompt",
+        "doc_to_choice": "choices", "doc_to_target": "answer", "target_delimiter": delimiter,
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                        {"metric": "acc_norm", "aggregation": "mean",
+                         "higher_is_better": True}],
+    }
+    (task_dir / f"{name}.yaml").write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
+
+
+def run_lm_eval(python: str, model: Path, task_dir: Path, name: str, out: Path,
+                max_length: int | None, batch_size: int) -> tuple[dict, list[dict]]:
+    model_args = f"pretrained={model},dtype=float32"
+    if max_length:
+        model_args += f",max_length={max_length}"
+    command = [python, "-m", "lm_eval", "--model", "hf", "--model_args", model_args,
+               "--device", "cpu", "--tasks", name, "--include_path", str(task_dir),
+               "--batch_size", str(batch_size), "--log_samples", "--output_path", str(out)]
+    print("$ " + " ".join(command), flush=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false")
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"lm-eval failed:\n{done.stderr[-3000:]}")
+    results = max(out.rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
+    samples = max(out.rglob(f"samples_{name}_*.jsonl"), key=lambda p: p.stat().st_mtime)
+    figures = json.loads(results.read_text(encoding="utf-8"))["results"][name]
+    rows = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
+    return figures, sorted(rows, key=lambda r: r["doc_id"])
+
+
+def run_ours(model: Path, data: Path, delimiter: str, max_length: int | None,
+             batch_size: int) -> list:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tui_eval.data import load_choice_dataset
+    from tui_eval.model.loglikelihood import ChoiceScorer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    weights = AutoModelForCausalLM.from_pretrained(model, dtype="float32").eval()
+    scorer = ChoiceScorer(weights, tokenizer, "cpu", target_delimiter=delimiter,
+                          max_length=max_length)
+    return scorer.score_samples(load_choice_dataset(data).samples, batch_size=batch_size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lm-eval-python", required=True,
+                        help="python of an environment with lm-eval installed")
+    parser.add_argument("--workdir", type=Path, required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--demo", action="store_true")
+    which.add_argument("--tiny", action="store_true")
+    parser.add_argument("--max-length", type=int)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+
+    from tui_eval.model.backend import quiet_transformers
+    from tui_eval.model.loglikelihood import accuracy
+
+    quiet_transformers()
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.demo:
+        model, data, delimiter, name = DEMO / "model", DEMO / "arithmetic_choice.jsonl", "", \
+            "tui_eval_demo_choice"
+    else:
+        from tui_eval.testing import build_tiny_model
+
+        model = workdir / "tiny-model"
+        if not (model / "config.json").is_file():
+            build_tiny_model(model)
+        data = workdir / "boundary.jsonl"
+        write_boundary_set(data)
+        delimiter, name = "", "tui_eval_boundary_choice"
+    write_task(workdir / "tasks", name, data, delimiter)
+    figures, theirs = run_lm_eval(args.lm_eval_python, model, workdir / "tasks", name,
+                                  workdir / "out", args.max_length, args.batch_size)
+    ours = run_ours(model, data, delimiter, args.max_length, args.batch_size)
+
+    if len(theirs) != len(ours):
+        sys.exit(f"lm-eval scored {len(theirs)} samples, tui-eval {len(ours)}")
+    worst = 0.0
+    greedy_differs = acc_differs = 0
+    for row, result in zip(theirs, ours, strict=True):
+        their_pairs = [(float(lp), flag == "True") for lp, flag in row["filtered_resps"]]
+        assert row["doc"]["id"] == result.sample.id
+        for (their_lp, their_greedy), our_lp, our_greedy in zip(
+                their_pairs, result.logprobs, result.is_greedy, strict=True):
+            worst = max(worst, abs(their_lp - our_lp))
+            greedy_differs += their_greedy != our_greedy
+        acc_differs += (row["acc"] != result.acc) + (row["acc_norm"] != result.acc_norm)
+    mine = accuracy(ours)
+    pairs = sum(len(r.logprobs) for r in ours)
+    print(f"samples {len(ours)}, pairs {pairs}, max_length {args.max_length or 'model'}")
+    print(f"lm-eval : acc {figures['acc,none']:.4f}  acc_norm {figures['acc_norm,none']:.4f}")
+    print(f"tui-eval: acc {mine['acc']:.4f}  acc_norm {mine['acc_norm']:.4f}")
+    print(f"max |Δ log-likelihood| over pairs: {worst:.2e}; is_greedy differs on "
+          f"{greedy_differs} pairs; per-sample acc/acc_norm differ {acc_differs} times")
+    for row, result in list(zip(theirs, ours, strict=True))[:0 if args.demo else None]:
+        print(f"  {result.sample.id} {result.sample.prompt!r}: lm-eval "
+              f"{[round(float(lp), 4) for lp, _ in row['filtered_resps']]} tui-eval "
+              f"{[round(lp, 4) for lp in result.logprobs]}")
+
+
+if __name__ == "__main__":
+    main()
