@@ -75,8 +75,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tui_eval.model.backend import quiet_transformers
     from tui_eval.data import ChoiceSample
+    from tui_eval.model.backend import quiet_transformers
     from tui_eval.model.loglikelihood import ChoiceScorer
     from tui_eval.testing import build_tiny_model
 

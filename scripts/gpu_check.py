@@ -5,16 +5,23 @@ repository on PYTHONPATH (textual not needed). It builds a random Llama-style mo
 about 0.5 B parameters and a tokenizer locally, writes datasets, then prints:
 
 1. NVML readings;
-2. ``tui-eval bench`` at 1, 2, 4, 8, 16, 32, 64 in bfloat16;
-3. ``tui-eval tune`` under ``--max-memory`` until a real CUDA OOM;
-4. a run whose first batch hits a real OOM under the same cap, every sample scored
+2. the decode step, compile off vs on (static KV cache, transformers' compiled decode):
+   64 prompts of ~128 tokens, 64 new tokens: ms per step, tokens/s, GPU utilisation,
+   compile time of the first call;
+3. 1,024 prompts end to end through ``HFBackend``, eager vs compiled (compile included);
+4. ``tui-eval bench`` at 1, 2, 4, 8, 16, 32, 64 in bfloat16;
+5. ``tui-eval tune`` under ``--max-memory`` until a real CUDA OOM;
+6. a run whose first batch hits a real OOM under the same cap, every sample scored
    (default policy, then the seed's ``single`` policy with its two log lines).
 
 Every stage catches and prints its own failure, output is flushed as it comes, and a time
-budget (default 330 s) skips what would not fit. ``--cpu-smoke`` runs the same stages on
-the CPU with a tiny model and simulated OOM, to prove the script itself works.
+budget (default 330 s) skips what would not fit; ``--only compile`` or ``--only cli`` runs
+one group. ``--out FILE`` keeps a Markdown copy of the tables, rewritten after each stage.
+``--cpu-smoke`` runs the same stages on the CPU with a tiny model and simulated OOM, to
+prove the script itself works (the static path without torch.compile there, unless
+``--cpu-compile``).
 
-    PYTHONPATH=. python scripts/gpu_check.py            # on the GPU machine
+    PYTHONPATH=. python scripts/gpu_check.py --out gpu_check.md   # on the GPU machine
     PYTHONPATH=. python scripts/gpu_check.py --cpu-smoke
 """
 
@@ -36,6 +43,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# The GPU machine has no textual: the stages run in this process must not need it either.
+sys.modules["textual"] = None  # type: ignore[assignment]
 
 # Runs the CLI with textual made unimportable: the GPU machine has no textual, so nothing
 # on these paths may need it.
@@ -47,6 +56,28 @@ STARTED = time.monotonic()
 
 def say(text: str = "") -> None:
     print(text, flush=True)
+
+
+class Report:
+    """The Markdown copy of the tables (``--out``), rewritten whole after each addition so
+    that a run killed at its time limit still leaves what it measured."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.sections: list[str] = []
+
+    def add(self, title: str, body: str) -> None:
+        self.sections.append(f"## {title}\n\n{body.strip()}\n")
+        if self.path is not None:
+            self.path.write_text("# gpu_check\n\n" + "\n".join(self.sections),
+                                 encoding="utf-8")
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def banner(title: str) -> None:
@@ -176,11 +207,16 @@ class Stages:
         sys.stdout.flush()
         self.results.append((name, status, time.monotonic() - started))
 
-    def summary(self) -> None:
+    def summary(self, report: Report | None = None) -> None:
         banner("summary")
         for name, status, seconds in self.results:
             say(f"{status:8} {seconds:6.1f}s  {name}")
         say(f"total {elapsed():.0f}s")
+        if report is not None:
+            report.add("summary", markdown_table(
+                ["stage", "status", "seconds"],
+                [[name, status, f"{seconds:.1f}"] for name, status, seconds in self.results])
+                + f"\n\ntotal {elapsed():.0f} s")
 
 
 # ── the stages ──────────────────────────────────────────────────────────────────
@@ -220,15 +256,218 @@ def nvml_readings() -> list[dict[str, Any]]:
     return gpus
 
 
+# ── compiled decode (static KV cache) ───────────────────────────────────────────
+
+def open_backend(model_dir: Path, *, cpu: bool, compile: bool, compile_decode: bool) -> Any:
+    """A fresh model, and torch's compiled-code caches emptied: each measurement compiles
+    from scratch, as a new process would (inductor's on-disk cache aside)."""
+    import gc
+
+    import torch
+
+    from tui_eval.model.backend import HFBackend
+
+    gc.collect()
+    torch._dynamo.reset()
+    if not cpu:
+        torch.cuda.empty_cache()
+    backend = HFBackend(str(model_dir), device="cpu" if cpu else "cuda",
+                        dtype="float32" if cpu else "bfloat16", compile=compile,
+                        compile_decode=compile_decode)
+    backend.load_model()
+    return backend
+
+
+def prompts_of_length(backend: Any, count: int, low: int, high: int, seed: int) -> list[str]:
+    """Prompts of ``low``..``high`` tokens, as the backend counts them."""
+    rng = random.Random(seed)
+    tok = backend.tokenizer
+    prompts: list[str] = []
+    while len(prompts) < count:
+        target = rng.randint(low, high)
+        ids = tok(words(rng, target), add_special_tokens=False)["input_ids"][:target]
+        text = tok.decode(ids)
+        if low <= backend.token_counts([text])[0] <= high:  # decoding may merge tokens
+            prompts.append(text)
+    return prompts
+
+
+def graphs_compiled() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def timed(call: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = call()  # generate returns Python lists: the GPU has finished
+    return time.perf_counter() - started, result
+
+
+def decode_speed(backend: Any, prompts: list[str], new_tokens: int,
+                 repeats: int) -> dict[str, Any]:
+    """First call (compiling, when on), then the best of ``repeats`` for a prefill alone
+    and for prefill + decode; every row makes exactly ``new_tokens`` tokens."""
+    from tui_eval.device.meter import ResourceMeter
+
+    def generate(tokens: int) -> Any:
+        return backend.generate(prompts, max_new_tokens=tokens, force_length=True)
+
+    first, generation = timed(lambda: generate(new_tokens))
+    prefill = min(timed(lambda: generate(1))[0] for _ in range(repeats))
+    with ResourceMeter(backend.device) as meter:
+        full = min(timed(lambda: generate(new_tokens))[0] for _ in range(repeats))
+    step = (full - prefill) / max(1, new_tokens - 1)
+    return {"first_call_s": first, "compile_s": backend.compile_seconds,
+            "prefill_ms": prefill * 1e3, "step_ms": step * 1e3,
+            "tokens_per_s": len(prompts) * new_tokens / full, "seconds": full,
+            "gpu_util": meter.gpu_util_percent, "shape": generation.shape,
+            "texts": generation.texts}
+
+
+def label(mode: str, compile_decode: bool) -> str:
+    return mode if mode == "eager" or compile_decode else "static, not compiled"
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def decode_stage(model_dir: Path, *, cpu: bool, compile_decode: bool,
+                 report: Report) -> bool:
+    rows, new_tokens = (8, 8) if cpu else (64, 64)
+    low, high = (24, 32) if cpu else (120, 128)
+    results: dict[str, dict[str, Any]] = {}
+    for mode in ("eager", "compiled"):
+        backend = open_backend(model_dir, cpu=cpu, compile=mode == "compiled",
+                               compile_decode=compile_decode)
+        prompts = prompts_of_length(backend, rows, low, high, seed=5)
+        if mode == "eager":  # CUDA's one-time start-up costs are not the eager path's
+            backend.generate(prompts[:1], max_new_tokens=2)
+        graphs = graphs_compiled()
+        results[mode] = decode_speed(backend, prompts, new_tokens, repeats=2)
+        results[mode]["graphs"] = graphs_compiled() - graphs
+        say(f"{mode}: {results[mode]['step_ms']:.2f} ms per decode step, "
+            f"shape {results[mode]['shape']}, graphs compiled {results[mode]['graphs']}")
+        del backend
+    eager, compiled = results["eager"], results["compiled"]
+    table = markdown_table(
+        ["mode", "first call s", "compile s", "prefill ms", "ms/decode step", "tokens/s",
+         "GPU util %", "graphs compiled"],
+        [[label(mode, compile_decode), f"{r['first_call_s']:.2f}", f"{r['compile_s']:.2f}",
+          f"{r['prefill_ms']:.1f}", f"{r['step_ms']:.2f}", f"{r['tokens_per_s']:.0f}",
+          percent(r["gpu_util"]), r["graphs"]] for mode, r in results.items()])
+    same = sum(a == b for a, b in zip(eager["texts"], compiled["texts"], strict=True))
+    path = ("static cache, decode compiled by transformers" if compile_decode
+            else "static cache without torch.compile (CPU smoke)")
+    note = (f"{rows} prompts of {low}-{high} tokens, {new_tokens} new tokens (forced), best of "
+            f"2; decode step = (full call - prefill-only call) / {new_tokens - 1}. Compiled "
+            f"path: {path}, shape {compiled['shape']}. Speed-up per decode step: "
+            f"{eager['step_ms'] / compiled['step_ms']:.2f}x; tokens/s: "
+            f"{compiled['tokens_per_s'] / eager['tokens_per_s']:.2f}x. Same text as eager: "
+            f"{same}/{rows} rows.")
+    say(table)
+    say(note)
+    report.add("decode step: compile off vs on", table + "\n\n" + note)
+    return compiled["step_ms"] > 0
+
+
+def run_batches(backend: Any, prompts: list[str], batch_size: int,
+                new_tokens: int) -> dict[str, Any]:
+    """Every prompt through ``backend.generate`` in batches, timing each; the GPU's
+    utilisation is read after the first batch (which compiles, when on)."""
+    from tui_eval.device.meter import ResourceMeter
+
+    batches = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
+    texts: list[str] = []
+    seconds: list[float] = []
+    tokens = 0
+
+    def one(batch: list[str]) -> None:
+        nonlocal tokens
+        elapsed, generation = timed(lambda: backend.generate(batch, max_new_tokens=new_tokens))
+        seconds.append(elapsed)
+        texts.extend(generation.texts)
+        tokens += sum(generation.new_tokens)
+
+    started = time.perf_counter()
+    one(batches[0])
+    with ResourceMeter(backend.device) as meter:
+        for batch in batches[1:]:
+            one(batch)
+    wall = time.perf_counter() - started
+    rest = sorted(seconds[1:]) or seconds
+    return {"wall_s": wall, "compile_s": backend.compile_seconds, "tokens": tokens,
+            "texts": texts, "first_batch_s": seconds[0], "median_s": rest[len(rest) // 2],
+            "max_s": rest[-1], "gpu_util": meter.gpu_util_percent,
+            "shapes": backend.compiled_shapes}
+
+
+def end_to_end_stage(model_dir: Path, *, cpu: bool, compile_decode: bool,
+                     report: Report) -> bool:
+    count, batch_size, new_tokens = (64, 16, 8) if cpu else (1024, 64, 64)
+    low, high = (8, 48) if cpu else (16, 256)
+    results: dict[str, dict[str, Any]] = {}
+    prompts: list[str] = []
+    for mode in ("eager", "compiled"):
+        backend = open_backend(model_dir, cpu=cpu, compile=mode == "compiled",
+                               compile_decode=compile_decode)
+        if not prompts:  # longest first, as the engine orders them
+            prompts = prompts_of_length(backend, count, low, high, seed=6)
+            counts = backend.token_counts(prompts)
+            prompts = [p for _, p in sorted(zip(counts, prompts, strict=True),
+                                            key=lambda pair: -pair[0])]
+        if mode == "eager":
+            backend.generate(prompts[:1], max_new_tokens=2)
+        graphs = graphs_compiled()
+        results[mode] = run_batches(backend, prompts, batch_size, new_tokens)
+        results[mode]["graphs"] = graphs_compiled() - graphs
+        say(f"{mode}: {results[mode]['wall_s']:.1f} s, compile "
+            f"{results[mode]['compile_s']:.1f} s, shapes {results[mode]['shapes']}")
+        del backend
+    eager = results["eager"]
+    rows = []
+    for mode, r in results.items():
+        generation = r["wall_s"] - r["compile_s"]
+        rows.append([label(mode, compile_decode), f"{r['wall_s']:.1f}", f"{r['compile_s']:.1f}",
+                     f"{generation:.1f}",
+                     r["tokens"], f"{r['tokens'] / r['wall_s']:.0f}",
+                     f"{r['tokens'] / generation:.0f}", f"{r['first_batch_s']:.2f}",
+                     f"{r['median_s']:.2f} / {r['max_s']:.2f}", percent(r["gpu_util"]),
+                     r["graphs"],
+                     f"{sum(a == b for a, b in zip(eager['texts'], r['texts'], strict=True))}"
+                     f"/{count}"])
+    table = markdown_table(
+        ["mode", "wall s", "compile s", "wall - compile s", "tokens", "tokens/s",
+         "tokens/s excl. compile", "first batch s", "later batch s median / max",
+         "GPU util % after batch 1", "graphs compiled", "same text as eager"], rows)
+    compiled = results["compiled"]
+    note = (f"{count} prompts of {low}-{high} tokens, longest first, batch size {batch_size}, "
+            f"{new_tokens} new tokens (greedy, early stop allowed), through HFBackend.generate. "
+            f"Compiled shapes (rows, cache tokens): {compiled['shapes']}. End-to-end speed-up "
+            f"with compile included: {eager['wall_s'] / compiled['wall_s']:.2f}x.")
+    say(table)
+    say(note)
+    report.add(f"{count} prompts end to end: eager vs compiled", table + "\n\n" + note)
+    return compiled["tokens"] > 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny model on the CPU with simulated OOM (checks the script)")
     parser.add_argument("--budget", type=float, default=330.0, help="seconds for all stages")
     parser.add_argument("--workdir", type=Path, help="keep the model and results here")
+    parser.add_argument("--only", choices=["all", "compile", "cli"], default="all",
+                        help="compile: the compiled-decode stages; cli: bench, tune and OOM")
+    parser.add_argument("--out", type=Path, help="write a Markdown copy of the tables here")
+    parser.add_argument("--cpu-compile", action="store_true",
+                        help="with --cpu-smoke: compile on the CPU too (tens of seconds)")
     args = parser.parse_args()
     cpu = args.cpu_smoke
     stages = Stages(args.budget)
+    report = Report(args.out)
+    compile_decode = not cpu or args.cpu_compile
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tui-eval-gpu-check-"))
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir = workdir / "model"
@@ -252,6 +491,22 @@ def main() -> int:
 
     stages.run("build a random Llama model and datasets", 20, build)
 
+    if args.only in ("all", "compile"):
+        static = "compiled" if compile_decode else "static path"
+        stages.run("decode step: compile off vs on, bs 64, 128-token prompts" if not cpu
+                   else f"decode step: eager vs {static}, bs 8", 100 if not cpu else 5,
+                   lambda left: decode_stage(model_dir, cpu=cpu,
+                                             compile_decode=compile_decode, report=report))
+        stages.run("1,024 prompts end to end: eager vs compiled" if not cpu
+                   else f"64 prompts end to end: eager vs {static}",
+                   160 if not cpu else 5,
+                   lambda left: end_to_end_stage(model_dir, cpu=cpu,
+                                                 compile_decode=compile_decode,
+                                                 report=report))
+    if args.only == "compile":
+        stages.summary(report)
+        return 0
+
     def bench(left: float) -> bool:
         sizes = "1,2,4" if cpu else "1,2,4,8,16,32,64"
         out = workdir / "bench"
@@ -260,6 +515,7 @@ def main() -> int:
                         *device], cwd=workdir, timeout=min(left - 5, 200), cpu=cpu)
         if (out / "bench.md").exists():
             say((out / "bench.md").read_text(encoding="utf-8"))
+            report.add("tui-eval bench", (out / "bench.md").read_text(encoding="utf-8"))
         if not cpu:
             say(f"NVML after bench: {nvml_readings()}")
         return code == 0 and len(read_json(out / "bench.json")["rows"]) == len(sizes.split(","))
@@ -317,7 +573,7 @@ def main() -> int:
                fallback("bisect", "32"))
     stages.run("real OOM mid-run, seed policy (single): the seed's two lines", 45,
                fallback("single", "8"))
-    stages.summary()
+    stages.summary(report)
     return 0
 
 

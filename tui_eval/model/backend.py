@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tui_eval.errors import ModelLoadError, UsageError
+from tui_eval.model.static_shapes import ShapePlanner, StaticShape
+
+# New tokens of the call that compiles a new shape before the real one: three decode steps,
+# enough for torch to compile, record the CUDA graph and replay it once.
+WARMUP_NEW_TOKENS = 4
 
 
 @dataclass
 class Generation:
     texts: list[str]
     new_tokens: list[int]  # generated tokens per row, up to and including the end token
+    # Compiled path only: the static shape used, and the seconds this call spent compiling
+    # it (zero for a shape that had run before), which are not generation time.
+    shape: StaticShape | None = None
+    compile_seconds: float = 0.0
 
 
 def _first_line(exc: BaseException) -> str:
@@ -55,6 +67,16 @@ def resolve_dtype(requested: str, device: str) -> Any:
     return torch.float32
 
 
+def resolve_compile(requested: str, device: str) -> bool:
+    """Whether to compile the decode step: "on" and "off" as given; otherwise (the engine
+    settles "auto" from how long the run is) only on CUDA, where launching kernels one by one
+    leaves the GPU idle. On CPU there is no launch overhead to save, and on MPS torch's
+    compiler is not mature enough to trust with a run."""
+    if requested in ("on", "off"):
+        return requested == "on"
+    return device.startswith("cuda")
+
+
 def check_model_path(model: str) -> str:
     """Fail fast, naming the path, when a local model path is missing or holds no model."""
     path = Path(model).expanduser()
@@ -79,7 +101,12 @@ class HFBackend:
     """A tokenizer and model pair with batched, left-padded generation."""
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto",
-                 chat_template: bool = False, simulate_oom_above: int | None = None) -> None:
+                 chat_template: bool = False, simulate_oom_above: int | None = None,
+                 compile: bool | str = False, compile_decode: bool = True) -> None:
+        """``compile``: True/"on" for the static-shape path (static KV cache, batches padded
+        to a few fixed shapes, the decode step compiled by transformers); "auto" decides by
+        device (see ``resolve_compile``). ``compile_decode=False`` keeps the static path but
+        skips torch.compile: the same shapes and padding, for tests and CPU comparisons."""
         self.model_name = model
         self.model_path = check_model_path(model)
         quiet_transformers()
@@ -91,6 +118,14 @@ class HFBackend:
             getattr(self.tokenizer, "chat_template", None))
         self.model: Any = None
         self.load_seconds = 0.0
+        self.compile = (compile if isinstance(compile, bool)
+                        else resolve_compile(compile, self.device))
+        self.compile_decode = compile_decode
+        self.shapes = ShapePlanner()
+        self.compile_seconds = 0.0  # all calls so far; the engine reports its run's share
+        # Called with the shape just before a call compiles it, so that the engine can log
+        # "compiling for shape …" (at the first batch, and again after an OOM lowers it).
+        self.on_new_shape: Callable[[StaticShape], None] | None = None
 
     @property
     def dtype_name(self) -> str:
@@ -147,18 +182,155 @@ class HFBackend:
             f"CUDA out of memory. Tried to allocate a batch of {rows} rows "
             f"(simulated: --simulate-oom-above {self.simulate_oom_above})")
 
+    # ── the compiled static-shape path ──────────────────────────────────────────
+
+    @property
+    def compiles(self) -> bool:
+        """Whether a new shape means a torch.compile (rather than only a new static cache)."""
+        return self.compile and self.compile_decode
+
+    def shape_for(self, texts: list[str], max_new_tokens: int) -> StaticShape:
+        """The static shape a batch of these rendered prompts runs at (compile on)."""
+        longest = max(self.token_counts(texts), default=1)
+        return self.shapes.plan(len(texts), longest, max_new_tokens,
+                                model_cache_tokens=self._model_cache_tokens())
+
+    def is_new_shape(self, texts: list[str], max_new_tokens: int) -> bool:
+        """Whether generating for these prompts needs a shape not yet run (compile on): a
+        compilation, unless ``compile_decode`` is off."""
+        return self.compile and self.shapes.is_new(self.shape_for(texts, max_new_tokens))
+
+    @property
+    def compiled_shapes(self) -> list[tuple[int, int]]:
+        """(rows, cache tokens) of every shape that ran, sorted."""
+        return sorted(self.shapes.compiled)
+
+    def reserve_shape(self, rows: int, longest_prompt_tokens: int, max_new_tokens: int) -> None:
+        """Optional, before a run's first batch: its batch size (capped at its sample count)
+        and longest prompt, so that the whole run uses a single shape from the start."""
+        self.shapes.reserve(rows, longest_prompt_tokens, max_new_tokens)
+
+    @contextlib.contextmanager
+    def eager(self) -> Iterator[None]:
+        """Generate without the static path for a while: the batch-size probes try many
+        sizes, and each would be a compilation."""
+        saved, self.compile = self.compile, False
+        try:
+            yield
+        finally:
+            self.compile = saved
+
+    def _model_cache_tokens(self) -> int:
+        # transformers sizes each static cache to at least the longest it made for this
+        # model (to avoid recompiling), so the planner must know that length too
+        return int(getattr(self.model, "_previous_max_cache_length", 0) or 0)
+
+    def _static_options(self, shape: StaticShape) -> dict[str, Any]:
+        options: dict[str, Any] = {"cache_implementation": "static"}
+        if _takes_max_cache_len():
+            options["max_cache_len"] = shape.cache_tokens
+        if not self.compile_decode:
+            options["disable_compile"] = True
+            return options
+        config = self._compile_config()
+        if config is not None:
+            options["compile_config"] = config
+        return options
+
+    def _compile_config(self) -> Any:
+        """transformers' defaults (inductor, reduce-overhead: CUDA graphs) on CUDA. Elsewhere
+        transformers compiles only when told to, and CUDA graphs do not apply."""
+        try:
+            from transformers import CompileConfig
+        except ImportError:  # older transformers: cache_implementation="static" alone
+            return None
+        if self.device.startswith("cuda"):
+            return CompileConfig()
+        config = CompileConfig(mode="default")
+        config._compile_all_devices = True  # transformers' own switch for compiling off-GPU
+        return config
+
+    def _generate_static(self, texts: list[str], options: dict[str, Any],
+                         ) -> tuple[list[list[int]], StaticShape, float]:
+        """Pad the batch to its static shape, compile the shape first if it is new, generate,
+        and drop the dummy rows."""
+        import torch
+
+        tok = self.tokenizer
+        max_new_tokens = options["max_new_tokens"]
+        shape = self.shape_for(texts, max_new_tokens)
+        # dummy rows repeat a real prompt: under greedy decoding they end with it, so they
+        # never keep the batch running longer than its real rows would
+        padded = texts + [texts[0]] * (shape.rows - len(texts))
+        encoded = tok(padded, return_tensors="pt", padding="max_length",
+                      max_length=shape.prompt_tokens,
+                      add_special_tokens=self._add_special_tokens).to(self.device)
+        static = self._static_options(shape)
+        new = self.shapes.is_new(shape)
+        # a single new token has no decode step, so nothing to compile
+        compiling = new and self.compile_decode and max_new_tokens > 1
+        compile_seconds = 0.0
+        try:
+            if new and self.on_new_shape is not None:
+                self.on_new_shape(shape)
+            if self.simulate_oom_above is not None and shape.rows > self.simulate_oom_above:
+                self._simulated_oom(shape.rows)  # the dummy rows take memory too
+            if compiling and "max_cache_len" in static:
+                compile_seconds = self._warm_up(encoded, options, static)
+            started = time.perf_counter()
+            with torch.inference_mode():
+                output = self.model.generate(**encoded, **options, **static)
+            if compiling and "max_cache_len" not in static:
+                # transformers cannot be told the cache length, so a short warm-up call
+                # would size it differently: the whole first call counts as compiling
+                self._synchronize()
+                compile_seconds = time.perf_counter() - started
+        except BaseException:
+            self.shapes.failed(shape)
+            raise
+        self.shapes.succeeded(shape)
+        self.compile_seconds += compile_seconds
+        new_ids = output[:len(texts), encoded["input_ids"].shape[1]:].tolist()
+        return new_ids, shape, compile_seconds
+
+    def _warm_up(self, encoded: Any, options: dict[str, Any], static: dict[str, Any]) -> float:
+        """Run a few decode steps at the new shape (the same rows and cache length), so that
+        compiling it is timed apart from generating."""
+        import torch
+
+        steps = min(WARMUP_NEW_TOKENS, options["max_new_tokens"])
+        # greedy and without stop strings: the compiled step is the model's forward alone,
+        # and a sampled warm-up would consume the run's seeded random numbers
+        warm = {key: value for key, value in options.items()
+                if key not in ("stop_strings", "tokenizer")}
+        warm.update(max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
+                    temperature=None, top_p=None, top_k=None)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            self.model.generate(**encoded, **warm, **static)
+        self._synchronize()
+        return time.perf_counter() - started
+
+    def _synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    # ── generation ──────────────────────────────────────────────────────────────
+
     def generate(self, texts: list[str], *, max_new_tokens: int, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, stop: list[str] | None = None,
                  force_length: bool = False) -> Generation:
         """Generate for rendered prompts. ``force_length`` disables early stopping, so every
-        row produces ``max_new_tokens`` (the batch-size probes need the worst case)."""
+        row produces ``max_new_tokens`` (the batch-size probes need the worst case).
+
+        With compile on, the batch runs at its static shape (see ``shape_for``): greedy
+        results equal the eager path's; under sampling the dummy rows draw random numbers
+        too, so a seed gives other samples than eagerly (equally valid ones)."""
         import torch
 
-        if self.simulate_oom_above is not None and len(texts) > self.simulate_oom_above:
-            self._simulated_oom(len(texts))
         tok = self.tokenizer
-        encoded = tok(texts, return_tensors="pt", padding=True,
-                      add_special_tokens=self._add_special_tokens).to(self.device)
         options: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
             "do_sample": do_sample,
@@ -172,9 +344,18 @@ class HFBackend:
             options["min_new_tokens"] = max_new_tokens
         elif stop:
             options.update(stop_strings=stop, tokenizer=tok)
-        with torch.inference_mode():
-            output = self.model.generate(**encoded, **options)
-        new_ids = output[:, encoded["input_ids"].shape[1]:].tolist()
+        shape: StaticShape | None = None
+        compile_seconds = 0.0
+        if self.compile and texts:
+            new_ids, shape, compile_seconds = self._generate_static(texts, options)
+        else:
+            if self.simulate_oom_above is not None and len(texts) > self.simulate_oom_above:
+                self._simulated_oom(len(texts))
+            encoded = tok(texts, return_tensors="pt", padding=True,
+                          add_special_tokens=self._add_special_tokens).to(self.device)
+            with torch.inference_mode():
+                output = self.model.generate(**encoded, **options)
+            new_ids = output[:, encoded["input_ids"].shape[1]:].tolist()
         end_ids = {tok.pad_token_id, tok.eos_token_id, *self._eos_ids()}
         texts_out: list[str] = []
         counts: list[int] = []
@@ -183,13 +364,22 @@ class HFBackend:
             counts.append(length if not force_length else len(row))
             text = tok.decode(row[:length], skip_special_tokens=True)
             texts_out.append(cut_at_stop(text, stop or []))
-        return Generation(texts=texts_out, new_tokens=counts)
+        return Generation(texts=texts_out, new_tokens=counts, shape=shape,
+                          compile_seconds=compile_seconds)
 
     def _eos_ids(self) -> list[int]:
         eos = getattr(self.model.generation_config, "eos_token_id", None)
         if eos is None:
             return []
         return list(eos) if isinstance(eos, (list, tuple)) else [eos]
+
+
+@functools.cache
+def _takes_max_cache_len() -> bool:
+    """Whether generate can be told the static cache's length (transformers 5.x)."""
+    from transformers import GenerationConfig
+
+    return hasattr(GenerationConfig(), "max_cache_len")
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:

@@ -1,0 +1,188 @@
+"""The compiled static-shape path: its shapes stay few, and its greedy results equal the
+eager path's, with dummy rows, bucket padding, stop strings, forced lengths and OOM splits.
+
+The quick tests run the static path without torch.compile (``compile_decode=False``): the
+same static cache, padding and shapes, minus the compilation, which on a CPU takes tens of
+seconds. One slow test compiles for real.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import PROMPTS, Collect
+from tui_eval.model.oom_policies import make_oom_policy
+
+from tui_eval.data import Sample
+from tui_eval.model.backend import HFBackend, resolve_compile
+from tui_eval.model.static_shapes import ShapePlanner, StaticShape, prompt_bucket
+
+TEXTS = [question for _, question, _ in PROMPTS]
+MAX_NEW = 8
+
+
+def open_backend(model: Path, **options: object) -> HFBackend:
+    backend = HFBackend(str(model), device="cpu", dtype="float32", **options)  # type: ignore[arg-type]
+    backend.load_model()
+    return backend
+
+
+@pytest.fixture(scope="module")
+def eager(tiny_model: Path) -> HFBackend:
+    return open_backend(tiny_model)
+
+
+@pytest.fixture()
+def static(tiny_model: Path) -> HFBackend:
+    return open_backend(tiny_model, compile=True, compile_decode=False)
+
+
+def longest_first(backend: HFBackend, texts: list[str]) -> list[str]:
+    counts = backend.token_counts(texts)
+    return [t for _, t in sorted(zip(counts, texts, strict=True), key=lambda p: -p[0])]
+
+
+def run(backend: HFBackend, texts: list[str], batch_size: int,
+        **options: object) -> tuple[list[str], list[int], list[StaticShape | None]]:
+    out: list[str] = []
+    tokens: list[int] = []
+    shapes: list[StaticShape | None] = []
+    for start in range(0, len(texts), batch_size):
+        generation = backend.generate(texts[start:start + batch_size],
+                                      max_new_tokens=MAX_NEW, **options)  # type: ignore[arg-type]
+        out += generation.texts
+        tokens += generation.new_tokens
+        shapes.append(generation.shape)
+    return out, tokens, shapes
+
+
+# ── shapes ──────────────────────────────────────────────────────────────────────
+
+def test_prompt_buckets_are_few_and_waste_under_a_third() -> None:
+    assert [prompt_bucket(n) for n in (1, 16, 17, 24, 25, 33, 100, 129, 200, 1000)] == \
+        [16, 16, 24, 24, 32, 48, 128, 192, 256, 1024]
+    buckets = {prompt_bucket(n) for n in range(1, 2049)}
+    assert len(buckets) == 15
+    assert all(prompt_bucket(n) >= n and (prompt_bucket(n) - n) < prompt_bucket(n) / 3
+               for n in range(17, 4096))
+
+
+def test_a_short_batch_is_padded_to_a_row_count_that_ran() -> None:
+    planner = ShapePlanner()
+    first = planner.plan(64, 120, 32)
+    assert first == StaticShape(64, 128, 159) and planner.is_new(first)
+    planner.succeeded(first)
+    last = planner.plan(10, 20, 32)  # shorter prompts keep the longer cache: same key
+    assert last.rows == 64 and last.prompt_tokens == 24 and last.key == first.key
+    assert not planner.is_new(last)
+
+
+def test_a_failed_shape_is_not_padded_up_to_again() -> None:
+    planner = ShapePlanner()
+    planner.reserve(64, 100, 16)
+    big = planner.plan(64, 100, 16)
+    planner.failed(big)  # an OOM: the policy retries with halves
+    half = planner.plan(32, 100, 16)
+    assert half.rows == 32 and planner.is_new(half)
+    planner.succeeded(half)
+    assert planner.plan(5, 30, 16).rows == 32
+    assert planner.plan(33, 30, 16).rows == 33  # larger than anything that ran
+
+
+def test_reserve_fixes_the_run_shape_before_the_first_batch() -> None:
+    planner = ShapePlanner()
+    planner.reserve(16, 300, 64)
+    shape = planner.plan(3, 40, 64)
+    assert shape.rows == 16 and shape.cache_tokens == prompt_bucket(300) + 63
+
+
+def test_resolve_compile() -> None:
+    assert resolve_compile("auto", "cuda") and resolve_compile("auto", "cuda:1")
+    assert not resolve_compile("auto", "cpu") and not resolve_compile("auto", "mps")
+    assert resolve_compile("on", "cpu") and not resolve_compile("off", "cuda")
+
+
+# ── same results as the eager path ──────────────────────────────────────────────
+
+@pytest.mark.parametrize("batch_size", [1, 3, 5, 12])
+def test_static_greedy_equals_eager(eager: HFBackend, static: HFBackend,
+                                    batch_size: int) -> None:
+    texts = longest_first(eager, TEXTS)
+    expected = run(eager, texts, batch_size)
+    texts_out, tokens, shapes = run(static, texts, batch_size)
+    assert (texts_out, tokens) == expected[:2]
+    assert all(texts_out)
+    # one compiled shape for the whole run: the short last batch is padded to it
+    assert {shape.key for shape in shapes if shape} == {shapes[0].key}  # type: ignore[union-attr]
+    assert static.compiled_shapes == [shapes[0].key]  # type: ignore[union-attr]
+
+
+def test_unsorted_prompts_still_match(eager: HFBackend, static: HFBackend) -> None:
+    assert run(static, TEXTS, 5)[:2] == run(eager, TEXTS, 5)[:2]
+
+
+def test_forced_length_and_stop_strings(eager: HFBackend, static: HFBackend) -> None:
+    forced = run(static, TEXTS, 5, force_length=True)
+    assert forced[1] == [MAX_NEW] * len(TEXTS)
+    assert forced[:2] == run(eager, TEXTS, 5, force_length=True)[:2]
+    # a stop string that the random model's outputs contain somewhere
+    stop = next(ch for text in run(eager, TEXTS, 12)[0] for ch in text[1:] if ch.strip())
+    stopped = run(static, TEXTS, 5, stop=[stop])
+    assert stopped[:2] == run(eager, TEXTS, 5, stop=[stop])[:2]
+    assert all(stop not in text for text in stopped[0])
+
+
+def test_sampling_runs_and_a_seed_repeats_it(static: HFBackend) -> None:
+    import torch
+
+    def sample() -> list[str]:
+        torch.manual_seed(3)
+        return run(static, TEXTS, 5, do_sample=True, temperature=0.8, top_p=0.9)[0]
+
+    first = sample()
+    assert len(first) == len(TEXTS) and first == sample()
+
+
+def test_eager_context_turns_the_static_path_off(static: HFBackend) -> None:
+    with static.eager():
+        assert static.generate(TEXTS[:2], max_new_tokens=2).shape is None
+    assert static.generate(TEXTS[:2], max_new_tokens=2).shape is not None
+
+
+def test_an_oom_split_is_a_new_smaller_shape(eager: HFBackend, tiny_model: Path) -> None:
+    backend = open_backend(tiny_model, compile=True, compile_decode=False,
+                           simulate_oom_above=4)
+    announced: list[StaticShape] = []
+    backend.on_new_shape = announced.append
+    texts = longest_first(eager, TEXTS)
+    samples = [Sample(index=i, id=str(i), prompt=t, references=[""])
+               for i, t in enumerate(texts)]
+
+    def generate(batch: list[Sample]):
+        return backend.generate([s.prompt for s in batch], max_new_tokens=MAX_NEW)
+
+    policy = make_oom_policy("bisect", generate, Collect(), "en", batch_size=8)
+    outcomes = [o for start in range(0, len(samples), policy.batch_size)
+                for o in policy.run_batch(samples[start:start + policy.batch_size])]
+    # 8 rows fail, the halves of 4 run, and the last 4 reuse their shape
+    assert [shape.rows for shape in announced] == [8, 4]
+    assert policy.fallbacks == 1 and policy.batch_size == 4
+    assert [o.prediction for o in outcomes] == run(eager, texts, 4)[0]
+    assert backend.compiled_shapes == [announced[1].key]
+    assert backend.compile_seconds == 0.0  # nothing compiled without compile_decode
+
+
+# ── real compilation ────────────────────────────────────────────────────────────
+
+@pytest.mark.slow
+def test_compiled_decode_on_cpu_equals_eager(eager: HFBackend, tiny_model: Path) -> None:
+    """torch.compile (inductor, C++ kernels) on the CPU: about 20-30 s for the one shape."""
+    compiled = open_backend(tiny_model, compile=True)
+    texts = longest_first(eager, TEXTS)
+    texts_out, tokens, shapes = run(compiled, texts, 5)
+    assert (texts_out, tokens) == run(eager, texts, 5)[:2]
+    assert compiled.compile_seconds > 0.5
+    assert len(compiled.compiled_shapes) == 1 and len({s.key for s in shapes if s}) == 1
+    again = compiled.generate(texts[:2], max_new_tokens=MAX_NEW)  # padded: no new compile
+    assert again.compile_seconds == 0.0 and again.texts == texts_out[:2]
