@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import PROMPTS, Collect
-from tui_eval.model.oom_policies import make_oom_policy
 
 from tui_eval.data import Sample
 from tui_eval.model.backend import HFBackend, resolve_compile
+from tui_eval.model.oom_policies import make_oom_policy
 from tui_eval.model.static_shapes import ShapePlanner, StaticShape, prompt_bucket
 
 TEXTS = [question for _, question, _ in PROMPTS]
