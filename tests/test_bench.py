@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tui_eval.cli import main
-from tui_eval.engine.bench import BenchRow, bench_table, parse_batch_sizes, with_speedups
+from tui_eval.commands.bench import parse_batch_sizes
+from tui_eval.engine.bench import BenchRow, bench_table, with_speedups
 from tui_eval.errors import UsageError
 
 ROW_KEYS = {"batch_size", "seconds", "speedup", "samples_per_s", "tokens_per_s",
@@ -80,6 +81,24 @@ def test_bench_command(tiny_model: Path, qa_jsonl: Path, tmp_path: Path,
         assert metrics["batch_size"] == size and metrics["n"] == 6
         predictions.append([(r["id"], r["prediction"]) for r in rows])
     assert predictions[0] == predictions[1] == predictions[2]
+
+
+def test_a_second_bench_into_the_same_directory_is_refused_then_overwritten(
+        tiny_model: Path, qa_jsonl: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bench"
+    args = ["bench", "-b", "1,2", "-m", str(tiny_model), "-d", str(qa_jsonl), "--limit", "4",
+            "--max-tokens", "2", "--device", "cpu", "--lang", "en", "-o", str(out)]
+    assert main(args) == 0
+    first = (out / "bench.json").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"tui-eval: error: {out}: holds a bench already") and "\n" not in err
+    assert (out / "bench.json").read_bytes() == first  # nothing measured, nothing written
+    assert main([*args, "--overwrite"]) == 0
+    rows = json.loads((out / "bench.json").read_text(encoding="utf-8"))["rows"]
+    assert all(r["seconds"] > 0 and r["samples_per_s"] > 0 for r in rows)  # never a zero row
 
 
 def test_bench_rejects_a_bad_size_list(capsys: pytest.CaptureFixture) -> None:

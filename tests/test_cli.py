@@ -101,3 +101,27 @@ def test_headless_run_prints_plain_progress_and_summary(tiny_model: Path, qa_jso
 def test_data_without_model_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
     assert main(["--no-ui", "-d", "x.jsonl"]) == 2
     assert "no model: pass -m MODEL" in capsys.readouterr().err
+
+
+def test_help_lists_the_sub_commands(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("tune", "bench", "watch"):
+        assert f"\n  {command} " in out
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["-b", "abc"], "-b/--batch-size: must be an integer ≥ 1 or 'auto', got 'abc'"),
+    (["--torch-dtype", "float8"], "--torch-dtype: must be one of auto, float16, bfloat16, "
+                                  "float32, got 'float8'"),
+    (["--lang", "xx"], "--lang: must be one of en, zh, got 'xx'"),
+    (["--simulate-oom-above", "0"], "--simulate-oom-above: must be an integer ≥ 1, got 0"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["-b"], "argument -b/--batch-size: expected one argument"),
+])
+def test_every_bad_flag_is_one_line_without_the_usage_block(
+        args: list[str], error: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--no-ui", *args]) == 2
+    assert capsys.readouterr().err == f"tui-eval: error: {error}\n"

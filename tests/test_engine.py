@@ -12,7 +12,9 @@ from conftest import PROMPTS, Collect, build_tiny_model
 from tui_eval.config import EvalConfig
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.events import Event, Fallback, Progress, RunFinished
+from tui_eval.headless.printer import metrics_table, progress_line
 from tui_eval.model.backend import HFBackend, cut_at_stop
+from tui_eval.results import RunMetrics
 
 
 def run(config: EvalConfig) -> tuple[dict, list[dict], Collect]:
@@ -149,3 +151,18 @@ def test_finished_event_carries_the_metrics(base: EvalConfig) -> None:
     metrics, _, sink = run(base)
     finished = [e for e in sink.events if isinstance(e, RunFinished)]
     assert len(finished) == 1 and finished[0].metrics == metrics
+
+
+@pytest.mark.parametrize("width", [200, 80, 60, 40, 24])
+def test_the_progress_line_fits_the_terminal(width: int) -> None:
+    event = Progress(done=1234, total=3000, samples_per_s=442.83, tokens_per_s=14170.6,
+                     eta_s=3.9, batch_size=256, fallbacks=12, errors=0)
+    line = progress_line(event, width)
+    assert 0 < len(line) < width
+    assert line.startswith("1234/3000") or "1234/3000" in line
+
+
+def test_the_summary_shows_a_lowered_batch_size() -> None:
+    metrics = RunMetrics(metrics={"exact_match": 1.0}, n=12, n_total=12, batch_size=8,
+                         final_batch_size=2)
+    assert "batch size   8 → 2" in metrics_table(metrics).splitlines()

@@ -183,6 +183,25 @@ def test_cancelled_run_resumes_automatically_to_the_same_results(
     assert [e.done for e in sink.events if isinstance(e, Progress)][-1] == 48
 
 
+def test_a_finished_run_repeated_is_reported_and_left_as_it_is(
+        config: EvalConfig, finished_copy: Path) -> None:
+    out = finished_copy
+    before = {name: (out / name).read_bytes() for name in
+              ("metrics.json", "predictions.jsonl", "events.jsonl", "run.log", "config.json")}
+    metrics, sink = run(replace(config, output_dir=str(out)))
+    assert "already holds a complete run (48 samples)" in sink.logs()
+    assert metrics.n == 48 and metrics.samples_per_s > 0  # the first run's figures, not zeros
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_done_line_after_a_resume_counts_this_try_only(config: EvalConfig) -> None:
+    partial, _ = run(config, cancel_after=8)
+    _, sink = run(config)
+    done = next(line for line in sink.logs().splitlines() if line.startswith("Done:"))
+    assert done.startswith(f"Done: {48 - partial.n} samples in ")
+    assert f"{partial.n} kept from earlier tries" in done
+
+
 def test_a_torn_last_line_is_redone(config: EvalConfig, reference: tuple,
                                     finished_copy: Path) -> None:
     ref_metrics, ref_rows = reference

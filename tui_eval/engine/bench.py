@@ -32,8 +32,6 @@ from tui_eval.results import prepare_run_dir, write_json_atomic
 
 BENCH_JSON = "bench.json"
 BENCH_MD = "bench.md"
-DEFAULT_SIZES = "1,2,4,8,16"
-SIZES_FLAG = "-b/--batch-sizes"
 WARM_UP_TOKENS = 4
 
 HEADERS = {
@@ -56,19 +54,6 @@ class BenchRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def parse_batch_sizes(text: str) -> list[int]:
-    """'1,2,4,8,16' → [1, 2, 4, 8, 16]; repeats are dropped, the order is kept."""
-    sizes: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise UsageError(f"{SIZES_FLAG}: expected comma-separated integers ≥ 1 such as "
-                             f"{DEFAULT_SIZES}, got {text!r}")
-        if int(part) not in sizes:
-            sizes.append(int(part))
-    return sizes
 
 
 def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
