@@ -11,7 +11,14 @@ import argparse
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tui_eval.config import KEYS, EvalConfig, find_default_config, resolve_config
+from tui_eval.config import (
+    DEFAULTS,
+    KEYS,
+    EvalConfig,
+    find_default_config,
+    format_text,
+    resolve_config,
+)
 from tui_eval.errors import UsageError
 
 
@@ -33,7 +40,10 @@ def add_config_flags(parser: argparse.ArgumentParser, *, app: bool = False,
             continue
         rule = key.rule
         metavar = key.metavar or ("{" + ",".join(rule.choices) + "}" if rule.choices else None)
-        parser.add_argument(*key.flags, dest=key.name, metavar=metavar, help=key.help)
+        default = DEFAULTS[key.name]
+        shown = f" (default {format_text(default)})" if default not in (None, "", []) else ""
+        parser.add_argument(*key.flags, dest=key.name, metavar=metavar,
+                            help=key.help.rstrip(".") + shown)
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:

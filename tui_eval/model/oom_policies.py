@@ -121,7 +121,7 @@ class BisectPolicy(OomPolicy):
         return self.run_batch(part)
 
 
-OOM_POLICIES: dict[str, type[OomPolicy]] = {"single": OomPolicy, "bisect": BisectPolicy}
+OOM_POLICIES: dict[str, type[OomPolicy]] = {"bisect": BisectPolicy, "single": OomPolicy}
 
 
 def make_oom_policy(name: str, generate: GenerateFn, sink: EventSink, lang: str,
