@@ -63,6 +63,7 @@ def test_one_stop_signal_writes_partial_metrics_and_exits_130(
     rows = valid_rows(out)
     assert metrics["partial"] is True and metrics["n"] == len(rows) < 48
     assert metrics["stopped_at_once"] is False  # the batch in flight was finished
+    assert set(metrics["stderr"]) == set(metrics["metrics"])  # every way of ending has them
     assert f"{sig.name}: stopping after the batch in flight" in stdout
     resume_line = [line for line in stderr.splitlines() if "resume with" in line]
     assert resume_line == [f"tui-eval: interrupted ({sig.name}): {len(rows)}/48 samples done; "
@@ -89,6 +90,7 @@ def test_a_second_ctrl_c_stops_at_once_with_whole_files(tiny_model: Path, long_j
     assert process.returncode == 130, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["partial"] is True and metrics.get("stopped_at_once") is True
+    assert set(metrics["stderr"]) == set(metrics["metrics"])  # rebuilt from the rows on disk
     assert metrics["n"] == len(valid_rows(out))
     assert metrics["n_total"] == 48
     assert not (out / "metrics.json.tmp").exists()

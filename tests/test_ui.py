@@ -94,8 +94,8 @@ def test_run_to_the_end_shows_the_numbers_of_metrics_json(tiny_model, qa_jsonl, 
             await pilot.pause()
             metrics = json.loads((out / "metrics.json").read_text())
             cells = app.results_pane.metric_cells()
-            for name, value in metrics["metrics"].items():
-                assert cells[name] == f"{value:.4f}"
+            for name, value in metrics["metrics"].items():  # the mean ± its standard error
+                assert cells[name] == f"{value:.4f} ± {metrics['stderr'][name]:.4f}"
             assert cells["samples"] == str(metrics["n"]) == "12"
             assert cells["errors"] == str(metrics["n_errors"])
             assert cells["fallbacks"] == str(metrics["fallback_count"])

@@ -63,6 +63,8 @@ async def fill_gauge_history(pilot: Any) -> None:
 METRICS = RunMetrics.from_dict({
     "metrics": {"exact_match": 0.925, "contains": 0.95, "numeric": 0.9375,
                 "token_f1": 0.9612}, "n": 80, "n_total": 80, "n_errors": 0,
+           "stderr": {"exact_match": 0.0296, "contains": 0.0245, "numeric": 0.0272,
+                      "token_f1": 0.0187},
            "batch_size": 16, "fallback_count": 1, "samples_per_s": 41.27,
            "tokens_per_s": 1320.6, "wall_seconds": 2.9})
 PROBES = [TuneProbe(**{"batch_size": size, "status": status, "seconds": seconds,

@@ -284,8 +284,8 @@ def test_watch_app_shows_a_finished_run_read_only(finished_run: Path) -> None:
         async with app.run_test(size=(100, 32)) as pilot:
             await settle(pilot, lambda: app.results_pane.metrics is not None)
             cells = app.results_pane.metric_cells()
-            for name, value in metrics["metrics"].items():
-                assert cells[name] == f"{value:.4f}"
+            for name, value in metrics["metrics"].items():  # the mean ± its standard error
+                assert cells[name] == f"{value:.4f} ± {metrics['stderr'][name]:.4f}"
             assert app.check_action("start", ()) is False  # read-only: no run actions
             assert app.config_pane.values()["model"] == metrics["model"]
             await pilot.press("q")

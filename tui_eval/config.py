@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_eval.errors import ConfigError
+from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec
 from tui_eval.formatting import size_bytes
 from tui_eval.i18n import LANGUAGES
 from tui_eval.metrics import METRIC_FUNCTIONS
@@ -32,6 +33,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 BAD_LINE_POLICIES = ("error", "skip")
+TRUNCATE_SIDES = ("none", "left")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 INT_TEXT = re.compile(r"^[+-]?\d+$")
 MAX_MEMORY_EXPECTED = "a fraction from 0 to 1 (0.5) or a size such as 20GiB"
@@ -54,6 +56,13 @@ def parse_max_memory(value: Any) -> float | str:
         except ValueError:
             pass
     raise ValueError(f"must be {MAX_MEMORY_EXPECTED}, got {value!r}")
+
+
+def parse_extract(value: Any) -> str:
+    """An answer-extraction spec: a preset's name or a regex with one capture group."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a preset name or a regex, got {value!r}")
+    return check_extract_spec(value)
 
 
 @dataclass(frozen=True)
@@ -215,6 +224,17 @@ class EvalConfig:
         "(20GiB); ignored on CPU.", type="str", optional=True, parse=parse_max_memory,
         flags=("--max-memory",), metavar="CAP", label="max memory", placeholder="no cap",
         may_change=True)
+    extract: str | None = setting(
+        None, "Cut the answer out of each prediction before scoring: a preset ("
+        + ", ".join(EXTRACT_PRESETS) + ") or a regex with one capture group (its last "
+        "match counts); unset scores the whole prediction.", type="str", optional=True,
+        parse=parse_extract, flags=("--extract",), metavar="SPEC", label="extract",
+        placeholder="off")
+    truncate: str = setting(
+        "none", "A prompt too long for the model's context with max_tokens: 'none' stops "
+        "before the first batch and names it; 'left' cuts such prompts from the left to fit "
+        "(counted as n_truncated).", type="str", choices=TRUNCATE_SIDES,
+        flags=("--truncate",), label="truncate")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -72,6 +72,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "chat_template = true but the tokenizer has no chat template; using plain prompts",
         "zh": "chat_template = true 但分词器没有对话模板；使用原始提示",
     },
+    "demo_max_tokens": {
+        "en": "The demo generates at most {max_tokens} new tokens per answer (its model is "
+              "small); --max-tokens chooses another",
+        "zh": "示例每个答案最多生成 {max_tokens} 个新 token（其模型很小）；可用 --max-tokens 另选",
+    },
+    "prompts_truncated": {
+        "en": "{n} prompt(s) longer than {room} tokens are cut from the left to fit the "
+              "model's {limit} positions with max_tokens {max_tokens}",
+        "zh": "{n} 个提示超过 {room} 个 token，已从左侧截断，以在模型的 {limit} 个位置内容纳 "
+              "max_tokens={max_tokens}",
+    },
+    "rescored": {
+        "en": "Rescored {n} samples in {run_dir} (metrics: {metrics}; extract: {extract}); "
+              "the previous metrics are kept in {previous}",
+        "zh": "已重新评分 {run_dir} 中的 {n} 个样本（指标: {metrics}；抽取: {extract}）；"
+              "之前的指标保存在 {previous}",
+    },
     "demo_run": {
         "en": "No model or data given: running the built-in demo ({path})",
         "zh": "未指定模型或数据：运行内置示例 ({path})",

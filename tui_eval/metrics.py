@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
-from tui_eval.extraction import CJK_RANGES, CURRENCY, WORD_CHAR, fold, number_value
+from tui_eval.extraction import CJK_RANGES, CURRENCY, WORD_CHAR, extract_answer, fold, number_value
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _CJK_CHAR = re.compile(f"([{CJK_RANGES}])")
@@ -147,6 +147,18 @@ def score(prediction: str | None, references: Iterable[str],
     refs = [ref for ref in references if ref is not None]
     return {name: max((METRIC_FUNCTIONS[name](prediction, ref) for ref in refs), default=0.0)
             for name in names}
+
+
+def score_prediction(prediction: str | None, references: Iterable[str], names: Iterable[str],
+                     extract: str | None = None) -> tuple[str | None, dict[str, float]]:
+    """(the extracted answer, its scores): with ``extract`` set the answer is cut out of the
+    prediction first (``tui_eval.extraction``) and scored instead of it; without, the
+    extracted answer is None and the whole prediction is scored. A run and a rescore both
+    score here, so they agree."""
+    if extract is None or prediction is None:
+        return None, score(prediction, references, names)
+    answer = extract_answer(prediction, extract)
+    return answer, score(answer, references, names)
 
 
 def _column(rows: list[dict[str, float]], name: str) -> list[float]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from tui_eval.errors import UsageError
-from tui_eval.metrics import mean_scores
+from tui_eval.metrics import mean_and_stderr
 
 CONFIG_FILE = "config.json"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -143,10 +143,13 @@ class PredictionRow:
     id: str
     prompt: str = ""
     prediction: str | None = None  # None when the sample failed
+    # the answer cut out of the prediction and scored; None without an extract spec
+    extracted: str | None = None
     reference: str | list[str] = ""  # one reference, or the list of acceptable ones
     scores: dict[str, float] = field(default_factory=dict)
     new_tokens: int = 0
     error: str | None = None
+    truncated: bool = False  # the prompt was cut from the left to fit the context
 
     @property
     def references(self) -> list[str]:
@@ -192,6 +195,20 @@ def _write_rows(handle: IO[str], rows: Iterable[PredictionRow]) -> None:
     handle.write("".join(row.to_json() + "\n" for row in rows))
 
 
+def write_predictions_atomic(path: Path, rows: Iterable[PredictionRow]) -> None:
+    """Replace predictions.jsonl whole: a reader sees the old rows or the new, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            _write_rows(handle, rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class PredictionWriter:
     """Appends prediction rows and flushes after each batch."""
 
@@ -209,12 +226,7 @@ class PredictionWriter:
     def restore_dataset_order(self) -> None:
         """Rewrite the file in the dataset's order once the run is complete (atomically)."""
         rows = sorted(read_predictions(self.path), key=lambda row: row.index)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            _write_rows(handle, rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_predictions_atomic(self.path, rows)
 
 
 # ── metrics.json ──────────────────────────────────────────────────────────────────────
@@ -228,9 +240,13 @@ class RunMetrics:
     metrics: dict[str, float]
     n: int
     n_total: int
+    # each metric's standard error of the mean; None with fewer than two samples
+    stderr: dict[str, float | None] = field(default_factory=dict)
+    extract: str | None = None  # the extraction spec the scores were computed with
     n_errors: int = 0
     n_resumed: int = 0
     n_skipped_lines: int = 0
+    n_truncated: int = 0  # prompts cut from the left to fit (truncate = "left")
     partial: bool = False
     stopped_at_once: bool = False
     batch_size: int | str = 0
@@ -274,17 +290,26 @@ def batch_size_text(metrics: RunMetrics) -> str:
     return str(metrics.batch_size)
 
 
+def score_text(mean: float, stderr: float | None) -> str:
+    """'0.9700 ± 0.0121': a metric's mean and its standard error (the mean alone for n < 2)."""
+    return f"{mean:.4f}" if stderr is None else f"{mean:.4f} ± {stderr:.4f}"
+
+
 def summary_rows(metrics: RunMetrics, wall_time: Callable[[float], str] = "{:.1f}s".format
                  ) -> list[tuple[str, str]]:
     """The scores, then the run's figures: the headless summary and the app's results
     table show these rows."""
-    rows = [(name, f"{value:.4f}") for name, value in metrics.metrics.items()]
+    rows = [(name, score_text(value, metrics.stderr.get(name)))
+            for name, value in metrics.metrics.items()]
+    if metrics.extract is not None:
+        rows.append(("extract", metrics.extract))
     samples = str(metrics.n)
     if metrics.partial:
         samples += f" of {metrics.n_total} (partial)"
     rows += [
         ("samples", samples),
         ("errors", str(metrics.n_errors)),
+        *([("truncated", str(metrics.n_truncated))] if metrics.n_truncated else []),
         ("fallbacks", str(metrics.fallback_count)),
         ("batch size", batch_size_text(metrics)),
         ("samples/s", f"{metrics.samples_per_s:.2f}"),
@@ -301,18 +326,20 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
                       wall_seconds: float = 0.0, generation_seconds: float = 0.0,
                       generated: int = 0, generated_tokens: int = 0,
                       device: str | None = None, dtype: str | None = None, model: str = "",
-                      stopped_at_once: bool = False) -> RunMetrics:
+                      stopped_at_once: bool = False, extract: str | None = None) -> RunMetrics:
     """metrics.json from every row the run holds (kept from earlier tries and made now).
     Rates are this try's: ``generated`` samples and ``generated_tokens`` tokens made in
     ``generation_seconds``. Every path that ends a run builds its metrics here."""
     def rate(amount: float) -> float:
         return amount / generation_seconds if generation_seconds > 0 else 0.0
 
+    means, stderr = mean_and_stderr([row.scores for row in rows], names)
     return RunMetrics(
-        metrics=mean_scores([row.scores for row in rows], names),
+        metrics=means, stderr=stderr, extract=extract,
         n=len(rows), n_total=n_total,
         n_errors=sum(1 for row in rows if row.error is not None),
         n_resumed=n_resumed, n_skipped_lines=n_skipped_lines,
+        n_truncated=sum(1 for row in rows if row.truncated),
         partial=len(rows) < n_total, stopped_at_once=stopped_at_once,
         batch_size=batch_size,
         final_batch_size=batch_size if final_batch_size is None else final_batch_size,
@@ -320,6 +347,17 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
         wall_seconds=wall_seconds, generation_seconds=generation_seconds,
         samples_per_s=rate(generated), tokens_per_s=rate(generated_tokens),
         generated_tokens=generated_tokens, device=device, dtype=dtype, model=model)
+
+
+def rescored_metrics(previous: RunMetrics, rows: Sequence[PredictionRow], names: Sequence[str],
+                     extract: str | None) -> RunMetrics:
+    """metrics.json after the rows were scored again: the scores as ``build_run_metrics``
+    computes them; the run's figures (rates, batch sizes, times) are the generation's, kept
+    from ``previous``."""
+    scored = build_run_metrics(rows, names, n_total=previous.n_total, extract=extract)
+    return dataclasses.replace(previous, metrics=scored.metrics, stderr=scored.stderr,
+                               extract=extract, n=scored.n, n_errors=scored.n_errors,
+                               n_truncated=scored.n_truncated)
 
 
 # ── tune.json ─────────────────────────────────────────────────────────────────────────

@@ -16,6 +16,7 @@ from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.device.meter import ResourceMeter
 from tui_eval.device.oom import free_memory
+from tui_eval.engine.context_length import fit_prompts
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.engine.preparation import (
     device_description,
@@ -123,6 +124,9 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
         refuse_existing_bench(out, sizes)
     backend = open_backend(config, log)
     dataset = read_dataset(config, log)
+    # each size's run checks again; this one answers before the weights load
+    fit_prompts(backend, config, dataset.samples,
+                [backend.render(s.prompt) for s in dataset.samples], log)
     prepare_run_dir(out)
     load_weights(backend, config, log)
     log("INFO", "bench_started", n=len(dataset.samples), sizes=", ".join(map(str, sizes)),

@@ -12,6 +12,7 @@ from pathlib import Path
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import Dataset, Sample
+from tui_eval.engine.context_length import PromptFit, fit_prompts
 from tui_eval.engine.preparation import (
     load_weights,
     open_backend,
@@ -33,7 +34,7 @@ from tui_eval.events import (
 )
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
-from tui_eval.metrics import score
+from tui_eval.metrics import score_prediction
 from tui_eval.model.backend import HFBackend
 from tui_eval.model.batching import longest_first
 from tui_eval.model.oom_policies import Outcome, make_oom_policy
@@ -75,6 +76,7 @@ class Evaluation:
         self.cancel = cancel or CancelToken()
         self.run_dir: Path | None = None
         self.started = time.perf_counter()
+        self.truncated: set[int] = set()  # samples whose prompts were cut to fit
 
     def log(self, level: str, key: str, **values: object) -> None:
         RunLog(self.sink, self.lang)(level, key, **values)
@@ -100,13 +102,19 @@ class Evaluation:
         finished = self._already_complete(dataset)
         if finished is not None:
             return finished
+        samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
+        rendered = {s.index: backend.render(s.prompt) for s in samples}
+        # before anything is written: a rerun with a smaller --max-tokens starts afresh
+        fit = fit_prompts(backend, config, samples, [rendered[s.index] for s in samples],
+                          self.log)
+        self.truncated = fit.truncated
         self.recorder.open(self.run_dir)
         if backend.model is None:
             load_weights(backend, config, self.log)
         run_description(config, backend).write(self.run_dir)
         if self.resumed.done:
             self.sink = ProgressOffset(self.sink, self.resumed.done)
-        return self._evaluate(backend, dataset)
+        return self._evaluate(backend, dataset, samples, rendered, fit)
 
     def _plan_resume(self, config: EvalConfig, dataset: Dataset) -> None:
         """Continue, replace or refuse the run the output dir holds, before the model loads."""
@@ -135,13 +143,11 @@ class Evaluation:
         self.sink(RunFinished(metrics=metrics))
         return metrics
 
-    def _evaluate(self, backend: HFBackend, dataset: Dataset) -> RunMetrics:
+    def _evaluate(self, backend: HFBackend, dataset: Dataset, samples: list[Sample],
+                  rendered: dict[int, str], fit: PromptFit) -> RunMetrics:
         config = self.config
         assert self.run_dir is not None
-        samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
-        rendered = {s.index: backend.render(s.prompt) for s in samples}
-        lengths = backend.token_counts([rendered[s.index] for s in samples]) if samples else []
-        ordered = longest_first(samples, lengths)
+        ordered = longest_first(samples, fit.lengths)
         batch_size = self._batch_size(backend, [rendered[s.index] for s in ordered])
 
         def generate(batch: list[Sample]):
@@ -198,7 +204,7 @@ class Evaluation:
             wall_seconds=time.perf_counter() - self.started,
             generation_seconds=generation_seconds, generated=len(rows),
             generated_tokens=tokens, device=backend.device, dtype=backend.dtype_name,
-            model=str(config.model))
+            model=str(config.model), extract=config.extract)
         if not metrics.partial:
             writer.restore_dataset_order()
         metrics.write(self.run_dir)
@@ -228,12 +234,11 @@ class Evaluation:
     def _row(self, outcome: Outcome) -> PredictionRow:
         sample = outcome.sample
         prediction = outcome.prediction
-        if prediction is None:
-            scores = {name: 0.0 for name in self.config.metrics}
-        else:
-            scores = score(prediction, sample.references, self.config.metrics)
+        extracted, scores = score_prediction(prediction, sample.references,
+                                             self.config.metrics, self.config.extract)
         reference: str | list[str] = (sample.references[0] if len(sample.references) == 1
                                       else sample.references)
         return PredictionRow(index=sample.index, id=sample.id, prompt=sample.prompt,
-                             prediction=prediction, reference=reference, scores=scores,
-                             new_tokens=outcome.new_tokens, error=outcome.error)
+                             prediction=prediction, extracted=extracted, reference=reference,
+                             scores=scores, new_tokens=outcome.new_tokens, error=outcome.error,
+                             truncated=sample.index in self.truncated)

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tui_eval import __version__
-from tui_eval.config import EvalConfig
+from tui_eval.config import DEFAULTS, EvalConfig
 from tui_eval.data import Dataset, load_dataset
 from tui_eval.device.memcap import apply_max_memory
 from tui_eval.errors import UsageError
@@ -22,13 +22,23 @@ from tui_eval.results import RunConfig
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 DEMO_MODEL = DEMO_DIR / "model"
 DEMO_DATA = DEMO_DIR / "arithmetic.jsonl"
+# The demo model has 64 positions and its answers take at most 5 tokens: the general default
+# (512) would not fit after its prompts.
+DEMO_MAX_TOKENS = 16
+
 
 def with_demo_defaults(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
-    """No model and no data means the built-in demo; one without the other is a usage error."""
+    """No model and no data means the built-in demo; one without the other is a usage error.
+    The demo generates DEMO_MAX_TOKENS unless max_tokens was changed from its default."""
     if config.model is None and config.data is None:
+        demo = replace(config, model=str(DEMO_MODEL), data=str(DEMO_DATA))
+        if config.max_tokens == DEFAULTS["max_tokens"]:
+            demo = replace(demo, max_tokens=DEMO_MAX_TOKENS)
         if log is not None:
             log("INFO", "demo_run", path=DEMO_DIR)
-        return replace(config, model=str(DEMO_MODEL), data=str(DEMO_DATA))
+            if demo.max_tokens != config.max_tokens:
+                log("INFO", "demo_max_tokens", max_tokens=demo.max_tokens)
+        return demo
     if config.model is None:
         raise UsageError("no model: pass -m MODEL (or neither -m nor -d to run the demo)")
     if config.data is None:

@@ -183,7 +183,7 @@ class HeadlessSignals:
                                    * generation_seconds),
             device=started.device if started else None,
             dtype=started.dtype if started else None, model=str(config.model),
-            stopped_at_once=True)
+            stopped_at_once=True, extract=config.extract)
         metrics.write(run_dir)
         recorder = EventRecorder()
         recorder.open(run_dir)

@@ -9,6 +9,7 @@ from pathlib import Path
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.device.memcap import memory_capacity
+from tui_eval.engine.context_length import fit_prompts
 from tui_eval.engine.preparation import (
     load_weights,
     open_backend,
@@ -55,12 +56,14 @@ def run_tuning(config: EvalConfig, sink: EventSink,
         config = with_demo_defaults(config, log)
         backend = open_backend(config, log)
         dataset = read_dataset(config, log)
+        rendered = [backend.render(s.prompt) for s in dataset.samples]
+        # the probes generate max_tokens for the longest prompts: they must fit as a run's
+        fit = fit_prompts(backend, config, dataset.samples, rendered, log)
         run_dir = prepare_run_dir(Path(config.output_dir or default_tune_dir()))
         recorder.open(run_dir)
         load_weights(backend, config, log)
         run_description(config, backend).write(run_dir)
-        rendered = [backend.render(s.prompt) for s in dataset.samples]
-        prompts = longest_first(rendered, backend.token_counts(rendered))
+        prompts = longest_first(rendered, fit.lengths)
         result = tune_batch_size(backend, prompts, config, events, lang, run_dir, cancel)
         return result, run_dir
     finally:

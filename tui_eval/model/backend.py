@@ -17,6 +17,22 @@ from tui_eval.model.static_shapes import ShapePlanner, StaticShape
 # enough for torch to compile, record the CUDA graph and replay it once.
 WARMUP_NEW_TOKENS = 4
 
+# Where a model config states how many positions it has, in the order they are looked up.
+POSITION_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_sequence_length",
+                       "seq_length", "n_ctx")
+# A tokenizer's model_max_length this large is transformers' "unknown" sentinel (1e30) or a
+# placeholder, not a context size.
+SENSIBLE_MAX_LENGTH = 10**8
+
+
+@dataclass(frozen=True)
+class ContextLimit:
+    """How many tokens (prompt and new ones together) the model can attend to, and where
+    that figure comes from: a model config attribute or the tokenizer's model_max_length."""
+
+    tokens: int
+    source: str
+
 
 @dataclass
 class Generation:
@@ -118,6 +134,9 @@ class HFBackend:
             getattr(self.tokenizer, "chat_template", None))
         self.model: Any = None
         self.load_seconds = 0.0
+        # Prompts longer than this many tokens lose their left part (truncate = "left");
+        # None keeps every prompt whole.
+        self.prompt_token_limit: int | None = None
         self.compile = (compile if isinstance(compile, bool)
                         else resolve_compile(compile, self.device))
         self.compile_decode = compile_decode
@@ -140,6 +159,7 @@ class HFBackend:
             raise ModelLoadError(f"{self.model_name}: cannot load tokenizer: "
                                  f"{_first_line(exc)}") from None
         tokenizer.padding_side = "left"  # generation appends on the right
+        tokenizer.truncation_side = "left"  # a cut prompt keeps its end, next to the answer
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
                 raise ModelLoadError(f"{self.model_name}: tokenizer has neither a pad nor an "
@@ -172,8 +192,48 @@ class HFBackend:
         return not self.use_chat_template  # the chat template already holds BOS
 
     def token_counts(self, texts: list[str]) -> list[int]:
+        """Each rendered prompt's length in tokens, as the model will see it (cut to
+        ``prompt_token_limit`` when that is set)."""
         encoded = self.tokenizer(texts, add_special_tokens=self._add_special_tokens)
-        return [len(ids) for ids in encoded["input_ids"]]
+        limit = self.prompt_token_limit
+        return [len(ids) if limit is None else min(len(ids), limit)
+                for ids in encoded["input_ids"]]
+
+    def _encode(self, texts: list[str], **padding: Any) -> Any:
+        """Token ids and attention mask for a batch, left-padded as ``padding`` says and,
+        with ``prompt_token_limit`` set, each prompt first cut from the left to it (special
+        tokens such as BOS are kept)."""
+        options: dict[str, Any] = {"add_special_tokens": self._add_special_tokens}
+        if self.prompt_token_limit is None:
+            return self.tokenizer(texts, return_tensors="pt", **padding, **options)
+        ids = self.tokenizer(texts, truncation=True, max_length=self.prompt_token_limit,
+                             **options)
+        return self.tokenizer.pad(ids, return_tensors="pt", **padding)
+
+    def context_limit(self) -> ContextLimit | None:
+        """The model's maximum positions, from its config (read without loading the
+        weights), else from the tokenizer's model_max_length when that is a real figure;
+        None when neither says."""
+        config = self.model.config if self.model is not None else self._read_model_config()
+        if config is not None:
+            text_config = (config.get_text_config() if hasattr(config, "get_text_config")
+                           else config)
+            for name in POSITION_ATTRIBUTES:
+                value = getattr(text_config, name, None)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return ContextLimit(value, name)
+        length = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(length, int) and 0 < length < SENSIBLE_MAX_LENGTH:
+            return ContextLimit(length, "tokenizer model_max_length")
+        return None
+
+    def _read_model_config(self) -> Any:
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(self.model_path, local_files_only=True)
+        except Exception:  # noqa: BLE001 - loading the weights will name what is wrong
+            return None
 
     def _simulated_oom(self, rows: int) -> None:
         import torch
@@ -256,15 +316,13 @@ class HFBackend:
         and drop the dummy rows."""
         import torch
 
-        tok = self.tokenizer
         max_new_tokens = options["max_new_tokens"]
         shape = self.shape_for(texts, max_new_tokens)
         # dummy rows repeat a real prompt: under greedy decoding they end with it, so they
         # never keep the batch running longer than its real rows would
         padded = texts + [texts[0]] * (shape.rows - len(texts))
-        encoded = tok(padded, return_tensors="pt", padding="max_length",
-                      max_length=shape.prompt_tokens,
-                      add_special_tokens=self._add_special_tokens).to(self.device)
+        encoded = self._encode(padded, padding="max_length",
+                               max_length=shape.prompt_tokens).to(self.device)
         static = self._static_options(shape)
         new = self.shapes.is_new(shape)
         # a single new token has no decode step, so nothing to compile
@@ -351,8 +409,7 @@ class HFBackend:
         else:
             if self.simulate_oom_above is not None and len(texts) > self.simulate_oom_above:
                 self._simulated_oom(len(texts))
-            encoded = tok(texts, return_tensors="pt", padding=True,
-                          add_special_tokens=self._add_special_tokens).to(self.device)
+            encoded = self._encode(texts, padding=True).to(self.device)
             with torch.inference_mode():
                 output = self.model.generate(**encoded, **options)
             new_ids = output[:, encoded["input_ids"].shape[1]:].tolist()
