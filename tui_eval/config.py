@@ -22,7 +22,7 @@ from tui_eval.errors import ConfigError
 from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec
 from tui_eval.formatting import size_bytes
 from tui_eval.i18n import LANGUAGES
-from tui_eval.metrics import METRIC_FUNCTIONS
+from tui_eval.metrics import CHOICE_METRICS, METRIC_FUNCTIONS
 from tui_eval.model.oom_policies import OOM_POLICIES
 from tui_eval.model.tuner import TUNE_MODES
 
@@ -34,6 +34,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 BAD_LINE_POLICIES = ("error", "skip")
 TRUNCATE_SIDES = ("none", "left")
+TASKS = ("generate", "choice")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 INT_TEXT = re.compile(r"^[+-]?\d+$")
 MAX_MEMORY_EXPECTED = "a fraction from 0 to 1 (0.5) or a size such as 20GiB"
@@ -156,7 +157,8 @@ class EvalConfig:
         "batch one sample at a time.", type="str", choices=tuple(OOM_POLICIES),
         flags=("--oom-policy",), label="on OOM", may_change=True)
     metrics: list[str] = setting(
-        list(METRIC_FUNCTIONS), "Metrics to compute: " + ", ".join(METRIC_FUNCTIONS) + ".",
+        list(METRIC_FUNCTIONS), "Metrics to compute: " + ", ".join(METRIC_FUNCTIONS)
+        + " (a choice task ignores them: it reports " + " and ".join(CHOICE_METRICS) + ").",
         type="list[str]", choices=tuple(METRIC_FUNCTIONS), label="metrics")
     limit: int | None = setting(
         None, "Evaluate only the first N samples.", type="int", optional=True, minimum=1,
@@ -235,6 +237,23 @@ class EvalConfig:
         "before the first batch and names it; 'left' cuts such prompts from the left to fit "
         "(counted as n_truncated).", type="str", choices=TRUNCATE_SIDES,
         flags=("--truncate",), label="truncate")
+    task: str | None = setting(
+        None, "generate: generate an answer and score it with `metrics`; choice: pick the "
+        "choice with the highest log-likelihood (acc, acc_norm). Unset: choice when the "
+        "data's first record holds a list under choices_field.", type="str", optional=True,
+        choices=TASKS, flags=("--task",), label="task", placeholder="from data")
+    choices_field: str = setting(
+        "choices", "Choice tasks: the dataset field with each sample's list of choices.",
+        type="str", label="choices field")
+    target_delimiter: str = setting(
+        " ", "Choice tasks: the text put between the context and each choice (the built-in "
+        "demo, whose tokenizer has no space, uses '').", type="str",
+        flags=("--target-delimiter",), metavar="TEXT", label="delimiter")
+
+    @property
+    def metric_names(self) -> list[str]:
+        """What the run reports: acc and acc_norm for a choice task, else ``metrics``."""
+        return list(CHOICE_METRICS) if self.task == "choice" else list(self.metrics)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -48,6 +48,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Evaluating {n} samples, batch size {batch_size}, max {max_tokens} new tokens",
         "zh": "开始评估 {n} 个样本，batch_size={batch_size}，最大生成长度 {max_tokens}",
     },
+    "run_started_choice": {
+        "en": "Scoring {n} samples ({pairs} choices) by log-likelihood, batch size "
+              "{batch_size} (context, choice) pairs",
+        "zh": "开始按对数似然评估 {n} 个样本（{pairs} 个选项），batch_size={batch_size}"
+              "（每批的 (上下文, 选项) 对数）",
+    },
+    "task_choice_detected": {
+        "en": "The data's records hold a '{field}' list: a multiple-choice task, scored by "
+              "log-likelihood (acc, acc_norm); --task generate generates instead",
+        "zh": "数据记录中有 '{field}' 列表：多项选择任务，按对数似然评分（acc、acc_norm）；"
+              "如需生成请用 --task generate",
+    },
     "run_finished": {
         "en": "Done: {n} samples in {seconds:.1f}s ({rate:.2f} samples/s); results in {run_dir}",
         "zh": "完成: {n} 个样本，用时 {seconds:.1f}s ({rate:.2f} 样本/秒)；结果保存在 {run_dir}",
@@ -116,11 +128,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "自动调整 batch_size（{mode}）：用最长的提示真实生成 {max_tokens} 个新 token，"
               "最大尝试 {ceiling}",
     },
+    "tune_started_choice": {
+        "en": "Tuning the batch size ({mode}): forward passes over the longest (context, "
+              "choice) pairs, sizes up to {ceiling}",
+        "zh": "自动调整 batch_size（{mode}）：对最长的 (上下文, 选项) 对做前向计算，最大尝试 "
+              "{ceiling}",
+    },
     "tune_table_row": {"en": "{row}", "zh": "{row}"},
     "tune_chosen": {
         "en": "Chosen batch size {batch_size} ({rate:.1f} samples/s); {probes} probes took "
               "{seconds:.1f}s",
         "zh": "选定 batch_size={batch_size}（{rate:.1f} 样本/秒）；{probes} 次探测用时 "
+              "{seconds:.1f}s",
+    },
+    "tune_chosen_choice": {
+        "en": "Chosen batch size {batch_size} ({rate:.1f} pairs/s); {probes} probes took "
+              "{seconds:.1f}s",
+        "zh": "选定 batch_size={batch_size}（{rate:.1f} 选项/秒）；{probes} 次探测用时 "
               "{seconds:.1f}s",
     },
     "tune_declined": {
@@ -149,6 +173,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Benchmarking {n} samples at batch sizes {sizes}, max {max_tokens} new tokens; "
               "runs in {out}",
         "zh": "性能测试：{n} 个样本，batch_size {sizes}，最大生成长度 {max_tokens}；结果在 {out}",
+    },
+    "bench_started_choice": {
+        "en": "Benchmarking {n} samples ({pairs} choices, scored by log-likelihood) at batch "
+              "sizes {sizes}; runs in {out}",
+        "zh": "性能测试：{n} 个样本（{pairs} 个选项，按对数似然评分），batch_size {sizes}；"
+              "结果在 {out}",
     },
     "bench_row": {
         "en": "batch_size={batch_size}: {time}, {rate:.2f} samples/s, peak memory "

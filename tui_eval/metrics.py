@@ -132,6 +132,10 @@ def numeric(prediction: str | None, reference: str | None) -> float:
     return float(expected is not None and got is not None and expected == got)
 
 
+# A choice task's scores, per sample: whether the choice with the highest log-likelihood is
+# the gold one (acc), and the same per character of the choice (acc_norm).
+CHOICE_METRICS = ("acc", "acc_norm")
+
 METRIC_FUNCTIONS: dict[str, Callable[[str, str], float]] = {
     "exact_match": exact_match,
     "contains": contains,

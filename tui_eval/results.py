@@ -2,6 +2,8 @@
 
 config.json       the resolved config, versions and device          ``RunConfig``
 predictions.jsonl one row per sample, appended as each batch ends    ``PredictionRow``
+                  (a choice task's rows add every choice's log-likelihood and the
+                  indices picked and expected)
 metrics.json      the scores and the run's figures, written whole    ``RunMetrics``
 tune.json         the batch-size probes and the size chosen          ``TuneResult``
 run.log           the log lines, as the terminal shows them
@@ -137,7 +139,11 @@ class RunConfig:
 
 @dataclass
 class PredictionRow:
-    """One sample's line in predictions.jsonl."""
+    """One sample's line in predictions.jsonl.
+
+    A choice task's row holds the choice picked by log-likelihood as ``prediction``, the
+    gold choice as ``reference``, acc and acc_norm as ``scores``, and the fields below
+    ``error``; a generation row has none of those (they are left out of its line)."""
 
     index: int  # position in the dataset
     id: str
@@ -150,13 +156,28 @@ class PredictionRow:
     new_tokens: int = 0
     error: str | None = None
     truncated: bool = False  # the prompt was cut from the left to fit the context
+    # choice tasks only
+    choices: list[str] | None = None
+    logprobs: list[float | None] | None = None  # per choice: summed log-probability
+    is_greedy: list[bool | None] | None = None  # per choice: greedy decoding gives it
+    pred: int | None = None  # the choice with the highest log-likelihood (None: failed)
+    pred_norm: int | None = None  # the highest per character of the choice
+    gold: int | None = None  # the expected choice
 
     @property
     def references(self) -> list[str]:
         return list(self.reference) if isinstance(self.reference, list) else [self.reference]
 
+    @property
+    def is_choice(self) -> bool:
+        return self.gold is not None
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+        data = dataclasses.asdict(self)
+        if not self.is_choice:
+            for name in CHOICE_ROW_FIELDS:
+                del data[name]
+        return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PredictionRow | None:
@@ -167,6 +188,9 @@ class PredictionRow:
         row.id = str(row.id)
         row.scores = dict(row.scores or {})
         return row
+
+
+CHOICE_ROW_FIELDS = ("choices", "logprobs", "is_greedy", "pred", "pred_norm", "gold")
 
 
 def parse_prediction_line(line: bytes | str) -> PredictionRow | None:
@@ -235,7 +259,9 @@ class PredictionWriter:
 class RunMetrics:
     """metrics.json. ``partial``: the run stopped before every sample was done;
     ``stopped_at_once``: it was stopped mid-batch (a second signal) and these figures were
-    rebuilt from the rows on disk."""
+    rebuilt from the rows on disk. A choice task (``task == "choice"``) generates nothing:
+    its tokens are the tokens its forward passes read, and ``pairs_per_s`` the
+    (context, choice) pairs scored per second."""
 
     metrics: dict[str, float]
     n: int
@@ -261,6 +287,8 @@ class RunMetrics:
     device: str | None = None
     dtype: str | None = None
     model: str = ""
+    task: str = "generate"
+    pairs_per_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -313,6 +341,10 @@ def summary_rows(metrics: RunMetrics, wall_time: Callable[[float], str] = "{:.1f
         ("fallbacks", str(metrics.fallback_count)),
         ("batch size", batch_size_text(metrics)),
         ("samples/s", f"{metrics.samples_per_s:.2f}"),
+    ]
+    if metrics.task == "choice":
+        rows.append(("pairs/s", f"{metrics.pairs_per_s:.1f}"))
+    rows += [
         ("tokens/s", f"{metrics.tokens_per_s:.1f}"),
         ("wall time", wall_time(metrics.wall_seconds)),
     ]
@@ -326,14 +358,18 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
                       wall_seconds: float = 0.0, generation_seconds: float = 0.0,
                       generated: int = 0, generated_tokens: int = 0,
                       device: str | None = None, dtype: str | None = None, model: str = "",
-                      stopped_at_once: bool = False, extract: str | None = None) -> RunMetrics:
-    """metrics.json from every row the run holds (kept from earlier tries and made now).
-    Rates are this try's: ``generated`` samples and ``generated_tokens`` tokens made in
-    ``generation_seconds``. Every path that ends a run builds its metrics here."""
+                      stopped_at_once: bool = False, extract: str | None = None,
+                      task: str = "generate") -> RunMetrics:
+    """metrics.json from every row the run holds: those kept from earlier tries, then the
+    ``generated`` rows made now. Rates are this try's: ``generated`` samples and
+    ``generated_tokens`` tokens (read, for a choice task) in ``generation_seconds``.
+    Every path that ends a run builds its metrics here."""
     def rate(amount: float) -> float:
         return amount / generation_seconds if generation_seconds > 0 else 0.0
 
     means, stderr = mean_and_stderr([row.scores for row in rows], names)
+    this_try = rows[len(rows) - generated:] if generated > 0 else []
+    pairs = sum(len(row.choices or ()) for row in this_try)
     return RunMetrics(
         metrics=means, stderr=stderr, extract=extract,
         n=len(rows), n_total=n_total,
@@ -346,7 +382,8 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
         tune_seconds=tune_seconds, fallback_count=fallback_count,
         wall_seconds=wall_seconds, generation_seconds=generation_seconds,
         samples_per_s=rate(generated), tokens_per_s=rate(generated_tokens),
-        generated_tokens=generated_tokens, device=device, dtype=dtype, model=model)
+        generated_tokens=generated_tokens, device=device, dtype=dtype, model=model,
+        task=task, pairs_per_s=rate(pairs))
 
 
 def rescored_metrics(previous: RunMetrics, rows: Sequence[PredictionRow], names: Sequence[str],
@@ -392,6 +429,7 @@ class TuneResult:
     max_batch_size: int
     memory_capacity_bytes: int | None
     memory_headroom: float
+    unit: str = "samples"  # what the probes' rates count: "samples", or "pairs" (choice)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="tui-eval",
         description="Evaluate a Hugging Face causal LM on a local dataset with OOM-proof "
-                    "batched generation.\nWithout -m and -d it runs the built-in demo.",
+                    "batched generation, or multiple-choice scoring by log-likelihood.\n"
+                    "Without -m and -d it runs the built-in demo (its multiple-choice set "
+                    "with --task choice).",
         epilog=f"sub-commands (tui-eval COMMAND --help):\n{commands}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tui-eval {__version__}")

@@ -16,15 +16,15 @@ from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.device.meter import ResourceMeter
 from tui_eval.device.oom import free_memory
-from tui_eval.engine.context_length import fit_prompts
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.engine.preparation import (
     device_description,
     load_weights,
     open_backend,
     read_dataset,
-    with_demo_defaults,
+    settle_config,
 )
+from tui_eval.engine.tasks import make_task
 from tui_eval.errors import UsageError
 from tui_eval.events import Event, EventSink, LogLine, Progress, RunLog
 from tui_eval.formatting import format_bytes, format_percent, format_seconds, markdown_table
@@ -33,12 +33,13 @@ from tui_eval.results import prepare_run_dir, write_json_atomic
 
 BENCH_JSON = "bench.json"
 BENCH_MD = "bench.md"
-WARM_UP_TOKENS = 4
 
 HEADERS = {
     "en": ("batch_size", "time", "speedup", "samples/s", "peak memory", "GPU util"),
     "zh": ("batch_size", "时间", "提升", "样本/秒", "峰值内存", "GPU利用率"),
 }
+# A choice task's batch unit is the (context, choice) pair: its rate follows samples/s.
+PAIRS_HEADER = {"en": "pairs/s", "zh": "选项/秒"}
 
 
 @dataclass
@@ -52,6 +53,7 @@ class BenchRow:
     gpu_util_percent: float | None
     fallbacks: int = 0
     final_batch_size: int | None = None
+    pairs_per_s: float | None = None  # choice tasks: (context, choice) pairs scored per second
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,14 +68,20 @@ def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
 
 
 def bench_table(rows: list[BenchRow], lang: str = "en") -> str:
+    """The seed's table; a choice task's adds pairs/s after samples/s."""
+    pairs = any(row.pairs_per_s is not None for row in rows)
     cells = []
     for row in rows:
         lowered = row.final_batch_size is not None and row.final_batch_size != row.batch_size
         marker = "*" if row.fallbacks or lowered else ""
         cells.append([f"{row.batch_size}{marker}", format_seconds(row.seconds),
                       f"{row.speedup:.2f}x", f"{row.samples_per_s:.2f}",
+                      *([f"{row.pairs_per_s or 0.0:.1f}"] if pairs else []),
                       format_bytes(row.peak_memory_bytes), format_percent(row.gpu_util_percent)])
-    table = markdown_table(HEADERS.get(lang, HEADERS["en"]), cells)
+    headers = list(HEADERS.get(lang, HEADERS["en"]))
+    if pairs:
+        headers.insert(4, PAIRS_HEADER.get(lang, PAIRS_HEADER["en"]))
+    table = markdown_table(headers, cells)
     notes = [message("bench_oom_note", lang, batch_size=r.batch_size, fallbacks=r.fallbacks,
                      final=r.final_batch_size)
              for r in rows if r.fallbacks or (r.final_batch_size not in (None, r.batch_size))]
@@ -118,22 +126,26 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
     cancel = cancel or CancelToken()
     lang = config.lang or default_language()
     log = RunLog(sink, lang)
-    config = with_demo_defaults(config, log)
+    config = settle_config(config, log)
     out = Path(config.output_dir or default_bench_dir())
     if not overwrite:
         refuse_existing_bench(out, sizes)
     backend = open_backend(config, log)
     dataset = read_dataset(config, log)
+    task = make_task(config, backend, dataset)
     # each size's run checks again; this one answers before the weights load
-    fit_prompts(backend, config, dataset.samples,
-                [backend.render(s.prompt) for s in dataset.samples], log)
+    task.check(dataset.samples, log)
     prepare_run_dir(out)
     load_weights(backend, config, log)
-    log("INFO", "bench_started", n=len(dataset.samples), sizes=", ".join(map(str, sizes)),
-        max_tokens=config.max_tokens, out=out)
-    # One-time costs of the first generate call must not count against the first size.
-    backend.generate([backend.render(dataset.samples[0].prompt)],
-                     max_new_tokens=min(config.max_tokens, WARM_UP_TOKENS))
+    sizes_text = ", ".join(map(str, sizes))
+    if config.task == "choice":
+        log("INFO", "bench_started_choice", n=len(dataset.samples), sizes=sizes_text, out=out,
+            pairs=len(task.plan(dataset.samples)))
+    else:
+        log("INFO", "bench_started", n=len(dataset.samples), sizes=sizes_text,
+            max_tokens=config.max_tokens, out=out)
+    # One-time costs of the first call must not count against the first size.
+    task.warm_up(dataset.samples[0])
     rows: list[BenchRow] = []
     for size in sizes:
         if cancel.cancelled:
@@ -149,13 +161,17 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
             batch_size=size, seconds=metrics.generation_seconds, speedup=1.0,
             samples_per_s=metrics.samples_per_s, tokens_per_s=metrics.tokens_per_s,
             peak_memory_bytes=meter.peak_memory_bytes, gpu_util_percent=meter.gpu_util_percent,
-            fallbacks=metrics.fallback_count, final_batch_size=int(metrics.final_batch_size)))
+            fallbacks=metrics.fallback_count, final_batch_size=int(metrics.final_batch_size),
+            pairs_per_s=metrics.pairs_per_s if metrics.task == "choice" else None))
         log("INFO", "bench_row", batch_size=size, time=format_seconds(rows[-1].seconds),
             rate=rows[-1].samples_per_s, peak=format_bytes(meter.peak_memory_bytes),
             util=format_percent(meter.gpu_util_percent))
     rows = with_speedups(rows)
+    # a choice task generates nothing: its task takes max_tokens' place
+    unit = ({"task": config.task} if config.task == "choice"
+            else {"max_tokens": config.max_tokens})
     context = {"model": config.model, "data": str(dataset.path), "samples": len(dataset.samples),
-               "max_tokens": config.max_tokens, "device": backend.device,
+               **unit, "device": backend.device,
                "device_name": device_description(backend.device), "dtype": backend.dtype_name}
     write_json_atomic(out / BENCH_JSON, {"rows": [r.to_dict() for r in rows], **context})
     (out / BENCH_MD).write_text(bench_markdown(rows, context, lang), encoding="utf-8")

@@ -1,6 +1,9 @@
-"""The evaluation engine: data ─► length-sorted batches ─► generate ─► metrics ─► results dir.
+"""The evaluation engine: data ─► length-sorted batches ─► generate or score ─► metrics ─►
+results dir.
 
-It knows nothing about any UI: it reports through events sent to a sink.
+One run loop for both tasks: what a batch holds and runs, and when a sample's row is done,
+is the task's (engine.tasks). It knows nothing about any UI: it reports through events
+sent to a sink.
 """
 
 from __future__ import annotations
@@ -8,19 +11,20 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
-from tui_eval.data import Dataset, Sample
-from tui_eval.engine.context_length import PromptFit, fit_prompts
+from tui_eval.data import ChoiceDataset, Dataset
 from tui_eval.engine.preparation import (
     load_weights,
     open_backend,
     read_dataset,
     run_description,
-    with_demo_defaults,
+    settle_config,
 )
 from tui_eval.engine.resume import ProgressOffset, ResumePlan, plan_resume
+from tui_eval.engine.tasks import RunTask, make_task
 from tui_eval.engine.tuning import tune_batch_size
 from tui_eval.errors import UsageError
 from tui_eval.events import (
@@ -34,10 +38,8 @@ from tui_eval.events import (
 )
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
-from tui_eval.metrics import score_prediction
 from tui_eval.model.backend import HFBackend
-from tui_eval.model.batching import longest_first
-from tui_eval.model.oom_policies import Outcome, make_oom_policy
+from tui_eval.model.oom_policies import make_oom_policy
 from tui_eval.results import (
     PredictionRow,
     PredictionWriter,
@@ -76,7 +78,6 @@ class Evaluation:
         self.cancel = cancel or CancelToken()
         self.run_dir: Path | None = None
         self.started = time.perf_counter()
-        self.truncated: set[int] = set()  # samples whose prompts were cut to fit
 
     def log(self, level: str, key: str, **values: object) -> None:
         RunLog(self.sink, self.lang)(level, key, **values)
@@ -93,30 +94,27 @@ class Evaluation:
             self.recorder.close()
 
     def _run(self) -> RunMetrics:
-        config = self.config = with_demo_defaults(self.requested, self.log)
+        config = self.config = settle_config(self.requested, self.log)
         backend = self.backend or open_backend(config, self.log)
         dataset = read_dataset(config, self.log)
+        task = make_task(config, backend, dataset)  # a choice task checks its pairs here
         self.skipped_lines = len(dataset.skipped)
         self.run_dir = prepare_run_dir(Path(config.output_dir or default_run_dir()))
         self._plan_resume(config, dataset)
         finished = self._already_complete(dataset)
         if finished is not None:
             return finished
-        samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
-        rendered = {s.index: backend.render(s.prompt) for s in samples}
         # before anything is written: a rerun with a smaller --max-tokens starts afresh
-        fit = fit_prompts(backend, config, samples, [rendered[s.index] for s in samples],
-                          self.log)
-        self.truncated = fit.truncated
+        task.check(self.resumed.remaining(dataset.samples), self.log)
         self.recorder.open(self.run_dir)
         if backend.model is None:
             load_weights(backend, config, self.log)
         run_description(config, backend).write(self.run_dir)
         if self.resumed.done:
             self.sink = ProgressOffset(self.sink, self.resumed.done)
-        return self._evaluate(backend, dataset, samples, rendered, fit)
+        return self._evaluate(task, backend, dataset)
 
-    def _plan_resume(self, config: EvalConfig, dataset: Dataset) -> None:
+    def _plan_resume(self, config: EvalConfig, dataset: Dataset | ChoiceDataset) -> None:
         """Continue, replace or refuse the run the output dir holds, before the model loads."""
         assert self.run_dir is not None
         had_run = holds_run(self.run_dir)
@@ -130,7 +128,7 @@ class Evaluation:
             self.log("INFO", "resume_auto" if self.resumed.automatic else "resume_explicit",
                      run_dir=self.run_dir, done=self.resumed.done, total=len(dataset.samples))
 
-    def _already_complete(self, dataset: Dataset) -> RunMetrics | None:
+    def _already_complete(self, dataset: Dataset | ChoiceDataset) -> RunMetrics | None:
         """A run whose every sample is on disk, with its final metrics, is left as it is:
         its metrics are reported again and nothing is written."""
         assert self.run_dir is not None
@@ -143,47 +141,40 @@ class Evaluation:
         self.sink(RunFinished(metrics=metrics))
         return metrics
 
-    def _evaluate(self, backend: HFBackend, dataset: Dataset, samples: list[Sample],
-                  rendered: dict[int, str], fit: PromptFit) -> RunMetrics:
+    def _evaluate(self, task: RunTask, backend: HFBackend,
+                  dataset: Dataset | ChoiceDataset) -> RunMetrics:
         config = self.config
         assert self.run_dir is not None
-        ordered = longest_first(samples, fit.lengths)
-        batch_size = self._batch_size(backend, [rendered[s.index] for s in ordered])
-
-        def generate(batch: list[Sample]):
-            return backend.generate(
-                [rendered[s.index] for s in batch], max_new_tokens=config.max_tokens,
-                do_sample=config.do_sample, temperature=config.temperature,
-                top_p=config.top_p, stop=config.stop)
-
-        if config.do_sample:
-            import torch  # only sampling needs the seed; greedy runs never touch it
-
-            torch.manual_seed(config.seed)
-        policy = make_oom_policy(config.oom_policy, generate, self.sink, self.lang, batch_size)
+        samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
+        items = task.plan(samples)
+        batch_size = self._batch_size(task, items, backend.device)
+        policy = make_oom_policy(config.oom_policy, task.work(), self.sink, self.lang,
+                                 batch_size)
         writer = PredictionWriter(self.run_dir)
         total = len(samples)
         self.sink(RunStarted(run_dir=str(self.run_dir), total=total,
                              batch_size=batch_size, model=str(config.model),
                              device=backend.device, dtype=backend.dtype_name, pid=os.getpid()))
-        self.log("INFO", "run_started", n=total, batch_size=batch_size,
-                 max_tokens=config.max_tokens)
+        key, values = task.started_line(total, batch_size)
+        self.log("INFO", key, **values)
         rows: list[PredictionRow] = []
         errors = tokens = 0
         generation_started = time.perf_counter()
         position = 0  # batches are cut as they go: the OOM policy may lower the size
         try:
-            while position < len(ordered):
+            while position < len(items):
                 if self.cancel.cancelled:
                     break
-                batch = ordered[position:position + policy.batch_size]
+                batch = items[position:position + policy.batch_size]
                 position += len(batch)
-                outcomes = policy.run_batch(batch)
-                new_rows = [self._row(o) for o in outcomes]
+                results = policy.run_batch(batch)
+                tokens += task.tokens(results)
+                new_rows = task.rows(results)
+                if not new_rows:  # pairs of a sample that the next batch finishes
+                    continue
                 writer.write_batch(new_rows)
                 rows.extend(new_rows)
-                errors += sum(1 for o in outcomes if o.error is not None)
-                tokens += sum(o.new_tokens for o in outcomes)
+                errors += sum(1 for row in new_rows if row.error is not None)
                 elapsed = time.perf_counter() - generation_started
                 rate = len(rows) / elapsed if elapsed > 0 else 0.0
                 self.sink(Progress(
@@ -197,14 +188,14 @@ class Evaluation:
         # Rows kept from earlier tries count like rows made now; rates stay this try's.
         all_rows = self.resumed.rows + rows
         metrics = build_run_metrics(
-            all_rows, config.metrics, n_total=len(dataset.samples),
+            all_rows, config.metric_names, n_total=len(dataset.samples),
             n_resumed=self.resumed.done, n_skipped_lines=self.skipped_lines,
             batch_size=batch_size, final_batch_size=policy.batch_size,
             tune_seconds=self.tune_seconds, fallback_count=policy.fallbacks,
             wall_seconds=time.perf_counter() - self.started,
             generation_seconds=generation_seconds, generated=len(rows),
             generated_tokens=tokens, device=backend.device, dtype=backend.dtype_name,
-            model=str(config.model), extract=config.extract)
+            model=str(config.model), extract=config.extract, task=task.name)
         if not metrics.partial:
             writer.restore_dataset_order()
         metrics.write(self.run_dir)
@@ -220,25 +211,14 @@ class Evaluation:
         self.sink(RunFinished(metrics=metrics))
         return metrics
 
-    def _batch_size(self, backend: HFBackend, prompts_longest_first: list[str]) -> int:
-        """The configured size, or with batch_size = "auto" the tuned one (tune.json)."""
+    def _batch_size(self, task: RunTask, items: list[Any], device: str) -> int:
+        """The configured size, or with batch_size = "auto" the size tuned on the run's
+        longest items (tune.json)."""
         if self.config.batch_size != "auto":
             return int(self.config.batch_size)
-        if not prompts_longest_first:
+        if not items:
             return 1
-        result = tune_batch_size(backend, prompts_longest_first, self.config, self.sink,
+        result = tune_batch_size(task, items, self.config, device, self.sink,
                                  self.lang, self.run_dir, cancel=self.cancel)
         self.tune_seconds = result.seconds
         return result.chosen_batch_size
-
-    def _row(self, outcome: Outcome) -> PredictionRow:
-        sample = outcome.sample
-        prediction = outcome.prediction
-        extracted, scores = score_prediction(prediction, sample.references,
-                                             self.config.metrics, self.config.extract)
-        reference: str | list[str] = (sample.references[0] if len(sample.references) == 1
-                                      else sample.references)
-        return PredictionRow(index=sample.index, id=sample.id, prompt=sample.prompt,
-                             prediction=prediction, extracted=extracted, reference=reference,
-                             scores=scores, new_tokens=outcome.new_tokens, error=outcome.error,
-                             truncated=sample.index in self.truncated)

@@ -1,6 +1,7 @@
-"""What every command does before it generates: pick the demo when asked for nothing, open
-the tokenizer, read the data, load the weights, describe the run. The evaluation, the tuner
-and the bench share these steps so they fail the same way and log the same lines.
+"""What every command does before it generates or scores: pick the demo when asked for
+nothing, settle the task, open the tokenizer, read the data, load the weights, describe the
+run. The evaluation, the tuner and the bench share these steps so they fail the same way
+and log the same lines.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from pathlib import Path
 
 from tui_eval import __version__
 from tui_eval.config import DEFAULTS, EvalConfig
-from tui_eval.data import Dataset, load_dataset
+from tui_eval.data import (
+    ChoiceDataset,
+    Dataset,
+    is_choice_dataset,
+    load_choice_dataset,
+    load_dataset,
+)
 from tui_eval.device.memcap import apply_max_memory
 from tui_eval.errors import UsageError
 from tui_eval.i18n import LogFn
@@ -25,25 +32,52 @@ DEMO_DATA = DEMO_DIR / "arithmetic.jsonl"
 # The demo model has 64 positions and its answers take at most 5 tokens: the general default
 # (512) would not fit after its prompts.
 DEMO_MAX_TOKENS = 16
+DEMO_CHOICE_DATA = DEMO_DIR / "arithmetic_choice.jsonl"
+# The demo tokenizer reads digits and operators only and has no space token: "5+8=" is
+# continued by "13" itself.
+DEMO_TARGET_DELIMITER = ""
+
+
+def settle_config(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
+    """The config a run goes by: the demo when asked for nothing, and the task settled."""
+    return with_task(with_demo_defaults(config, log), log)
 
 
 def with_demo_defaults(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
-    """No model and no data means the built-in demo; one without the other is a usage error.
-    The demo generates DEMO_MAX_TOKENS unless max_tokens was changed from its default."""
+    """No model and no data means the built-in demo (its choice set with --task choice);
+    one without the other is a usage error. The generation demo generates DEMO_MAX_TOKENS
+    unless max_tokens was changed from its default."""
     if config.model is None and config.data is None:
+        if log is not None:
+            log("INFO", "demo_run", path=DEMO_DIR)
         demo = replace(config, model=str(DEMO_MODEL), data=str(DEMO_DATA))
         if config.max_tokens == DEFAULTS["max_tokens"]:
             demo = replace(demo, max_tokens=DEMO_MAX_TOKENS)
-        if log is not None:
-            log("INFO", "demo_run", path=DEMO_DIR)
-            if demo.max_tokens != config.max_tokens:
-                log("INFO", "demo_max_tokens", max_tokens=demo.max_tokens)
+        if config.task == "choice":
+            delimiter = (DEMO_TARGET_DELIMITER if config.target_delimiter == DEFAULTS[
+                "target_delimiter"] else config.target_delimiter)
+            return replace(config, model=str(DEMO_MODEL), data=str(DEMO_CHOICE_DATA),
+                           target_delimiter=delimiter)
+        if log is not None and demo.max_tokens != config.max_tokens:
+            log("INFO", "demo_max_tokens", max_tokens=demo.max_tokens)
         return demo
     if config.model is None:
         raise UsageError("no model: pass -m MODEL (or neither -m nor -d to run the demo)")
     if config.data is None:
         raise UsageError("no dataset: pass -d DATA (or neither -m nor -d to run the demo)")
     return config
+
+
+def with_task(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
+    """An unset task is read from the data: a choice task when its first record holds a
+    list under ``choices_field``, else generation."""
+    if config.task is not None:
+        return config
+    if is_choice_dataset(config.data or "", config.choices_field):
+        if log is not None:
+            log("INFO", "task_choice_detected", field=config.choices_field)
+        return replace(config, task="choice")
+    return replace(config, task="generate")
 
 
 def open_backend(config: EvalConfig, log: LogFn) -> HFBackend:
@@ -56,11 +90,20 @@ def open_backend(config: EvalConfig, log: LogFn) -> HFBackend:
     return backend
 
 
-def read_dataset(config: EvalConfig, log: LogFn) -> Dataset:
-    dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
-                           prompt_field=config.prompt_field, answer_field=config.answer_field,
-                           id_field=config.id_field, on_bad_line=config.on_bad_line,
-                           limit=config.limit)
+def read_dataset(config: EvalConfig, log: LogFn) -> Dataset | ChoiceDataset:
+    """The samples of a generation task, or the contexts and choices of a choice task."""
+    dataset: Dataset | ChoiceDataset
+    if config.task == "choice":
+        dataset = load_choice_dataset(
+            config.data or "", prompt_template=config.prompt_template,
+            prompt_field=config.prompt_field, choices_field=config.choices_field,
+            answer_field=config.answer_field, id_field=config.id_field,
+            on_bad_line=config.on_bad_line, limit=config.limit)
+    else:
+        dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
+                               prompt_field=config.prompt_field,
+                               answer_field=config.answer_field, id_field=config.id_field,
+                               on_bad_line=config.on_bad_line, limit=config.limit)
     for line in dataset.skipped:
         where, _, reason = line.partition(": ")
         log("WARNING", "skipped_line", where=where, reason=reason)

@@ -17,10 +17,11 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tui_eval.config import DEFAULTS, KEYS, EvalConfig, check_value
-from tui_eval.data import Dataset, Sample
+from tui_eval.data import ChoiceDataset, ChoiceSample, Dataset, Sample
+from tui_eval.engine.preparation import with_task
 from tui_eval.errors import UsageError
 from tui_eval.events import Event, EventSink, Progress, RunStarted
 from tui_eval.events.follow import last_run_status
@@ -34,6 +35,8 @@ from tui_eval.results import (
     parse_prediction_line,
     resume_command,
 )
+
+SampleT = TypeVar("SampleT", Sample, ChoiceSample)
 
 
 def saved_config_values(run_dir: Path) -> dict[str, Any]:
@@ -69,6 +72,8 @@ def config_differences(saved: dict[str, Any], config: EvalConfig) -> list[str]:
 def _same_value(key: str, before: Any, now: Any) -> bool:
     if before == now:
         return True
+    if key == "task" and before is None:
+        return now == "generate"  # a run saved before tasks existed generated
     if key in ("model", "data") and isinstance(before, str) and isinstance(now, str):
         # The same file, named once relative to this directory and once absolute.
         try:
@@ -131,7 +136,7 @@ class ResumePlan:
     def done(self) -> int:
         return len(self.rows)
 
-    def remaining(self, samples: Sequence[Sample]) -> list[Sample]:
+    def remaining(self, samples: Sequence[SampleT]) -> list[SampleT]:
         done = {row.index for row in self.rows}
         return [s for s in samples if s.index not in done]
 
@@ -153,7 +158,8 @@ class ProgressOffset:
         self.sink(event)
 
 
-def check_rows_match(path: Path, rows: list[PredictionRow], dataset: Dataset) -> None:
+def check_rows_match(path: Path, rows: list[PredictionRow],
+                     dataset: Dataset | ChoiceDataset) -> None:
     """Every kept row must be the same sample (index, id and prompt) as in today's dataset,
     and none may appear twice: otherwise the data changed under the run."""
     samples = dataset.samples
@@ -171,8 +177,8 @@ def check_rows_match(path: Path, rows: list[PredictionRow], dataset: Dataset) ->
                              "or another -o")
 
 
-def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset, *, resume: bool,
-                overwrite: bool) -> ResumePlan:
+def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset | ChoiceDataset, *,
+                resume: bool, overwrite: bool) -> ResumePlan:
     """Decide, before the model loads, how to use ``run_dir``: start fresh, continue the run
     it holds, or refuse. Cuts a torn last line off predictions.jsonl when continuing."""
     if resume and overwrite:
@@ -188,7 +194,7 @@ def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset, *, resume: 
     if not (run_dir / CONFIG_FILE).exists():
         raise UsageError(f"{run_dir}: holds {PREDICTIONS_FILE} but no {CONFIG_FILE}, so its "
                          "config is unknown; use --overwrite or another -o")
-    differences = config_differences(saved_config_values(run_dir), config)
+    differences = config_differences(saved_config_values(run_dir), with_task(config))
     if differences:
         shown = "; ".join(differences[:3]) + ("; …" if len(differences) > 3 else "")
         raise UsageError(f"{run_dir}: holds a run with a different config ({shown}); continue "

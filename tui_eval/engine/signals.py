@@ -172,7 +172,7 @@ class HeadlessSignals:
         generation_seconds = generated / rate if rate > 0 else 0.0
         batch_size = started.batch_size if started else config.batch_size
         metrics = build_run_metrics(
-            rows, config.metrics, n_total=started.total if started else len(rows),
+            rows, config.metric_names, n_total=started.total if started else len(rows),
             n_resumed=resumed, n_skipped_lines=self.run.skipped_lines, batch_size=batch_size,
             final_batch_size=progress.batch_size if progress else batch_size,
             tune_seconds=self.run.tune_seconds,
@@ -183,7 +183,8 @@ class HeadlessSignals:
                                    * generation_seconds),
             device=started.device if started else None,
             dtype=started.dtype if started else None, model=str(config.model),
-            stopped_at_once=True, extract=config.extract)
+            stopped_at_once=True, extract=config.extract,
+            task=config.task or "generate")
         metrics.write(run_dir)
         recorder = EventRecorder()
         recorder.open(run_dir)

@@ -180,6 +180,19 @@ class HFBackend:
         self.model = model.to(self.device).eval()
         self.load_seconds = time.perf_counter() - started
 
+    def model_config(self) -> Any:
+        """The model's config: the loaded model's, or read from its directory without the
+        weights (to check inputs against the model's length before a long load)."""
+        if self.model is not None:
+            return self.model.config
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(self.model_path, local_files_only=True)
+        except Exception as exc:  # transformers raises many types for a bad directory
+            raise ModelLoadError(f"{self.model_name}: cannot load model config: "
+                                 f"{_first_line(exc)}") from None
+
     def render(self, prompt: str) -> str:
         """The text the model sees: the prompt, wrapped in the chat template when asked."""
         if not self.use_chat_template:

@@ -1,20 +1,43 @@
 """What happens when a batch fails: the seed guide's fallback to single-sample generation
 (``single``), or splitting the batch in halves until the parts fit (``bisect``).
 
-A failed batch is freed and its samples are generated again in smaller parts; a sample
-that fails alone is recorded with its error. No sample is dropped and none is generated
-twice into the results.
+A policy runs any batch work over any items: generation over samples, or log-likelihood
+scoring over (context, choice) pairs. A failed batch is freed and its items are run again
+in smaller parts; an item that fails alone is recorded with its error. No item is dropped
+and none is run twice into the results.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from tui_eval.data import Sample
 from tui_eval.device.oom import free_memory, is_oom_error, summarize_error
 from tui_eval.events import EventSink, Fallback, RunLog
 from tui_eval.model.backend import Generation
+
+Item = TypeVar("Item")  # what a batch holds: a sample, a (context, choice) pair
+Result = TypeVar("Result")  # what running one item gives
+
+
+class BatchWork(ABC, Generic[Item, Result]):
+    """What a policy runs: a batch of items at once, and what an item that failed on its
+    own is recorded as."""
+
+    @abstractmethod
+    def run(self, items: list[Item]) -> list[Result]:
+        """One result per item, in their order; raises when the batch fails (an OOM)."""
+
+    @abstractmethod
+    def failed(self, item: Item, error: str) -> Result:
+        """The result of an item that failed even alone."""
+
+    @abstractmethod
+    def name(self, item: Item) -> str:
+        """How the log names an item."""
 
 
 @dataclass
@@ -28,27 +51,48 @@ class Outcome:
 GenerateFn = Callable[[list[Sample]], Generation]
 
 
-class OomPolicy:
-    """Runs one batch through ``generate`` and recovers from its failure: the ``single``
-    policy, which regenerates a failed batch one sample at a time."""
+class GenerationWork(BatchWork[Sample, Outcome]):
+    """Generation: a batch of samples through ``generate``, one prediction each."""
 
-    def __init__(self, generate: GenerateFn, sink: EventSink, lang: str,
-                 batch_size: int = 1) -> None:
+    def __init__(self, generate: GenerateFn) -> None:
         self.generate = generate
+
+    def run(self, items: list[Sample]) -> list[Outcome]:
+        generation = self.generate(items)
+        return [Outcome(sample=s, prediction=text, new_tokens=n)
+                for s, text, n in zip(items, generation.texts, generation.new_tokens,
+                                      strict=True)]
+
+    def failed(self, item: Sample, error: str) -> Outcome:
+        return Outcome(sample=item, prediction=None, new_tokens=0, error=error)
+
+    def name(self, item: Sample) -> str:
+        return item.id
+
+
+class OomPolicy(Generic[Item, Result]):
+    """Runs one batch of ``work`` and recovers from its failure: the ``single`` policy,
+    which runs a failed batch again one item at a time. A bare generate function is taken
+    as generation work."""
+
+    def __init__(self, work: BatchWork[Item, Result] | GenerateFn, sink: EventSink,
+                 lang: str, batch_size: int = 1) -> None:
+        self.work: BatchWork[Item, Result] = (
+            work if isinstance(work, BatchWork) else GenerationWork(work))  # type: ignore[assignment]
         self.sink = sink
         self._log = RunLog(sink, lang)
         self.fallbacks = 0
         self.batch_size = batch_size  # the run's batch size; only BisectPolicy lowers it
 
-    def run_batch(self, samples: Sequence[Sample]) -> list[Outcome]:
-        outcomes, error, _ = self._try(samples)
-        if outcomes is not None:
-            return outcomes
-        if len(samples) == 1:
-            return [self._failed(samples[0], error)]
-        self._batch_failed(len(samples), error)
+    def run_batch(self, items: Sequence[Item]) -> list[Result]:
+        results, error, _ = self._try(items)
+        if results is not None:
+            return results
+        if len(items) == 1:
+            return [self._failed(items[0], error)]
+        self._batch_failed(len(items), error)
         self._log("INFO", "fallback_single")
-        return self._one_by_one(samples)
+        return self._one_by_one(items)
 
     def _batch_failed(self, size: int, error: str) -> None:
         """Count and report a failed batch: the Fallback event and the seed's warning line."""
@@ -56,18 +100,18 @@ class OomPolicy:
         self.sink(Fallback(batch_size=size, error=error))
         self._log("WARNING", "batch_failed", error=error)
 
-    def _one_by_one(self, samples: Sequence[Sample]) -> list[Outcome]:
-        return [outcome for sample in samples for outcome in self.run_single(sample)]
+    def _one_by_one(self, items: Sequence[Item]) -> list[Result]:
+        return [result for item in items for result in self.run_single(item)]
 
-    def run_single(self, sample: Sample) -> list[Outcome]:
-        outcomes, error, _ = self._try([sample])
-        return outcomes if outcomes is not None else [self._failed(sample, error)]
+    def run_single(self, item: Item) -> list[Result]:
+        results, error, _ = self._try([item])
+        return results if results is not None else [self._failed(item, error)]
 
-    def _try(self, samples: Sequence[Sample]) -> tuple[list[Outcome] | None, str, bool]:
-        """Generate, or return (None, the error's summary, whether it was an OOM) with the
+    def _try(self, items: Sequence[Item]) -> tuple[list[Result] | None, str, bool]:
+        """Run, or return (None, the error's summary, whether it was an OOM) with the
         failed attempt's memory already freed."""
         try:
-            return self._generate(samples), "", False
+            return self.work.run(list(items)), "", False
         except Exception as exc:  # noqa: BLE001 - any failure is recovered from, as the seed says
             error = summarize_error(exc)
             oom = is_oom_error(exc)
@@ -76,35 +120,29 @@ class OomPolicy:
             free_memory()
         return None, error, oom
 
-    def _failed(self, sample: Sample, error: str) -> Outcome:
-        self._log("ERROR", "sample_failed", id=sample.id, error=error)
-        return Outcome(sample=sample, prediction=None, new_tokens=0, error=error)
-
-    def _generate(self, samples: Sequence[Sample]) -> list[Outcome]:
-        generation = self.generate(list(samples))
-        return [Outcome(sample=s, prediction=text, new_tokens=n)
-                for s, text, n in zip(samples, generation.texts, generation.new_tokens,
-                                      strict=True)]
+    def _failed(self, item: Item, error: str) -> Result:
+        self._log("ERROR", "sample_failed", id=self.work.name(item), error=error)
+        return self.work.failed(item, error)
 
 
-class BisectPolicy(OomPolicy):
+class BisectPolicy(OomPolicy[Item, Result]):
     """On OOM, split the failed batch in halves until the parts fit, and keep the size that
     fit for the rest of the run: one OOM costs a few retries, not a batch of singles and
-    not one more OOM per batch. A failure that is not an OOM falls back to single samples,
+    not one more OOM per batch. A failure that is not an OOM falls back to single items,
     since smaller batches would not help it."""
 
-    def run_batch(self, samples: Sequence[Sample]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        rest = list(samples)
+    def run_batch(self, items: Sequence[Item]) -> list[Result]:
+        results: list[Result] = []
+        rest = list(items)
         while rest:  # re-read each time: a failed part may have lowered it
             part, rest = rest[:self.batch_size], rest[self.batch_size:]
-            outcomes.extend(self._attempt(part))
-        return outcomes
+            results.extend(self._attempt(part))
+        return results
 
-    def _attempt(self, part: list[Sample]) -> list[Outcome]:
-        outcomes, error, oom = self._try(part)
-        if outcomes is not None:
-            return outcomes
+    def _attempt(self, part: list[Item]) -> list[Result]:
+        results, error, oom = self._try(part)
+        if results is not None:
+            return results
         if len(part) == 1:
             return [self._failed(part[0], error)]
         self._batch_failed(len(part), error)
@@ -124,6 +162,6 @@ class BisectPolicy(OomPolicy):
 OOM_POLICIES: dict[str, type[OomPolicy]] = {"bisect": BisectPolicy, "single": OomPolicy}
 
 
-def make_oom_policy(name: str, generate: GenerateFn, sink: EventSink, lang: str,
-                    batch_size: int) -> OomPolicy:
-    return OOM_POLICIES[name](generate, sink, lang, batch_size)
+def make_oom_policy(name: str, work: BatchWork[Item, Result] | GenerateFn, sink: EventSink,
+                    lang: str, batch_size: int) -> OomPolicy[Item, Result]:
+    return OOM_POLICIES[name](work, sink, lang, batch_size)

@@ -1,4 +1,4 @@
-"""Auto-tuning the batch size: real generation on the run's longest prompts at growing sizes.
+"""Auto-tuning the batch size: real work on the run's longest items at growing sizes.
 
 Each probe is a real ``generate`` on the longest prompts of the dataset with the full
 ``max_tokens`` and no early stop, so the size chosen holds for every batch of the run
@@ -11,6 +11,9 @@ the memory limit, then bisects between the last success and the first OOM. The s
 within 15% of the fastest are measured again back to back; then the fastest wins, the
 smaller one when within 3%, never one that peaks above ``memory_headroom`` of the device
 (or of ``max_memory``).
+
+A choice task is tuned the same way on its longest (context, choice) pairs, each probe one
+forward pass (``PairScoringTuner``): cheap next to generation, and exactly the run's work.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ HEADERS = {
     "en": ("batch_size", "status", "time", "samples/s", "tokens/s", "peak memory", "GPU util"),
     "zh": ("batch_size", "状态", "时间", "样本/秒", "tokens/秒", "峰值内存", "GPU利用率"),
 }
+# What a probe's rate counts, as the rate column names it: samples generated, or
+# (context, choice) pairs scored.
+RATE_HEADERS = {"samples": {"en": "samples/s", "zh": "样本/秒"},
+                "pairs": {"en": "pairs/s", "zh": "选项/秒"}}
 # Rows are logged one by one as the probes finish, so the columns have fixed widths.
 COLUMN_WIDTHS = (10, 6, 8, 9, 9, 11, 8)
 
@@ -112,6 +119,14 @@ def fixed_width_row(cells: list[str] | tuple[str, ...]) -> str:
     return "| " + " | ".join(padded) + " |"
 
 
+def headers(lang: str = "en", unit: str = "samples") -> tuple[str, ...]:
+    """The table's column names; ``unit`` says what the rate column counts."""
+    names = list(HEADERS.get(lang, HEADERS["en"]))
+    rate = RATE_HEADERS.get(unit, RATE_HEADERS["samples"])
+    names[3] = rate.get(lang, rate["en"])
+    return tuple(names)
+
+
 def tune_table(result: TuneResult, lang: str = "en") -> str:
     """The probes as a Markdown table, the chosen size marked."""
     rows = []
@@ -120,11 +135,17 @@ def tune_table(result: TuneResult, lang: str = "en") -> str:
         if probe.batch_size == result.chosen_batch_size and probe.status == "ok":
             row[0] += " ◀"
         rows.append(row)
-    return markdown_table(HEADERS.get(lang, HEADERS["en"]), rows)
+    return markdown_table(headers(lang, result.unit), rows)
 
 
 class BatchSizeTuner:
-    """TuneProbes batch sizes on ``prompts`` (rendered, longest first) and picks one."""
+    """Probes batch sizes on ``prompts`` (rendered, longest first) and picks one: each probe
+    is real generation of ``max_tokens`` tokens. Subclasses probe other work by overriding
+    ``run_probe`` and ``warm_up_once`` (see ``PairScoringTuner``)."""
+
+    unit = "samples"  # what the probes' rates count
+    started_message = "tune_started"
+    chosen_message = "tune_chosen"
 
     def __init__(self, backend: Any, prompts: list[str], *, max_tokens: int,
                  mode: str = "power", max_batch_size: int = 256, memory_headroom: float = 0.9,
@@ -150,11 +171,10 @@ class BatchSizeTuner:
     def run(self) -> TuneResult:
         started = self.clock()
         ceiling = max(1, min(self.max_batch_size, len(self.prompts)))
-        self._log("INFO", "tune_started", mode=self.mode, ceiling=ceiling,
+        self._log("INFO", self.started_message, mode=self.mode, ceiling=ceiling,
                   max_tokens=self.max_tokens)
         self._warm_up()
-        self._log("INFO", "tune_table_row", row=fixed_width_row(HEADERS.get(
-            self.lang, HEADERS["en"])))
+        self._log("INFO", "tune_table_row", row=fixed_width_row(headers(self.lang, self.unit)))
         last_ok, first_oom = self._double(ceiling)
         if self.mode == "binsearch" and first_oom is not None and last_ok > 0:
             self._bisect(last_ok, first_oom)
@@ -165,11 +185,11 @@ class BatchSizeTuner:
                             seconds=seconds, max_tokens=self.max_tokens,
                             max_batch_size=self.max_batch_size,
                             memory_capacity_bytes=self.memory_capacity,
-                            memory_headroom=self.memory_headroom)
+                            memory_headroom=self.memory_headroom, unit=self.unit)
         rate = next((p.samples_per_s for p in self.probes if p.batch_size == chosen
                      and p.status == "ok"), 0.0)
-        self._log("INFO", "tune_chosen", batch_size=chosen, rate=rate, probes=len(self.probes),
-                  seconds=seconds)
+        self._log("INFO", self.chosen_message, batch_size=chosen, rate=rate,
+                  probes=len(self.probes), seconds=seconds)
         self.sink(TuneFinished(chosen_batch_size=chosen, mode=self.mode,
                                probes=list(self.probes)))
         return result
@@ -237,13 +257,23 @@ class BatchSizeTuner:
                           capacity=format_bytes(self.memory_capacity))
         return choose_batch_size(self.probes, self.memory_capacity, self.memory_headroom)
 
+    def run_probe(self, items: list[Any]) -> int:
+        """One probe call over ``items``; returns the tokens it processed. Generation runs
+        the full ``max_tokens`` with no early stop: the worst case of the run."""
+        generation = self.backend.generate(items, max_new_tokens=self.max_tokens,
+                                           force_length=True)
+        return sum(generation.new_tokens)
+
+    def warm_up_once(self, items: list[Any]) -> None:
+        """A short call that pays the one-time costs before the first probe."""
+        self.backend.generate(items, max_new_tokens=min(self.max_tokens, WARM_UP_TOKENS),
+                              force_length=True)
+
     def _warm_up(self) -> None:
-        """The first generate call pays one-time costs (kernels, allocator, caches) that
-        would otherwise make batch size 1 look slow."""
+        """The first call pays one-time costs (kernels, allocator, caches) that would
+        otherwise make batch size 1 look slow."""
         try:
-            self.backend.generate(self.prompts[:1], max_new_tokens=min(self.max_tokens,
-                                                                     WARM_UP_TOKENS),
-                                  force_length=True)
+            self.warm_up_once(self.prompts[:1])
         except Exception as exc:  # noqa: BLE001 - an OOM here shows again in the first probe
             if not is_oom_error(exc):
                 raise
@@ -251,7 +281,7 @@ class BatchSizeTuner:
             free_memory()
 
     def _measure(self, size: int, window_s: float = PROBE_WINDOW_S) -> Measurement:
-        """Generate for the ``size`` longest prompts, repeated within a short window."""
+        """Run the ``size`` longest items, repeated within a short window."""
         texts = self.prompts[:size]
         release_cached_memory(self.backend.device)
         measured = Measurement()
@@ -260,11 +290,8 @@ class BatchSizeTuner:
             try:
                 while len(measured.timings) < PROBE_REPEATS:
                     attempt_started = self.clock()
-                    generation = self.backend.generate(texts, max_new_tokens=self.max_tokens,
-                                                       force_length=True)
+                    measured.tokens = self.run_probe(texts)
                     measured.timings.append(self.clock() - attempt_started)
-                    measured.tokens = sum(generation.new_tokens)
-                    del generation
                     if sum(measured.timings) >= window_s:
                         break
             except Exception as exc:  # noqa: BLE001 - only an OOM is a probe result
@@ -338,3 +365,23 @@ def release_cached_memory(device: str) -> None:
         import torch
 
         torch.cuda.empty_cache()
+
+
+class PairScoringTuner(BatchSizeTuner):
+    """Probes forward passes over the longest (context, choice) pairs of a choice task:
+    ``scorer`` is a ``ChoiceScorer`` and ``pairs`` its encoded pairs, longest first. A batch
+    of pairs is one forward pass, so each probe is cheap."""
+
+    unit = "pairs"
+    started_message = "tune_started_choice"
+    chosen_message = "tune_chosen_choice"
+
+    def __init__(self, scorer: Any, pairs: list[Any], **options: Any) -> None:
+        super().__init__(scorer, pairs, max_tokens=0, **options)
+
+    def run_probe(self, items: list[Any]) -> int:
+        self.backend.score(items)
+        return sum(len(self.backend.model_input(pair)) for pair in items)
+
+    def warm_up_once(self, items: list[Any]) -> None:
+        self.backend.score(items)
