@@ -13,6 +13,7 @@ import pytest
 from conftest import complete_lines, headless, wait_until
 
 from tui_eval.cli import main
+from tui_eval.results import RunMetrics
 
 pytestmark = pytest.mark.slow  # Pilot and signal tests: the full suite runs them
 
@@ -91,6 +92,8 @@ def test_a_second_ctrl_c_stops_at_once_with_whole_files(tiny_model: Path, long_j
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["partial"] is True and metrics.get("stopped_at_once") is True
     assert set(metrics["stderr"]) == set(metrics["metrics"])  # rebuilt from the rows on disk
+    # the same keys as a finished run's metrics.json: one builder for every path
+    assert set(metrics) == set(RunMetrics.from_dict({}).to_dict())
     assert metrics["n"] == len(valid_rows(out))
     assert metrics["n_total"] == 48
     assert not (out / "metrics.json.tmp").exists()
