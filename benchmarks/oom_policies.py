@@ -19,8 +19,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import add_workload_options, describe_machine, make_workload  # noqa: E402
 
+from tui_eval.results import RunMetrics  # noqa: E402
 
-def evaluate(model: Path, data: Path, out: Path, max_tokens: int, **options: Any) -> dict:
+
+def evaluate(model: Path, data: Path, out: Path, max_tokens: int, **options: Any) -> RunMetrics:
     from tui_eval.config import EvalConfig
     from tui_eval.engine.evaluation import Evaluation
 
@@ -45,7 +47,7 @@ def main() -> None:
         ("bisect", {"batch_size": args.batch_size, "simulate_oom_above": args.oom_above,
                     "oom_policy": "bisect"}),
     ]
-    best: dict[str, dict] = {}
+    best: dict[str, RunMetrics] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model, data = make_workload(root, args)
@@ -54,10 +56,10 @@ def main() -> None:
             for name, options in runs:  # interleaved, so a busy spell hits every run alike
                 metrics = evaluate(model, data, root / f"{name}-{repeat}", args.max_tokens,
                                    **options)
-                if name not in best or (metrics["generation_seconds"]
-                                        < best[name]["generation_seconds"]):
+                if name not in best or (metrics.generation_seconds
+                                        < best[name].generation_seconds):
                     best[name] = metrics
-    reference = best["reference"]["generation_seconds"]
+    reference = best["reference"].generation_seconds
     default = EvalConfig().oom_policy
     print(describe_machine(args))
     print(f"-b {args.batch_size} --simulate-oom-above {args.oom_above} vs -b {args.oom_above} "
@@ -69,10 +71,10 @@ def main() -> None:
         label = (f"-b {options['batch_size']}" if name == "reference"
                  else f"-b {args.batch_size}, OOM above {args.oom_above}")
         policy = "-" if name == "reference" else name
-        print(f"| {label} | {policy} | {m['generation_seconds']:.2f}s | "
-              f"{m['generation_seconds'] / reference:.2f}x | {m['samples_per_s']:.1f} | "
-              f"{m['fallback_count']} | {m.get('final_batch_size', m['batch_size'])} |")
-        assert m["n"] == args.samples and m["n_errors"] == 0, f"{name} lost samples"
+        print(f"| {label} | {policy} | {m.generation_seconds:.2f}s | "
+              f"{m.generation_seconds / reference:.2f}x | {m.samples_per_s:.1f} | "
+              f"{m.fallback_count} | {m.final_batch_size} |")
+        assert m.n == args.samples and m.n_errors == 0, f"{name} lost samples"
 
 
 if __name__ == "__main__":

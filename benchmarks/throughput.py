@@ -52,7 +52,7 @@ def engine_run(model_dir: Path, data: Path, out: Path, batch_size: int,
                         max_tokens=max_tokens, device="cpu", torch_dtype="float32",
                         output_dir=str(out), lang="en")
     metrics = Evaluation(config, lambda event: None).run()
-    return float(metrics["generation_seconds"])
+    return metrics.generation_seconds
 
 
 def main() -> None:
