@@ -5,6 +5,7 @@ It knows nothing about any UI: it reports through events sent to a sink.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -12,6 +13,12 @@ from pathlib import Path
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import Dataset, Sample
+from tui_eval.engine.compile_choice import (
+    COMPILE_SECONDS,
+    DECIDE_AFTER_FIRST_BATCH,
+    decide,
+    starting_mode,
+)
 from tui_eval.engine.preparation import (
     load_weights,
     open_backend,
@@ -36,11 +43,14 @@ from tui_eval.i18n import default_language
 from tui_eval.metrics import score
 from tui_eval.model.backend import HFBackend
 from tui_eval.model.batching import longest_first
-from tui_eval.model.oom_policies import Outcome, make_oom_policy
+from tui_eval.model.oom_policies import OomPolicy, Outcome, make_oom_policy
+from tui_eval.model.static_shapes import StaticShape
 from tui_eval.results import (
+    TUNE_FILE,
     PredictionRow,
     PredictionWriter,
     RunMetrics,
+    TuneResult,
     build_run_metrics,
     default_run_dir,
     holds_run,
@@ -53,6 +63,10 @@ class Evaluation:
 
     ``cancel`` is checked between batches: a cancelled run keeps every finished batch and
     writes metrics marked ``partial``.
+
+    ``compile``: "on" runs every batch on the compiled static-cache path, at one shape
+    reserved for the run (a smaller one after an OOM); "auto" does so on CUDA from the
+    second batch when the first batch's time says compiling pays (engine.compile_choice).
     """
 
     def __init__(self, config: EvalConfig, sink: EventSink,
@@ -61,6 +75,9 @@ class Evaluation:
         # backend: an already loaded model to reuse (bench runs one model at many sizes)
         self.backend = backend
         self.tune_seconds: float | None = None  # set when batch_size = "auto"
+        self.compile_seconds = 0.0  # this try's compiling, apart from generation time
+        self.compiled = False  # whether any batch ran on the compiled static path
+        self._shapes_announced = 0
         self.skipped_lines = 0
         # resume: the output dir must hold a run to continue (one of the same config is
         # continued anyway); overwrite: replace whatever run it holds.
@@ -142,19 +159,30 @@ class Evaluation:
         rendered = {s.index: backend.render(s.prompt) for s in samples}
         lengths = backend.token_counts([rendered[s.index] for s in samples]) if samples else []
         ordered = longest_first(samples, lengths)
-        batch_size = self._batch_size(backend, [rendered[s.index] for s in ordered])
+        ordered_lengths = sorted(lengths, reverse=True)  # the same stable order's lengths
+        compile_mode = starting_mode(config.compile, backend.device)
+        backend.compile = self.compiled = compile_mode == "on"
+        decide_after_first_batch = compile_mode == DECIDE_AFTER_FIRST_BATCH
+        batch_size = self._batch_size(backend, [rendered[s.index] for s in ordered],
+                                      ordered_lengths)
 
         def generate(batch: list[Sample]):
-            return backend.generate(
+            generation = backend.generate(
                 [rendered[s.index] for s in batch], max_new_tokens=config.max_tokens,
                 do_sample=config.do_sample, temperature=config.temperature,
                 top_p=config.top_p, stop=config.stop)
+            self.compile_seconds += generation.compile_seconds
+            return generation
 
         if config.do_sample:
             import torch  # only sampling needs the seed; greedy runs never touch it
 
             torch.manual_seed(config.seed)
         policy = make_oom_policy(config.oom_policy, generate, self.sink, self.lang, batch_size)
+        backend.on_new_shape = lambda shape: self._announce_shape(backend, shape)
+        if backend.compile and ordered:  # one shape for the whole run, from the first batch
+            backend.reserve_shape(min(batch_size, len(ordered)), ordered_lengths[0],
+                                  config.max_tokens)
         writer = PredictionWriter(self.run_dir)
         total = len(samples)
         self.sink(RunStarted(run_dir=str(self.run_dir), total=total,
@@ -172,13 +200,18 @@ class Evaluation:
                     break
                 batch = ordered[position:position + policy.batch_size]
                 position += len(batch)
+                batch_started = time.perf_counter()
                 outcomes = policy.run_batch(batch)
+                if decide_after_first_batch:
+                    decide_after_first_batch = False
+                    self._decide_compile(backend, policy, time.perf_counter() - batch_started,
+                                         ordered_lengths[position:])
                 new_rows = [self._row(o) for o in outcomes]
                 writer.write_batch(new_rows)
                 rows.extend(new_rows)
                 errors += sum(1 for o in outcomes if o.error is not None)
                 tokens += sum(o.new_tokens for o in outcomes)
-                elapsed = time.perf_counter() - generation_started
+                elapsed = time.perf_counter() - generation_started - self.compile_seconds
                 rate = len(rows) / elapsed if elapsed > 0 else 0.0
                 self.sink(Progress(
                     done=len(rows), total=total, samples_per_s=rate,
@@ -187,7 +220,9 @@ class Evaluation:
                     batch_size=policy.batch_size, fallbacks=policy.fallbacks, errors=errors))
         finally:
             writer.close()
-        generation_seconds = time.perf_counter() - generation_started
+            backend.on_new_shape = None
+        generation_seconds = max(0.0, time.perf_counter() - generation_started
+                                 - self.compile_seconds)
         # Rows kept from earlier tries count like rows made now; rates stay this try's.
         all_rows = self.resumed.rows + rows
         metrics = build_run_metrics(
@@ -196,7 +231,8 @@ class Evaluation:
             batch_size=batch_size, final_batch_size=policy.batch_size,
             tune_seconds=self.tune_seconds, fallback_count=policy.fallbacks,
             wall_seconds=time.perf_counter() - self.started,
-            generation_seconds=generation_seconds, generated=len(rows),
+            generation_seconds=generation_seconds, compiled=self.compiled,
+            compile_seconds=self.compile_seconds, generated=len(rows),
             generated_tokens=tokens, device=backend.device, dtype=backend.dtype_name,
             model=str(config.model))
         if not metrics.partial:
@@ -214,14 +250,55 @@ class Evaluation:
         self.sink(RunFinished(metrics=metrics))
         return metrics
 
-    def _batch_size(self, backend: HFBackend, prompts_longest_first: list[str]) -> int:
-        """The configured size, or with batch_size = "auto" the tuned one (tune.json)."""
+    def _announce_shape(self, backend: HFBackend, shape: StaticShape) -> None:
+        """Before a call on a new static shape: the first of the run, or one after an OOM
+        (the reserved shape covers every other batch)."""
+        first = self._shapes_announced == 0
+        self._shapes_announced += 1
+        if backend.compiles:
+            key = "compile_shape" if first else "compile_shape_again"
+        else:
+            key = "static_shape" if first else "static_shape_again"
+        self.log("INFO", key, shape=shape.describe())
+
+    def _decide_compile(self, backend: HFBackend, policy: OomPolicy, first_batch_seconds: float,
+                        lengths_left: list[int]) -> None:
+        """compile = "auto" on CUDA, after the eager first batch: turn the compiled path on
+        for the batches left when it pays (engine.compile_choice)."""
+        if not lengths_left or self.cancel.cancelled:
+            return
+        batches_left = math.ceil(len(lengths_left) / policy.batch_size)
+        decision = decide(first_batch_seconds, batches_left)
+        self.log("INFO", "compile_auto_on" if decision.on else "compile_auto_off",
+                 first=first_batch_seconds, batches=batches_left,
+                 left=decision.eager_seconds_left, saving=decision.seconds_saved,
+                 compile=COMPILE_SECONDS)
+        if decision.on:
+            backend.compile = self.compiled = True
+            backend.reserve_shape(min(policy.batch_size, len(lengths_left)), lengths_left[0],
+                                  self.config.max_tokens)
+
+    def _batch_size(self, backend: HFBackend, prompts_longest_first: list[str],
+                    prompt_tokens: list[int]) -> int:
+        """The configured size, or with batch_size = "auto" the tuned one (tune.json): a
+        resumed run keeps the size its tune.json chose, unless retune is set."""
         if self.config.batch_size != "auto":
             return int(self.config.batch_size)
         if not prompts_longest_first:
             return 1
+        assert self.run_dir is not None
+        if self.resumed.done and not self.config.retune and (self.run_dir / TUNE_FILE).exists():
+            try:
+                earlier = TuneResult.read(self.run_dir)
+            except (UsageError, TypeError):
+                earlier = None
+            if earlier is not None and earlier.chosen_batch_size >= 1:
+                self.log("INFO", "tune_from_run_dir", batch_size=earlier.chosen_batch_size)
+                self.tune_seconds = 0.0
+                return earlier.chosen_batch_size
         result = tune_batch_size(backend, prompts_longest_first, self.config, self.sink,
-                                 self.lang, self.run_dir, cancel=self.cancel)
+                                 self.lang, self.run_dir, cancel=self.cancel,
+                                 prompt_tokens=prompt_tokens)
         self.tune_seconds = result.seconds
         return result.chosen_batch_size
 
