@@ -1,27 +1,37 @@
-"""One-shot GPU check of batch-size tuning, bench and OOM recovery on a real CUDA card.
+"""One-shot GPU check of compiled generation, batch-size tuning, bench and OOM recovery on a
+real CUDA card.
 
 For a CUDA machine with no network: torch, transformers and nvidia-ml-py installed, this
 repository on PYTHONPATH (textual not needed). It builds a random Llama-style model of
-about 0.5 B parameters and a tokenizer locally, writes datasets, then prints:
+about 0.5 B parameters and a tokenizer locally, writes datasets, then runs, in this order
+(each stage prints its table as soon as it is done):
 
+compile group (``--only compile``):
 1. NVML readings;
-2. the decode step, compile off vs on (static KV cache, transformers' compiled decode):
-   64 prompts of ~128 tokens, 64 new tokens: ms per step, tokens/s, GPU utilisation,
-   compile time of the first call;
-3. 1,024 prompts end to end through ``HFBackend``, eager vs compiled (compile included);
-4. ``tui-eval bench`` at 1, 2, 4, 8, 16, 32, 64 in bfloat16;
-5. ``tui-eval tune`` under ``--max-memory`` until a real CUDA OOM;
-6. a run whose first batch hits a real OOM under the same cap, every sample scored
+2. ``tui-eval bench -b 64 --compile on,off``, 512 prompts of ~100-128 tokens, 64 new
+   tokens: generation time, compile time, tokens/s, GPU utilisation outside compilation,
+   peak memory, and whether compile on gives the same text;
+3. ``tui-eval --no-ui -b auto`` on 1,024 prompts, 64 new tokens: tuning time against the
+   run it tuned (tune.json, metrics.json: tune_seconds, generation and compile seconds,
+   the compile auto decision), then ``tui-eval tune`` with the same key: from the cache;
+4. the decode step through ``HFBackend``, compile off vs on, 64 prompts of ~128 tokens:
+   ms per step, tokens/s, GPU utilisation, compile time of the first call;
+5. ``-b auto --compile on``: tuning on the static cache, then the compiled run;
+
+cli group (``--only cli``):
+6. ``tui-eval bench`` at 1, 4, 16, 64 in bfloat16;
+7. ``tui-eval tune`` under ``--max-memory`` (the tuner starts from the size predicted to fit);
+8. a run whose first batch hits a real OOM under the same cap, every sample scored
    (default policy, then the seed's ``single`` policy with its two log lines).
 
 Every stage catches and prints its own failure, output is flushed as it comes, and a time
-budget (default 330 s) skips what would not fit; ``--only compile`` or ``--only cli`` runs
-one group. ``--out FILE`` keeps a Markdown copy of the tables, rewritten after each stage.
+budget (default 420 s) skips a stage that would not fit (a CLI stage is also killed at what
+is left). ``--out FILE`` keeps a Markdown copy of the tables, rewritten after each stage.
 ``--cpu-smoke`` runs the same stages on the CPU with a tiny model and simulated OOM, to
-prove the script itself works (the static path without torch.compile there, unless
-``--cpu-compile``).
+prove the script itself works (the compile CLI stage compiles for real on the CPU; the
+decode-step stage uses the static path without torch.compile, unless ``--cpu-compile``).
 
-    PYTHONPATH=. python scripts/gpu_check.py --out gpu_check.md   # on the GPU machine
+    PYTHONPATH=. python scripts/gpu_check.py --only compile --out gpu_check.md   # GPU
     PYTHONPATH=. python scripts/gpu_check.py --cpu-smoke
 """
 
@@ -230,7 +240,7 @@ def environment(cpu: bool) -> bool:
     if cpu:
         say("--cpu-smoke: CPU only, OOM simulated")
         return True
-    from tui_eval import nvml
+    from tui_eval.device import nvml
 
     props = torch.cuda.get_device_properties(0)
     say(f"device 0: {props.name}, {props.total_memory / 2**30:.1f} GiB, "
@@ -372,97 +382,132 @@ def decode_stage(model_dir: Path, *, cpu: bool, compile_decode: bool,
     return compiled["step_ms"] > 0
 
 
-def run_batches(backend: Any, prompts: list[str], batch_size: int,
-                new_tokens: int) -> dict[str, Any]:
-    """Every prompt through ``backend.generate`` in batches, timing each; the GPU's
-    utilisation is read after the first batch (which compiles, when on)."""
-    from tui_eval.device.meter import ResourceMeter
+# ── compiled generation and tuning through the CLI ─────────────────────────────
 
-    batches = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
-    texts: list[str] = []
-    seconds: list[float] = []
-    tokens = 0
-
-    def one(batch: list[str]) -> None:
-        nonlocal tokens
-        elapsed, generation = timed(lambda: backend.generate(batch, max_new_tokens=new_tokens))
-        seconds.append(elapsed)
-        texts.extend(generation.texts)
-        tokens += sum(generation.new_tokens)
-
-    started = time.perf_counter()
-    one(batches[0])
-    with ResourceMeter(backend.device) as meter:
-        for batch in batches[1:]:
-            one(batch)
-    wall = time.perf_counter() - started
-    rest = sorted(seconds[1:]) or seconds
-    return {"wall_s": wall, "compile_s": backend.compile_seconds, "tokens": tokens,
-            "texts": texts, "first_batch_s": seconds[0], "median_s": rest[len(rest) // 2],
-            "max_s": rest[-1], "gpu_util": meter.gpu_util_percent,
-            "shapes": backend.compiled_shapes}
+def predictions_by_id(run_dir: Path) -> dict[str, str]:
+    lines = (run_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    return {row["id"]: row["prediction"] for row in map(json.loads, lines)}
 
 
-def end_to_end_stage(model_dir: Path, *, cpu: bool, compile_decode: bool,
-                     report: Report) -> bool:
-    count, batch_size, new_tokens = (64, 16, 8) if cpu else (1024, 64, 64)
-    low, high = (8, 48) if cpu else (16, 256)
-    results: dict[str, dict[str, Any]] = {}
-    prompts: list[str] = []
-    for mode in ("eager", "compiled"):
-        backend = open_backend(model_dir, cpu=cpu, compile=mode == "compiled",
-                               compile_decode=compile_decode)
-        if not prompts:  # longest first, as the engine orders them
-            prompts = prompts_of_length(backend, count, low, high, seed=6)
-            counts = backend.token_counts(prompts)
-            prompts = [p for _, p in sorted(zip(counts, prompts, strict=True),
-                                            key=lambda pair: -pair[0])]
-        if mode == "eager":
-            backend.generate(prompts[:1], max_new_tokens=2)
-        graphs = graphs_compiled()
-        results[mode] = run_batches(backend, prompts, batch_size, new_tokens)
-        results[mode]["graphs"] = graphs_compiled() - graphs
-        say(f"{mode}: {results[mode]['wall_s']:.1f} s, compile "
-            f"{results[mode]['compile_s']:.1f} s, shapes {results[mode]['shapes']}")
-        del backend
-    eager = results["eager"]
-    rows = []
-    for mode, r in results.items():
-        generation = r["wall_s"] - r["compile_s"]
-        rows.append([label(mode, compile_decode), f"{r['wall_s']:.1f}", f"{r['compile_s']:.1f}",
-                     f"{generation:.1f}",
-                     r["tokens"], f"{r['tokens'] / r['wall_s']:.0f}",
-                     f"{r['tokens'] / generation:.0f}", f"{r['first_batch_s']:.2f}",
-                     f"{r['median_s']:.2f} / {r['max_s']:.2f}", percent(r["gpu_util"]),
-                     r["graphs"],
-                     f"{sum(a == b for a, b in zip(eager['texts'], r['texts'], strict=True))}"
-                     f"/{count}"])
+def gib_text(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**30:.2f}"
+
+
+def log_lines(run_dir: Path, *markers: str) -> list[str]:
+    """The lines of run.log that hold one of ``markers``, without the timestamp."""
+    path = run_dir / "run.log"
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.split(" - ", 1)[-1] for line in lines if any(m in line for m in markers)]
+
+
+def cli_compile_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bool,
+                      left: float, report: Report) -> bool:
+    """``tui-eval bench --compile on,off`` at one batch size: the compiled static path
+    against eager generation, through the engine."""
+    size, tokens = ("8", "8") if cpu else ("64", "64")
+    out = workdir / "bench-compile"
+    code = run_cli(["bench", "-m", str(model_dir), "-d", str(workdir / "compile.jsonl"),
+                    "-b", size, "--compile", "on,off", "--max-tokens", tokens, "--lang", "en",
+                    "-o", str(out), *device], cwd=workdir, timeout=min(left - 5, 300), cpu=cpu)
+    bench = read_json(out / "bench.json")
+    rows = {row["compile"]: row for row in bench["rows"]}
+    on_text = predictions_by_id(out / f"bs_{size}-compile_on")
+    off_text = predictions_by_id(out / f"bs_{size}-compile_off")
+    same = sum(on_text[key] == off_text.get(key) for key in on_text)
     table = markdown_table(
-        ["mode", "wall s", "compile s", "wall - compile s", "tokens", "tokens/s",
-         "tokens/s excl. compile", "first batch s", "later batch s median / max",
-         "GPU util % after batch 1", "graphs compiled", "same text as eager"], rows)
-    compiled = results["compiled"]
-    note = (f"{count} prompts of {low}-{high} tokens, longest first, batch size {batch_size}, "
-            f"{new_tokens} new tokens (greedy, early stop allowed), through HFBackend.generate. "
-            f"Compiled shapes (rows, cache tokens): {compiled['shapes']}. End-to-end speed-up "
-            f"with compile included: {eager['wall_s'] / compiled['wall_s']:.2f}x.")
+        ["compile", "batch size", "generation s", "compile s", "tokens/s", "samples/s",
+         "GPU util % (outside compile)", "peak GiB", "same text as off"],
+        [[mode, row["batch_size"], f"{row['seconds']:.2f}", f"{row['compile_seconds']:.1f}",
+          f"{row['tokens_per_s']:.0f}", f"{row['samples_per_s']:.1f}",
+          percent(row["gpu_util_percent"]), gib_text(row["peak_memory_bytes"]),
+          f"{same}/{len(on_text)}" if mode == "on" else "-"]
+         for mode, row in rows.items()])
+    speedup = rows["on"]["tokens_per_s"] / max(rows["off"]["tokens_per_s"], 1e-9)
+    whole = (rows["off"]["seconds"] / max(rows["on"]["seconds"] + rows["on"]["compile_seconds"],
+                                          1e-9))
+    note = (f"{bench['samples']} prompts, {tokens} new tokens, batch size {size}, "
+            f"{bench['dtype']}; tokens/s over generation time (compile excluded): compile on "
+            f"is {speedup:.2f}x compile off; with its compile time counted, "
+            f"{whole:.2f}x. Log: " + "; ".join(log_lines(out / f"bs_{size}-compile_on",
+                                                        "for shape")))
     say(table)
     say(note)
-    report.add(f"{count} prompts end to end: eager vs compiled", table + "\n\n" + note)
-    return compiled["tokens"] > 0
+    report.add("tui-eval bench --compile on,off", table + "\n\n" + note)
+    return code == 0 and rows["on"]["compile_seconds"] > 0 and speedup > 0
+
+
+def auto_row(name: str, metrics: dict, tune: dict) -> list[Any]:
+    wall = metrics["wall_seconds"]
+    tuning = metrics.get("tune_seconds") or 0.0
+    return [name, metrics["batch_size"], f"{tuning:.2f}", f"{metrics['generation_seconds']:.2f}",
+            f"{metrics.get('compile_seconds', 0.0):.1f}", f"{wall:.2f}",
+            f"{tuning / wall:.1%}" if wall else "-",
+            f"{metrics['tokens_per_s']:.0f}", len(tune["probes"]), tune.get("stopped_by"),
+            tune.get("from_cache")]
+
+
+AUTO_HEADER = ["run", "batch size", "tuning s", "generation s", "compile s",
+               "wall s (load + tune + generate)", "tuning share", "tokens/s", "probes",
+               "stopped by", "from cache"]
+
+
+def cli_auto_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bool,
+                   left: float, report: Report, compile_mode: str = "auto") -> bool:
+    """``tui-eval --no-ui -b auto``: what tuning cost against the run it tuned; then
+    ``tui-eval tune`` with the same key, answered from the tune cache."""
+    tokens = "16" if cpu else "64"
+    deadline = time.monotonic() + left  # the stage's share of the budget, for both calls
+    out = workdir / f"auto-compile-{compile_mode}"
+    flags = ["-m", str(model_dir), "-d", str(workdir / "auto.jsonl"), "--max-tokens", tokens,
+             "--compile", compile_mode, "--lang", "en", *device]
+    code = run_cli(["--no-ui", "-b", "auto", *flags, "-o", str(out)], cwd=workdir,
+                   timeout=min(deadline - time.monotonic() - 25, 240), cpu=cpu)
+    metrics, tune = read_json(out / "metrics.json"), read_json(out / "tune.json")
+    rows = [auto_row(f"-b auto --compile {compile_mode}", metrics, tune)]
+    again = workdir / f"tune-again-{compile_mode}"
+    code_again = run_cli(["tune", *flags, "-o", str(again)], cwd=workdir,
+                         timeout=min(deadline - time.monotonic() - 5, 90), cpu=cpu)
+    cached = read_json(again / "tune.json")
+    rows.append(["tui-eval tune, same key", cached["chosen_batch_size"],
+                 f"{cached['seconds']:.3f}", "-", "-", "-", "-", "-", len(cached["probes"]),
+                 cached.get("stopped_by"), cached.get("from_cache")])
+    table = markdown_table(AUTO_HEADER, rows)
+    probes = markdown_table(
+        ["batch size", "status", "predicted s per batch", "samples/s", "peak GiB (full length)",
+         "probe s", "tokens probed"],
+        [[p["batch_size"], p["status"], f"{p['seconds']:.2f}", f"{p['samples_per_s']:.1f}",
+          gib_text(p["peak_memory_bytes"]), f"{p.get('probe_seconds', 0.0):.2f}",
+          "full" if p.get("full_length") else p.get("new_tokens")] for p in tune["probes"]])
+    budget, estimate = tune.get("budget_seconds"), tune.get("estimated_run_seconds") or 0.0
+    about = f"{metrics['n']} prompts, {tokens} new tokens."
+    if budget is not None:
+        about += (f" Tuning budget {budget:.2f} s: a tenth of the run as estimated at full "
+                  f"length ({estimate:.1f} s).")
+    note = about + " Log: " + "; ".join(log_lines(
+        out, "compile auto", "for shape", "Tuning budget", "Memory per row", "not confirmed",
+        "Chosen batch size"))
+    say(table)
+    say(probes)
+    say(note)
+    report.add(f"-b auto --compile {compile_mode}: tuning against the run it tuned",
+               table + "\n\nProbes:\n\n" + probes + "\n\n" + note)
+    return code == 0 and code_again == 0 and cached.get("from_cache") is True
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny model on the CPU with simulated OOM (checks the script)")
-    parser.add_argument("--budget", type=float, default=330.0, help="seconds for all stages")
+    parser.add_argument("--budget", type=float, default=420.0, help="seconds for all stages")
     parser.add_argument("--workdir", type=Path, help="keep the model and results here")
     parser.add_argument("--only", choices=["all", "compile", "cli"], default="all",
-                        help="compile: the compiled-decode stages; cli: bench, tune and OOM")
+                        help="compile: compiled generation and -b auto; cli: bench, tune "
+                             "under a memory cap and OOM recovery")
     parser.add_argument("--out", type=Path, help="write a Markdown copy of the tables here")
     parser.add_argument("--cpu-compile", action="store_true",
-                        help="with --cpu-smoke: compile on the CPU too (tens of seconds)")
+                        help="with --cpu-smoke: compile the decode-step stage on the CPU too")
     args = parser.parse_args()
     cpu = args.cpu_smoke
     stages = Stages(args.budget)
@@ -470,6 +515,8 @@ def main() -> int:
     compile_decode = not cpu or args.cpu_compile
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tui-eval-gpu-check-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    # the tune cache of these runs: their own, not the user's
+    os.environ["XDG_CACHE_HOME"] = str(workdir / "cache")
     model_dir = workdir / "model"
     say(f"gpu_check: work directory {workdir}; budget {args.budget:.0f}s")
     state: dict[str, Any] = {}
@@ -487,32 +534,44 @@ def main() -> int:
         # near-equal long prompts: the tuner's probes and the runs' first batches match
         long_words = (40, 44) if cpu else (250, 260)
         write_data(workdir / "long.jsonl", 512, *long_words, seed=2)
+        # ~100-128 tokens: the compile comparison at one static shape
+        write_data(workdir / "compile.jsonl", 64 if cpu else 512,
+                   *((10, 16) if cpu else (60, 64)), seed=3)
+        write_data(workdir / "auto.jsonl", 200 if cpu else 1024,
+                   *((4, 30) if cpu else (8, 130)), seed=4)
         return True
 
-    stages.run("build a random Llama model and datasets", 20, build)
+    stages.run("build a random Llama model and datasets", 20 if not cpu else 5, build)
 
     if args.only in ("all", "compile"):
+        stages.run("bench -b 64 --compile on,off, 64 new tokens" if not cpu
+                   else "bench -b 8 --compile on,off", 150 if not cpu else 40,
+                   lambda left: cli_compile_stage(workdir, model_dir, device, cpu=cpu,
+                                                  left=left, report=report))
+        stages.run("-b auto (compile auto): tuning vs the run it tuned; then from the cache",
+                   90 if not cpu else 30,
+                   lambda left: cli_auto_stage(workdir, model_dir, device, cpu=cpu,
+                                               left=left, report=report))
         static = "compiled" if compile_decode else "static path"
         stages.run("decode step: compile off vs on, bs 64, 128-token prompts" if not cpu
-                   else f"decode step: eager vs {static}, bs 8", 100 if not cpu else 5,
+                   else f"decode step: eager vs {static}, bs 8", 110 if not cpu else 5,
                    lambda left: decode_stage(model_dir, cpu=cpu,
                                              compile_decode=compile_decode, report=report))
-        stages.run("1,024 prompts end to end: eager vs compiled" if not cpu
-                   else f"64 prompts end to end: eager vs {static}",
-                   160 if not cpu else 5,
-                   lambda left: end_to_end_stage(model_dir, cpu=cpu,
-                                                 compile_decode=compile_decode,
-                                                 report=report))
+        stages.run("-b auto --compile on: tuning on the static cache, then compiled",
+                   100 if not cpu else 40,
+                   lambda left: cli_auto_stage(workdir, model_dir, device, cpu=cpu,
+                                               left=left, report=report, compile_mode="on"))
     if args.only == "compile":
         stages.summary(report)
         return 0
 
     def bench(left: float) -> bool:
-        sizes = "1,2,4" if cpu else "1,2,4,8,16,32,64"
+        sizes = "1,2,4" if cpu else "1,4,16,64"
         out = workdir / "bench"
         code = run_cli(["bench", "-m", str(model_dir), "-d", str(workdir / "bench.jsonl"),
-                        "-b", sizes, "--max-tokens", "16", "--lang", "en", "-o", str(out),
-                        *device], cwd=workdir, timeout=min(left - 5, 200), cpu=cpu)
+                        "-b", sizes, "--max-tokens", "16", "--compile", "off", "--lang", "en",
+                        "-o", str(out), *device], cwd=workdir, timeout=min(left - 5, 200),
+                       cpu=cpu)
         if (out / "bench.md").exists():
             say((out / "bench.md").read_text(encoding="utf-8"))
             report.add("tui-eval bench", (out / "bench.md").read_text(encoding="utf-8"))
@@ -520,7 +579,8 @@ def main() -> int:
             say(f"NVML after bench: {nvml_readings()}")
         return code == 0 and len(read_json(out / "bench.json")["rows"]) == len(sizes.split(","))
 
-    stages.run("bench 1..64 in bfloat16" if not cpu else "bench 1,2,4", 30, bench)
+    stages.run("bench 1, 4, 16, 64 in bfloat16" if not cpu else "bench 1,2,4",
+               110 if not cpu else 30, bench)
 
     def tune(left: float) -> bool:
         out = workdir / "tune"
@@ -533,18 +593,24 @@ def main() -> int:
         code = run_cli(["tune", "-m", str(model_dir), "-d", str(workdir / "long.jsonl"),
                         "--max-memory", cap, "--max-batch-size", "512", "--tune-mode",
                         "binsearch", "--memory-headroom", "1.0", "--max-tokens", "32",
-                        "--lang", "en", "-o", str(out), *device, *extra], cwd=workdir,
-                       timeout=min(left - 5, 150), cpu=cpu)
+                        "--compile", "off", "--lang", "en", "-o", str(out), *device, *extra],
+                       cwd=workdir, timeout=min(left - 5, 150), cpu=cpu)
         result = read_json(out / "tune.json")
         oom = [p["batch_size"] for p in result["probes"] if p["status"] == "oom"]
-        state["first_oom"] = min(oom) if oom else None
+        chosen = result["chosen_batch_size"]
+        # the size a first batch surely runs out of memory at
+        state["first_oom"] = min(oom) if oom else 2 * chosen
         capacity = (result.get("memory_capacity_bytes") or 0) / 2**30
-        say(f"tune.json: chosen {result['chosen_batch_size']}, OOM at {oom}, "
-            f"memory capacity {capacity:.2f} GiB (headroom 1.0 here so that doubling runs "
-            "into the real OOM)")
-        return code == 0 and bool(oom)
+        say(f"tune.json: chosen {chosen}, OOM at {oom}, memory capacity {capacity:.2f} GiB, "
+            f"probes {[p['batch_size'] for p in result['probes']]} (headroom 1.0 here)")
+        report.add("tune under --max-memory", markdown_table(
+            ["batch size", "status", "peak GiB (full length)", "tokens probed"],
+            [[p["batch_size"], p["status"], gib_text(p["peak_memory_bytes"]),
+              "full" if p.get("full_length") else p.get("new_tokens")]
+             for p in result["probes"]]) + f"\n\nchosen {chosen}, cap {cap}")
+        return code == 0 and chosen >= 1
 
-    stages.run("tune under --max-memory until a real CUDA OOM", 30, tune)
+    stages.run("tune under --max-memory (start from the predicted size)", 40, tune)
 
     def fallback(policy: str, max_tokens: str) -> Callable[[float], bool]:
         def stage(left: float) -> bool:
@@ -554,8 +620,8 @@ def main() -> int:
             code = run_cli(["--no-ui", "-m", str(model_dir), "-d", str(workdir / "long.jsonl"),
                             "--limit", str(size), "-b", str(size), "--max-memory",
                             state.get("cap", "0.5"), "--oom-policy", policy, "--max-tokens",
-                            max_tokens, "--lang", "en", "-o", str(out), *device,
-                            *state.get("cap_extra", [])], cwd=workdir,
+                            max_tokens, "--compile", "off", "--lang", "en", "-o", str(out),
+                            *device, *state.get("cap_extra", [])], cwd=workdir,
                            timeout=min(left - 5, 120), cpu=cpu)
             metrics = read_json(out / "metrics.json")
             log = (out / "run.log").read_text(encoding="utf-8")
@@ -569,9 +635,9 @@ def main() -> int:
                 policy != "single" or all(seed_lines))
         return stage
 
-    stages.run("real OOM mid-run, default policy (bisect): every sample scored", 30,
+    stages.run("real OOM mid-run, default policy (bisect): every sample scored", 40,
                fallback("bisect", "32"))
-    stages.run("real OOM mid-run, seed policy (single): the seed's two lines", 45,
+    stages.run("real OOM mid-run, seed policy (single): the seed's two lines", 50,
                fallback("single", "8"))
     stages.summary(report)
     return 0

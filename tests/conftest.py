@@ -36,6 +36,17 @@ PROMPTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def tune_cache_dir(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own, empty cache directory (the tune cache lives there): no test
+    reads or writes the user's ~/.cache, and no test sees another's tune results.
+    Subprocesses inherit it through the environment."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))

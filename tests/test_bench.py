@@ -1,4 +1,5 @@
-"""`tui-eval bench`: one run per batch size, the seed's table, bench.json and bench.md."""
+"""`tui-eval bench`: one run per batch size (and compile setting), the seed's table,
+bench.json and bench.md."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tui_eval.cli import main
-from tui_eval.commands.bench import parse_batch_sizes
+from tui_eval.commands.bench import parse_batch_sizes, parse_compile_modes
 from tui_eval.engine.bench import BenchRow, bench_table, with_speedups
 from tui_eval.errors import UsageError
 
@@ -104,3 +105,62 @@ def test_a_second_bench_into_the_same_directory_is_refused_then_overwritten(
 def test_bench_rejects_a_bad_size_list(capsys: pytest.CaptureFixture) -> None:
     assert main(["bench", "-b", "1,two"]) == 2
     assert "-b/--batch-sizes: expected comma-separated integers" in capsys.readouterr().err
+
+
+def test_compile_list() -> None:
+    assert parse_compile_modes("on,off") == ["on", "off"]
+    assert parse_compile_modes(" off , on,off") == ["off", "on"]
+    for bad in ("", "on,,off", "yes", "on;off"):
+        with pytest.raises(UsageError, match=r"^--compile: expected comma-separated values of "
+                                             r"auto, on, off"):
+            parse_compile_modes(bad)
+
+
+def test_table_with_compile_has_a_column_for_it_and_the_compile_time() -> None:
+    rows = with_speedups([
+        row(64, 2.0, compile="on", compile_seconds=41.5, requested_compile="on"),
+        row(64, 20.0, compile="off", requested_compile="off"),
+        row(128, 12.0, compile="off", requested_compile="auto")])
+    lines = bench_table(rows).splitlines()
+    assert columns(lines[0]) == ["batch_size", "compile", *COLUMNS[1:], "compile time"]
+    assert columns(lines[2]) == ["64", "on", "2.00s", "1.00x", "50.00", "3.0 GiB", "N/A",
+                                 "41.50s"]
+    assert columns(lines[3])[:3] == ["64", "off", "20.00s"] and columns(lines[3])[-1] == "-"
+    assert columns(lines[4])[1] == "auto: off"
+    zh = bench_table(rows, "zh").splitlines()[0]
+    assert columns(zh)[1] == "编译" and columns(zh)[-1] == "编译用时"
+    # one setting, nothing compiled: the seed's table as it was
+    plain = bench_table([row(8, 1.0, compile="off", requested_compile="auto")]).splitlines()
+    assert columns(plain[0]) == COLUMNS
+
+
+def test_compile_flag_errors_before_the_engine(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "--compile", "on,maybe"]) == 2
+    assert "--compile: expected comma-separated values" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_compares_compile_on_and_off(tiny_model: Path, qa_jsonl: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    """torch.compile for real on the CPU: one shape (4 rows), compiled once."""
+    import torch
+
+    torch._dynamo.reset()
+    out = tmp_path / "bench"
+    rc = main(["bench", "-b", "4", "--compile", "on,off", "-m", str(tiny_model),
+               "-d", str(qa_jsonl), "--limit", "8", "--max-tokens", "4", "--device", "cpu",
+               "--lang", "en", "-o", str(out)])
+    assert rc == 0
+    report = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    assert [(r["batch_size"], r["compile"]) for r in report["rows"]] == [(4, "on"), (4, "off")]
+    on, off = report["rows"]
+    assert on["compile_seconds"] > 0 and off["compile_seconds"] == 0
+    assert report["compile"] == "on,off"
+    table = [line for line in (out / "bench.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("|")]
+    assert columns(table[0])[:2] == ["batch_size", "compile"] and len(table) == 2 + 2
+    runs = [out / "bs_4-compile_on", out / "bs_4-compile_off"]
+    on_rows, off_rows = ([json.loads(line)["prediction"] for line in
+                          (run / "predictions.jsonl").read_text().splitlines()] for run in runs)
+    assert on_rows == off_rows
+    assert "compile time" in capsys.readouterr().out

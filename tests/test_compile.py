@@ -1,5 +1,6 @@
 """The compiled static-shape path: its shapes stay few, and its greedy results equal the
-eager path's, with dummy rows, bucket padding, stop strings, forced lengths and OOM splits.
+eager path's, with dummy rows, bucket padding, stop strings, forced lengths and OOM splits;
+and through the engine: compile on, off and auto, -b auto, OOM, resume and metrics.json.
 
 The quick tests run the static path without torch.compile (``compile_decode=False``): the
 same static cache, padding and shapes, minus the compilation, which on a CPU takes tens of
@@ -8,15 +9,23 @@ seconds. One slow test compiles for real.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from conftest import PROMPTS, Collect
 
+from tui_eval.cancel import CancelToken
+from tui_eval.cli import main
+from tui_eval.config import EvalConfig
 from tui_eval.data import Sample
+from tui_eval.engine.compile_choice import CompileDecision, decide, starting_mode
+from tui_eval.engine.evaluation import Evaluation
+from tui_eval.events import Progress
 from tui_eval.model.backend import HFBackend, resolve_compile
 from tui_eval.model.oom_policies import make_oom_policy
 from tui_eval.model.static_shapes import ShapePlanner, StaticShape, prompt_bucket
+from tui_eval.results import read_predictions
 
 TEXTS = [question for _, question, _ in PROMPTS]
 MAX_NEW = 8
@@ -186,3 +195,180 @@ def test_compiled_decode_on_cpu_equals_eager(eager: HFBackend, tiny_model: Path)
     assert len(compiled.compiled_shapes) == 1 and len({s.key for s in shapes if s}) == 1
     again = compiled.generate(texts[:2], max_new_tokens=MAX_NEW)  # padded: no new compile
     assert again.compile_seconds == 0.0 and again.texts == texts_out[:2]
+
+
+# ── through the engine: compile = on / off / auto ───────────────────────────────
+
+def engine_config(qa_jsonl: Path, tiny_model: Path, out: Path, **values: object) -> EvalConfig:
+    settings: dict = dict(model=str(tiny_model), data=str(qa_jsonl), max_tokens=MAX_NEW,
+                          device="cpu", torch_dtype="float32", lang="en", batch_size=5,
+                          output_dir=str(out))
+    return EvalConfig(**{**settings, **values})
+
+
+def predictions(run_dir: Path) -> list[tuple[str, str | None, int]]:
+    return [(r.id, r.prediction, r.new_tokens) for r in read_predictions(
+        run_dir / "predictions.jsonl")]
+
+
+@pytest.fixture()
+def reference(tiny_model: Path, qa_jsonl: Path, tmp_path: Path,
+              eager: HFBackend) -> list[tuple[str, str | None, int]]:
+    out = tmp_path / "off"
+    metrics = Evaluation(engine_config(qa_jsonl, tiny_model, out, compile="off"),
+                         Collect(), backend=eager).run()
+    assert not metrics.compiled and metrics.compile_seconds == 0.0
+    return predictions(out)
+
+
+def test_compile_on_in_the_engine_equals_compile_off(static: HFBackend, tiny_model: Path,
+                                                     qa_jsonl: Path, tmp_path: Path,
+                                                     reference: list) -> None:
+    out = tmp_path / "on"
+    sink = Collect()
+    metrics = Evaluation(engine_config(qa_jsonl, tiny_model, out, compile="on"), sink,
+                         backend=static).run()
+    assert predictions(out) == reference
+    assert metrics.compiled and metrics.n == len(PROMPTS)
+    # one shape for the run, reserved before the first batch: the last 2 rows pad to 5
+    assert [shape[0] for shape in static.compiled_shapes] == [5]
+    shape_lines = [line for line in sink.logs() if "for shape" in line]
+    assert len(shape_lines) == 1 and "Static KV cache for shape 5 rows" in shape_lines[0]
+    saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert saved["compiled"] is True and saved["compile_seconds"] == 0.0
+
+
+def test_an_oom_with_compile_on_is_a_new_shape_and_loses_nothing(
+        tiny_model: Path, qa_jsonl: Path, tmp_path: Path, reference: list) -> None:
+    backend = open_backend(tiny_model, compile=True, compile_decode=False,
+                           simulate_oom_above=4)
+    out = tmp_path / "oom"
+    sink = Collect()
+    metrics = Evaluation(engine_config(qa_jsonl, tiny_model, out, compile="on", batch_size=8),
+                         sink, backend=backend).run()
+    assert predictions(out) == reference
+    assert metrics.fallback_count == 1 and metrics.final_batch_size == 4
+    shape_lines = [line for line in sink.logs() if "for shape" in line]
+    assert "for shape 8 rows" in shape_lines[0]
+    assert "for shape 4 rows" in shape_lines[1] and "after an OOM" in shape_lines[1]
+    assert any("Batch generation failed: CUDA out of memory" in line for line in sink.logs())
+
+
+@pytest.mark.parametrize("pays", [True, False])
+def test_compile_auto_decides_after_the_eager_first_batch(
+        static: HFBackend, tiny_model: Path, qa_jsonl: Path, tmp_path: Path, reference: list,
+        monkeypatch: pytest.MonkeyPatch, pays: bool) -> None:
+    import tui_eval.engine.generation as generation
+
+    seen: list[tuple[float, int]] = []
+
+    def decide(first_batch_seconds: float, batches_left: int) -> CompileDecision:
+        seen.append((first_batch_seconds, batches_left))
+        return CompileDecision(on=pays, eager_seconds_left=100.0, seconds_saved=80.0)
+
+    monkeypatch.setattr(generation, "starting_mode", lambda requested, device: "auto")
+    monkeypatch.setattr(generation, "decide", decide)
+    out = tmp_path / "auto"
+    sink = Collect()
+    metrics = Evaluation(engine_config(qa_jsonl, tiny_model, out, compile="auto"), sink,
+                         backend=static).run()
+    assert predictions(out) == reference
+    assert len(seen) == 1 and seen[0][0] > 0 and seen[0][1] == 2  # 12 samples, 5 done
+    assert metrics.compiled is pays
+    logs = sink.logs()
+    assert any(f"compile auto: {'on' if pays else 'off'}" in line for line in logs)
+    assert sum("for shape" in line for line in logs) == (1 if pays else 0)
+    if pays:  # reserved for the rest: 5 rows, the last 2 padded
+        assert [shape[0] for shape in static.compiled_shapes] == [5]
+
+
+def test_compile_auto_is_off_on_cpu(tiny_model: Path, qa_jsonl: Path, tmp_path: Path,
+                                    reference: list) -> None:
+    out = tmp_path / "auto-cpu"
+    sink = Collect()
+    metrics = Evaluation(engine_config(qa_jsonl, tiny_model, out), sink).run()  # auto
+    assert predictions(out) == reference and not metrics.compiled
+    assert not any("for shape" in line or "compile auto" in line for line in sink.logs())
+
+
+def test_auto_batch_size_with_compile_on_probes_off_the_run_s_shapes(
+        static: HFBackend, tiny_model: Path, qa_jsonl: Path, tmp_path: Path,
+        reference: list) -> None:
+    out = tmp_path / "auto-bs"
+    sink = Collect()
+    metrics = Evaluation(engine_config(qa_jsonl, tiny_model, out, compile="on",
+                                       batch_size="auto"), sink, backend=static).run()
+    assert predictions(out) == reference
+    tune = json.loads((out / "tune.json").read_text(encoding="utf-8"))
+    assert tune["static_cache"] is True
+    # the probes ran at many sizes on a planner of their own: the run has one shape
+    rows = min(metrics.batch_size, len(PROMPTS))
+    assert [shape[0] for shape in static.compiled_shapes] == [rows]
+    assert sum("for shape" in line for line in sink.logs()) == 1
+
+
+def test_compile_may_change_on_resume(static: HFBackend, tiny_model: Path, qa_jsonl: Path,
+                                      tmp_path: Path, reference: list) -> None:
+    out = tmp_path / "resumed"
+    cancel = CancelToken()
+
+    def stop_after_first_batch(event: object) -> None:
+        if isinstance(event, Progress):
+            cancel.cancel()
+
+    Evaluation(engine_config(qa_jsonl, tiny_model, out, compile="off"),
+               stop_after_first_batch, cancel, backend=static).run()
+    assert len(predictions(out)) == 5
+    metrics = Evaluation(engine_config(qa_jsonl, tiny_model, out, compile="on"), Collect(),
+                         backend=static, resume=True).run()
+    assert metrics.n_resumed == 5 and metrics.compiled and not metrics.partial
+    assert predictions(out) == reference
+
+
+def test_the_compile_rule() -> None:
+    assert starting_mode("auto", "cuda") == "auto" and starting_mode("auto", "cuda:1") == "auto"
+    assert starting_mode("auto", "cpu") == "off" and starting_mode("auto", "mps") == "off"
+    assert starting_mode("on", "cpu") == "on" and starting_mode("off", "cuda") == "off"
+    # 16 batches left at 4.2 s each eager: 67 s, 56 s saved at 6x: more than 40 s of compile
+    long_run = decide(4.2, 16)
+    assert long_run.on and long_run.eager_seconds_left == pytest.approx(67.2)
+    assert long_run.seconds_saved == pytest.approx(67.2 * 5 / 6)
+    assert not decide(4.2, 3).on  # 12.6 s left eager: compiling would cost more
+    assert not decide(100.0, 0).on  # a one-batch run
+
+
+def test_compile_and_retune_flags(capsys: pytest.CaptureFixture) -> None:
+    from tui_eval.commands.options import ArgumentParser, add_config_flags, config_from_args
+
+    parser = ArgumentParser()
+    add_config_flags(parser)
+    config = config_from_args(parser.parse_args(["--compile", "on", "--retune"]))
+    assert config.compile == "on" and config.retune is True
+    assert config_from_args(parser.parse_args([])).retune is False
+    assert main(["--no-ui", "--compile", "yes"]) == 2
+    assert "--compile: must be one of auto, on, off, got 'yes'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compile_on_through_the_cli_compiles_once_and_matches_off(
+        tiny_model: Path, qa_jsonl: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """torch.compile for real on the CPU, through ``tui-eval --no-ui``."""
+    import torch
+
+    torch._dynamo.reset()  # an earlier test's compiled shapes would answer at once
+
+    def run(mode: str) -> dict:
+        out = tmp_path / mode
+        assert main(["--no-ui", "-m", str(tiny_model), "-d", str(qa_jsonl), "--device", "cpu",
+                     "--torch-dtype", "float32", "--max-tokens", str(MAX_NEW), "-b", "5",
+                     "--compile", mode, "--lang", "en", "-o", str(out)]) == 0
+        return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+
+    on, off = run("on"), run("off")
+    assert predictions(tmp_path / "on") == predictions(tmp_path / "off")
+    assert on["compiled"] and on["compile_seconds"] > 0.5 and not off["compiled"]
+    assert on["generation_seconds"] + on["compile_seconds"] <= on["wall_seconds"]
+    assert on["samples_per_s"] == pytest.approx(on["n"] / on["generation_seconds"])
+    log = (tmp_path / "on" / "run.log").read_text(encoding="utf-8")
+    assert log.count("Compiling for shape 5 rows") == 1 and "(first batch only)" in log
+    assert "compile time" in capsys.readouterr().out

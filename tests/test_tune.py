@@ -1,11 +1,14 @@
-"""Batch-size auto-tuning: the probe sequence, the choice, tune.json, -b auto and --max-memory."""
+"""Batch-size auto-tuning: short probes, the search, the budget, the choice, the tune cache,
+tune.json, -b auto and --max-memory."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import PROMPTS, write_jsonl
@@ -19,11 +22,16 @@ from tui_eval.errors import ConfigError
 from tui_eval.events import Event, LogLine, TuneFinished, TuneStep
 from tui_eval.formatting import size_bytes
 from tui_eval.model.backend import Generation, HFBackend
+from tui_eval.model.probe import DecodeTimer, ProbeRun, kv_cache_bytes_per_token
 from tui_eval.model.tuner import BatchSizeTuner, choose_batch_size, tune_table
-from tui_eval.results import TuneProbe
+from tui_eval.results import TuneProbe, TuneResult
 
+# new_tokens, step_seconds, first_token_seconds, probe_seconds and full_length came with
+# the short probes
 PROBE_KEYS = {"batch_size", "status", "seconds", "samples_per_s", "tokens_per_s",
-              "peak_memory_bytes", "gpu_util_percent"}
+              "peak_memory_bytes", "gpu_util_percent", "new_tokens", "step_seconds",
+              "probe_seconds", "full_length", "first_token_seconds"}
+GIB = 2**30
 
 
 def probe(size: int, rate: float, status: str = "ok", peak: int | None = None) -> TuneProbe:
@@ -71,41 +79,88 @@ def saturating(size: int) -> float:
 
 
 class FakeBackend:
-    """Generation that costs ``cost(rows)`` seconds on a fake clock and fails like CUDA
-    above ``fits`` rows: the search logic, deterministic and instant."""
+    """Generation on a fake clock: a call of ``max_new_tokens`` rows costs ``cost(rows)``
+    seconds, spread evenly over its decode steps after ``prefill`` seconds, and fails like
+    CUDA above ``fits`` rows (or when its memory, ``memory(rows, tokens)``, passes
+    ``memory_limit``). The search logic, deterministic and instant."""
 
     device = "cpu"
 
     def __init__(self, fits: int, cost: Callable[[int], float] = growing,
-                 burst: dict[int, float] | None = None) -> None:
+                 burst: dict[int, float] | None = None, prefill: float = 0.0,
+                 memory: Callable[[int, int], int] | None = None,
+                 memory_limit: int | None = None) -> None:
         self.fits = fits
         self.cost = cost
         self.burst = dict(burst or {})  # size -> slowdown of its first call (busy machine)
+        self.prefill = prefill
+        self.memory = memory
+        self.memory_limit = memory_limit
         self.now = 0.0
         self.calls: list[int] = []
+        self.steps: list[int] = []  # tokens per row of each call
+        self.peak: int | None = None
 
     def clock(self) -> float:
         return self.now
 
-    def generate(self, texts: list[str], *, max_new_tokens: int,
-                 force_length: bool = False) -> Generation:
+    def eager(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    probing = eager
+
+    def generate(self, texts: list[str], *, max_new_tokens: int, force_length: bool = False,
+                 on_step: Callable[[], bool] | None = None) -> Generation:
         import torch
 
-        assert force_length  # probes must generate the full length
-        self.calls.append(len(texts))
-        if len(texts) > self.fits:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        self.now += self.cost(len(texts)) * self.burst.pop(len(texts), 1.0)
-        return Generation(texts=["x"] * len(texts), new_tokens=[max_new_tokens] * len(texts))
+        assert force_length  # probes must ask for the full length
+        rows = len(texts)
+        self.calls.append(rows)
+        oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if rows > self.fits:
+            raise oom
+        step = self.cost(rows) * self.burst.pop(rows, 1.0) / max_new_tokens
+        self.now += self.prefill
+        steps = 0
+        while steps < max_new_tokens:
+            self.now += step
+            steps += 1
+            if self.memory is not None:
+                self.peak = self.memory(rows, steps)
+                if self.memory_limit is not None and self.peak > self.memory_limit:
+                    raise oom
+            if on_step is not None and on_step():
+                break
+        self.steps.append(steps)
+        return Generation(texts=["x"] * rows, new_tokens=[steps] * rows)
 
 
-def tuner_for(backend: FakeBackend, n_prompts: int, **options: object) -> BatchSizeTuner:
-    return BatchSizeTuner(backend, [f"p{i}" for i in range(n_prompts)], max_tokens=4,
-                          clock=backend.clock, **options)  # type: ignore[arg-type]
+class FakeMeter:
+    """ResourceMeter's shape, reading the fake backend's last peak."""
+
+    def __init__(self, backend: FakeBackend) -> None:
+        self.backend = backend
+        self.peak_memory_bytes: int | None = None
+        self.gpu_util_percent: float | None = None
+
+    def __enter__(self) -> FakeMeter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.peak_memory_bytes = self.backend.peak
+
+
+def tuner_for(backend: FakeBackend, n_prompts: int, *, max_tokens: int = 4,
+              budget_share: float | None = None, **options: Any) -> BatchSizeTuner:
+    """No budget unless asked: most tests here pin the search itself."""
+    if backend.memory is not None:
+        options.setdefault("meter", lambda device: FakeMeter(backend))
+    return BatchSizeTuner(backend, [f"p{i}" for i in range(n_prompts)], max_tokens=max_tokens,
+                          clock=backend.clock, budget_share=budget_share, **options)
 
 
 def probed(fits: int, n_prompts: int, cost: Callable[[int], float] = growing,
-           **options: object) -> list[tuple[int, str]]:
+           **options: Any) -> list[tuple[int, str]]:
     tuner = tuner_for(FakeBackend(fits, cost), n_prompts, **options)
     tuner.run()
     return [(p.batch_size, p.status) for p in tuner.probes]
@@ -203,9 +258,236 @@ def test_probes_emit_events_and_log_the_table() -> None:
     assert sum(line.startswith("| ") for line in lines) == 1 + len(steps)
     assert "Chosen batch size" in lines[-1]
     table = tune_table(result).splitlines()
-    assert table[0].replace(" ", "") == (
-        "|batch_size|status|time|samples/s|tokens/s|peakmemory|GPUutil|")
+    assert table[0].replace(" ", "") == (  # "probe": the column the short probes added
+        "|batch_size|status|time|samples/s|tokens/s|peakmemory|GPUutil|probe|")
     assert "◀" in "\n".join(table)
+
+
+# ── short probes ────────────────────────────────────────────────────────────────
+
+def test_a_decode_timer_stops_after_its_window_and_its_least_steps() -> None:
+    now = [0.0]
+    timer = DecodeTimer(lambda: now[0], min_steps=4, max_steps=10, window_s=0.05)
+    answers = []
+    for _ in range(10):
+        now[0] += 0.01
+        answers.append(timer())
+        if answers[-1]:
+            break
+    assert answers == [False] * 5 + [True]  # 5 intervals of 10 ms = the 50 ms window
+    assert timer.step_seconds == pytest.approx(0.01)
+    timer.stamps[3:] = [stamp + 0.05 for stamp in timer.stamps[3:]]  # a step preempted
+    assert timer.step_seconds == pytest.approx(0.01)
+    quick = DecodeTimer(lambda: now[0], min_steps=4, max_steps=10, window_s=0.0)
+    assert [quick() for _ in range(4)] == [False, False, False, True]
+
+
+def test_a_probe_run_predicts_the_full_length_call() -> None:
+    run = ProbeRun(rows=8, new_tokens=6, call_seconds=0.5, step_seconds=0.05,
+                   peak_memory_bytes=1000)
+    assert run.full_length_seconds(106) == pytest.approx(0.5 + 100 * 0.05)
+    assert run.full_length_peak(106, kv_bytes_per_token=2) == 1000 + 8 * 2 * 100
+    assert run.full_length_peak(6, kv_bytes_per_token=2) == 1000
+
+
+def test_kv_cache_bytes_per_token_from_the_model_config() -> None:
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2)
+    assert kv_cache_bytes_per_token(config, 4) == 2 * 2 * 2 * 16 * 4
+    assert kv_cache_bytes_per_token(object(), 2) == 0  # nothing known: measured only
+
+
+def test_probes_run_a_few_steps_and_predict_the_full_length() -> None:
+    # 512 new tokens at 1 ms per step per row-batch, after a 50 ms prefill: a probe runs
+    # only until its timing window is full, and predicts the whole call
+    backend = FakeBackend(1000, cost=lambda rows: 0.512 * (1 + rows / 64), prefill=0.05)
+    tuner = tuner_for(backend, 16, max_tokens=512)
+    tuner.run()
+    assert all(steps < 64 for steps in backend.steps)
+    for probe in tuner.probes:
+        assert probe.new_tokens < 512 and not probe.full_length
+        assert probe.seconds == pytest.approx(0.05 + 0.512 * (1 + probe.batch_size / 64))
+        assert probe.probe_seconds < probe.seconds / 5
+        assert probe.tokens_per_s == pytest.approx(probe.samples_per_s * 512)
+
+
+def test_the_run_is_estimated_batch_by_batch_over_its_prompt_lengths() -> None:
+    # a 0.1 s prefill on the longest prompts (100 tokens): a batch of 50-token prompts
+    # is estimated with half of it
+    backend = FakeBackend(1000, cost=lambda rows: 0.4, prefill=0.1)
+    tuner = tuner_for(backend, 4, max_tokens=64, prompt_tokens=[100, 100, 50, 50])
+    tuner.run()
+    two = next(p for p in tuner.probes if p.batch_size == 2)
+    assert two.first_token_seconds == pytest.approx(0.1 + 0.4 / 64)
+    assert tuner.run_seconds(two) == pytest.approx(2 * two.seconds
+                                                   - two.first_token_seconds * 0.5)
+    assert tuner.n_samples == 4
+
+
+# ── the budget ──────────────────────────────────────────────────────────────────
+
+def test_the_budget_ends_the_search_and_keeps_the_best_size() -> None:
+    # each call costs 0.01 s + 1 ms per row; 100 samples. After the warm-up and sizes 1
+    # and 2, 34 ms are spent; 4 rows would run at 286 samples/s, leaving a budget of a
+    # tenth of 0.35 s, less than 34 ms and its own 14 ms: the search ends at 2
+    events: list[Event] = []
+    backend = FakeBackend(1000)
+    tuner = tuner_for(backend, 100, budget_share=0.1, sink=events.append)
+    result = tuner.run()
+    assert [p.batch_size for p in tuner.probes] == [1, 2]
+    assert result.stopped_by == "budget" and result.chosen_batch_size == 2
+    assert result.budget_seconds == pytest.approx(0.1 * 100 / (2 / 0.012))
+    assert result.estimated_run_seconds == pytest.approx(100 * 0.012 / 2)
+    assert any("Tuning budget reached" in e.message for e in events
+               if isinstance(e, LogLine))
+    # a run ten times longer affords more probes, and finds a faster size
+    longer = tuner_for(FakeBackend(1000), 100, budget_share=0.1, n_samples=1000).run()
+    assert len(longer.probes) > 3 and longer.chosen_batch_size > 4
+
+
+@pytest.mark.parametrize("cost", [growing, saturating, declining])
+@pytest.mark.parametrize("n_samples", [30, 300, 3000, 30000])
+def test_tuning_costs_at_most_a_tenth_of_the_whole_run(
+        cost: Callable[[int], float], n_samples: int) -> None:
+    # a probe starts only within the budget as it stands; the faster size it may find
+    # lowers the budget after the fact, so the bound is on tuning + the run it tuned
+    tuner = tuner_for(FakeBackend(10_000, cost), 256, budget_share=0.1, n_samples=n_samples)
+    result = tuner.run()
+    first_probe = 2 * cost(1)  # the warm-up and size 1: before any rate there is no budget
+    whole = result.seconds + (result.estimated_run_seconds or 0.0)
+    assert result.seconds <= max(0.1 * whole, first_probe) + 1e-9
+
+
+# ── memory-limited devices: the search starts from the size predicted to fit ────────
+
+def gpu_memory(rows: int, tokens: int, *, hidden_growth: int = 0) -> int:
+    """10 GiB of weights, 0.5 GiB per row of activations, and 4 MiB per row per token of
+    KV cache on 100-token prompts; ``hidden_growth`` per row per token is more than the
+    model's config says (a fragmented allocator)."""
+    return 10 * GIB + rows * (GIB // 2 + (4 * 2**20 + hidden_growth) * (100 + tokens))
+
+
+def memory_tuner(mode: str = "power", *, limit: int = 80 * GIB, hidden_growth: int = 0,
+                 usable: int = 80 * GIB, **options: Any) -> tuple[BatchSizeTuner, FakeBackend]:
+    backend = FakeBackend(10_000, memory=lambda rows, tokens: gpu_memory(
+        rows, tokens, hidden_growth=hidden_growth), memory_limit=limit)
+    tuner = tuner_for(backend, 256, max_tokens=256, mode=mode, memory_limited=True,
+                      memory_capacity=80 * GIB, kv_bytes_per_token=4 * 2**20,
+                      usable_memory=lambda: usable, **options)
+    return tuner, backend
+
+
+def test_a_memory_limited_search_starts_from_the_predicted_size() -> None:
+    # full length: 10 GiB + 1.89 GiB per row; 90% of 80 GiB holds 32 rows
+    tuner, backend = memory_tuner()
+    result = tuner.run()
+    sizes = [p.batch_size for p in tuner.probes]
+    assert sizes == [1, 8, 32, 16]  # 1 and 8 for the memory per row, 32, then its half
+    assert result.chosen_batch_size == 32
+    chosen = next(p for p in tuner.probes if p.batch_size == 32)
+    assert chosen.full_length  # confirmed by one full-length call (the dynamic cache)
+    assert chosen.peak_memory_bytes == gpu_memory(32, 256)
+    assert backend.calls[-1] == 32 and backend.steps[-1] == 256
+    binsearch, _ = memory_tuner("binsearch", memory_headroom=0.95)
+    assert [p.batch_size for p in binsearch.run().probes][:3] == [1, 8, 34]
+
+
+def test_a_predicted_size_that_does_not_fit_steps_down() -> None:
+    # the device can reach less than the capacity says (another process holds memory)
+    tuner, _ = memory_tuner(limit=42 * GIB, usable=80 * GIB)
+    result = tuner.run()
+    assert [(p.batch_size, p.status) for p in tuner.probes][:3] == [
+        (1, "ok"), (8, "ok"), (32, "oom")]
+    assert result.chosen_batch_size == 16
+
+
+def test_the_full_length_call_catches_growth_the_config_does_not_show() -> None:
+    # the cache grows 60% more than the config says: 27 rows fit for the probe's 64
+    # tokens, not for 256; the full-length call finds it and the next best is confirmed
+    tuner, backend = memory_tuner("binsearch", hidden_growth=int(2.4 * 2**20),
+                                  limit=72 * GIB)
+    result = tuner.run()
+    by_size = {p.batch_size: p for p in tuner.probes}
+    assert list(by_size) == [1, 8, 27, 13]
+    assert by_size[27].status == "oom" and not by_size[27].full_length
+    assert result.chosen_batch_size == 13 and by_size[13].full_length
+    assert backend.steps[-1] == 256
+
+
+def test_the_full_length_call_is_skipped_past_the_budget() -> None:
+    events: list[Event] = []
+    tuner, backend = memory_tuner(budget_share=0.1, sink=events.append, n_samples=64)
+    result = tuner.run()
+    assert not any(p.full_length for p in tuner.probes)
+    assert all(steps < 256 for steps in backend.steps[1:])
+    assert any("not confirmed at full length" in e.message for e in events
+               if isinstance(e, LogLine))
+    assert result.chosen_batch_size >= 8
+
+
+def test_the_static_cache_needs_no_full_length_call() -> None:
+    tuner, backend = memory_tuner(static_cache=True)
+    tuner.run()
+    assert all(steps < 256 for steps in backend.steps[1:])
+
+
+# ── the tune cache ──────────────────────────────────────────────────────────────
+
+def cache_key(**changes: Any) -> Any:
+    from tui_eval.engine.tune_cache import TuneKey
+
+    values = dict(model="/m", device_name="cpu", dtype="float32", compile="off",
+                  max_tokens=16, prompt_bucket=96, max_batch_size=256, tune_mode="power",
+                  memory_headroom=0.9, memory_capacity_bytes=None, simulate_oom_above=None,
+                  threads=1)
+    return TuneKey(**{**values, **changes})
+
+
+def tune_result(stopped_by: str = "done", n_samples: int | None = None) -> TuneResult:
+    return TuneResult(chosen_batch_size=8, mode="power", probes=[probe(8, 100.0)],
+                      seconds=0.5, max_tokens=16, max_batch_size=256,
+                      memory_capacity_bytes=None, memory_headroom=0.9, stopped_by=stopped_by,
+                      n_samples=n_samples)
+
+
+def test_the_tune_cache_answers_the_same_key_only(tune_cache_dir: Path) -> None:
+    from tui_eval.engine.tune_cache import cache_path, lookup, store
+
+    assert cache_path() == tune_cache_dir / "tui-eval" / "tune.json"
+    assert lookup(cache_key(), 100) is None
+    store(cache_key(), tune_result())
+    cached = lookup(cache_key(), 100)
+    assert cached is not None and cached.result.chosen_batch_size == 8
+    assert cached.result.from_cache is False  # the caller marks what it hands out
+    assert lookup(cache_key(max_tokens=32), 100) is None
+    assert lookup(cache_key(compile="on"), 100) is None
+    store(cache_key(compile="on"), replace(tune_result(), chosen_batch_size=16,
+                                           probes=[probe(16, 120.0)]))
+    assert lookup(cache_key(), 100).result.chosen_batch_size == 8  # both kept
+
+
+def test_a_budget_cut_search_answers_only_runs_it_could_pay_for(tune_cache_dir: Path) -> None:
+    from tui_eval.engine.tune_cache import lookup, store
+
+    store(cache_key(), tune_result("budget", n_samples=1000))
+    assert lookup(cache_key(), 1000) is not None
+    assert lookup(cache_key(), 1001) is None  # a longer run may tune for longer
+    store(cache_key(), tune_result("done", n_samples=10))
+    assert lookup(cache_key(), 10**6) is not None  # a search that finished holds for any
+    store(cache_key(model="/other"), tune_result("cancelled"))
+    assert lookup(cache_key(model="/other"), 1) is None
+
+
+def test_an_unreadable_tune_cache_counts_as_empty(tune_cache_dir: Path) -> None:
+    from tui_eval.engine.tune_cache import cache_path, lookup, store
+
+    cache_path().parent.mkdir(parents=True)
+    cache_path().write_text("{not json", encoding="utf-8")
+    assert lookup(cache_key(), 10) is None
+    store(cache_key(), tune_result())
+    assert lookup(cache_key(), 10) is not None
 
 
 # ── the real tiny model on CPU, OOM simulated above 24 rows ──────────────────────
@@ -225,7 +507,8 @@ def prompts(n: int) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["power", "binsearch"])
 def test_tuning_the_tiny_model_with_oom_above_24(backend: HFBackend, mode: str) -> None:
-    result = BatchSizeTuner(backend, prompts(40), max_tokens=4, mode=mode).run()
+    result = BatchSizeTuner(backend, prompts(40), max_tokens=4, mode=mode,
+                            budget_share=None).run()
     statuses = {p.batch_size: p.status for p in result.probes}
     largest_ok = max(size for size, status in statuses.items() if status == "ok")
     if mode == "power":
@@ -240,7 +523,9 @@ def test_tuning_the_tiny_model_with_oom_above_24(backend: HFBackend, mode: str) 
         if p.status == "ok":
             assert p.seconds > 0 and p.tokens_per_s == pytest.approx(p.samples_per_s * 4)
             assert p.peak_memory_bytes and p.peak_memory_bytes > 0  # process RSS on CPU
+            assert p.new_tokens == 4 and p.full_length  # 4 tokens: each probe is whole
         assert p.gpu_util_percent is None  # no GPU: N/A, no crash
+    assert result.stopped_by == "done" and result.budget_seconds is None
 
 
 # ── the commands ────────────────────────────────────────────────────────────────
@@ -251,43 +536,86 @@ def data40(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "forty.jsonl", rows)
 
 
-def test_tune_command_writes_tune_json(tiny_model: Path, data40: Path, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "tune"
-    rc = main(["tune", "-m", str(tiny_model), "-d", str(data40), "--max-tokens", "4",
-               "--device", "cpu", "--simulate-oom-above", "24", "--tune-mode", "binsearch",
-               "--lang", "en", "-o", str(out)])
-    assert rc == 0
-    tune = json.loads((out / "tune.json").read_text(encoding="utf-8"))
-    assert {"chosen_batch_size", "mode", "probes"} <= set(tune)
-    assert tune["mode"] == "binsearch"
-    assert all(set(p) == PROBE_KEYS for p in tune["probes"])
-    ok = [p["batch_size"] for p in tune["probes"] if p["status"] == "ok"]
-    assert max(ok) == 24 and tune["chosen_batch_size"] in ok
+def test_tune_command_writes_tune_json_and_a_repeat_comes_from_the_cache(
+        tiny_model: Path, data40: Path, tmp_path: Path, tune_cache_dir: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    # (This test pinned the whole binsearch down to the OOM at 25; 40 samples of 4 tokens
+    # now give a budget of a few milliseconds, so the search is pinned on FakeBackend.)
+    def tune(out: str, *extra: str) -> dict:
+        rc = main(["tune", "-m", str(tiny_model), "-d", str(data40), "--max-tokens", "4",
+                   "--device", "cpu", "--simulate-oom-above", "24", "--tune-mode",
+                   "binsearch", "--lang", "en", "-o", str(tmp_path / out), *extra])
+        assert rc == 0
+        return json.loads((tmp_path / out / "tune.json").read_text(encoding="utf-8"))
+
+    first = tune("tune")
+    assert {"chosen_batch_size", "mode", "probes", "from_cache", "stopped_by",
+            "budget_seconds", "estimated_run_seconds"} <= set(first)
+    assert first["mode"] == "binsearch" and first["from_cache"] is False
+    assert all(set(p) == PROBE_KEYS for p in first["probes"])
+    ok = [p["batch_size"] for p in first["probes"] if p["status"] == "ok"]
+    assert first["chosen_batch_size"] in ok
     printed = capsys.readouterr().out
     assert "| batch_size | status" in printed and "tune.json" in printed
+    out = tmp_path / "tune"
     assert "tune_finished" in (out / "events.jsonl").read_text(encoding="utf-8")
     assert not (out / "predictions.jsonl").exists()  # tuning only
+    assert (tune_cache_dir / "tui-eval" / "tune.json").is_file()
+
+    again = tune("again")
+    assert again["from_cache"] is True and again["probes"] == first["probes"]
+    assert again["chosen_batch_size"] == first["chosen_batch_size"]
+    assert "from the tune cache" in capsys.readouterr().out
+    assert "tune_step" not in (tmp_path / "again" / "events.jsonl").read_text(encoding="utf-8")
+
+    assert tune("retuned", "--retune")["from_cache"] is False
 
 
 def test_batch_size_auto_tunes_then_runs(tiny_model: Path, qa_jsonl: Path,
                                          tmp_path: Path) -> None:
+    # (This test pinned the probes 1, 2, 4 and 8 (OOM); the budget for 12 samples of 4
+    # tokens now ends the search after the first probes.)
     config = EvalConfig(model=str(tiny_model), data=str(qa_jsonl), max_tokens=4, device="cpu",
                         torch_dtype="float32", lang="en", batch_size="auto",
                         simulate_oom_above=5, output_dir=str(tmp_path / "auto"))
     events: list[Event] = []
     metrics = Evaluation(config, events.append).run()
     tune = json.loads((tmp_path / "auto" / "tune.json").read_text(encoding="utf-8"))
-    assert [(p["batch_size"], p["status"]) for p in tune["probes"]] == [
-        (1, "ok"), (2, "ok"), (4, "ok"), (8, "oom")]  # 8 > 5 rows
+    statuses = {p["batch_size"]: p["status"] for p in tune["probes"]}
+    assert statuses[1] == "ok" and all(s == "oom" for b, s in statuses.items() if b > 5)
     assert metrics.batch_size == tune["chosen_batch_size"] <= 4
+    assert statuses[metrics.batch_size] == "ok"
     assert metrics.n == len(PROMPTS) and metrics.fallback_count == 0
     assert metrics.tune_seconds > 0 and metrics.wall_seconds > metrics.tune_seconds
     kinds = [json.loads(line)["event"] for line in
              (tmp_path / "auto" / "events.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert kinds.count("tune_step") == 4 and "tune_finished" in kinds
+    assert kinds.count("tune_step") == len(tune["probes"]) and "tune_finished" in kinds
     assert kinds.index("tune_finished") < kinds.index("started")
     assert "| batch_size | status" in (tmp_path / "auto" / "run.log").read_text(encoding="utf-8")
+
+
+def test_a_resumed_auto_run_keeps_its_tune_json(tiny_model: Path, qa_jsonl: Path,
+                                                tmp_path: Path) -> None:
+    out = tmp_path / "auto"
+    config = EvalConfig(model=str(tiny_model), data=str(qa_jsonl), max_tokens=2, device="cpu",
+                        torch_dtype="float32", lang="en", batch_size="auto",
+                        output_dir=str(out))
+    cancel = CancelToken()
+
+    def stop_after_first_batch(event: Event) -> None:
+        if type(event).__name__ == "Progress":
+            cancel.cancel()
+
+    Evaluation(config, stop_after_first_batch, cancel).run()
+    tuned = (out / "tune.json").read_text(encoding="utf-8")
+    events: list[Event] = []
+    metrics = Evaluation(config, events.append, resume=True).run()
+    assert (out / "tune.json").read_text(encoding="utf-8") == tuned  # not probed again
+    chosen = json.loads(tuned)["chosen_batch_size"]
+    assert metrics.batch_size == chosen and metrics.tune_seconds == 0.0
+    assert any(f"Batch size {chosen} from this run's tune.json" in e.message
+               for e in events if isinstance(e, LogLine))
+    assert not [e for e in events if isinstance(e, TuneStep)]
 
 
 # ── flags and config keys ───────────────────────────────────────────────────────

@@ -32,6 +32,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+COMPILE_MODES = ("auto", "on", "off")
 BAD_LINE_POLICIES = ("error", "skip")
 TRUNCATE_SIDES = ("none", "left")
 TASKS = ("generate", "choice")
@@ -134,8 +135,9 @@ class EvalConfig:
         type="str", optional=True, flags=("-d", "--data"), metavar="FILE", label="data",
         placeholder="built-in demo")
     batch_size: int | str = setting(
-        4, "Samples generated together; 'auto' tunes it first (probes 1, 2, 4, … on the "
-        "longest prompts).", type="int", minimum=1, allow_auto=True,
+        4, "Samples generated together; 'auto' tunes it first (short probes on the longest "
+        "prompts, at most a tenth of the run; cached per model and device).", type="int",
+        minimum=1, allow_auto=True,
         flags=("-b", "--batch-size"), metavar="N", label="batch size", may_change=True)
     max_tokens: int = setting(
         512, "Most new tokens generated per sample.", type="int", minimum=1,
@@ -211,8 +213,9 @@ class EvalConfig:
         "error", "A malformed dataset line: 'error' stops, 'skip' skips and counts it.",
         type="str", choices=BAD_LINE_POLICIES, label="bad lines")
     tune_mode: str = setting(
-        "power", "-b auto: 'power' doubles until OOM; 'binsearch' then bisects between the "
-        "last success and the first OOM.", type="str", choices=tuple(TUNE_MODES),
+        "power", "-b auto: 'power' tries powers of two (up from 1 on CPU, down from the size "
+        "predicted to fit on CUDA); 'binsearch' finds the exact largest size that fits.",
+        type="str", choices=tuple(TUNE_MODES),
         flags=("--tune-mode",), label="tune mode", may_change=True)
     max_batch_size: int = setting(
         256, "-b auto: the largest batch size probed.", type="int", minimum=1,
@@ -249,6 +252,16 @@ class EvalConfig:
         " ", "Choice tasks: the text put between the context and each choice (the built-in "
         "demo, whose tokenizer has no space, uses '').", type="str",
         flags=("--target-delimiter",), metavar="TEXT", label="delimiter")
+    compile: str = setting(
+        "auto", "Static KV cache with the decode step compiled (CUDA graphs): 'on', 'off', or "
+        "'auto': on CUDA when the eager time left after the first batch would exceed ~48 s "
+        "(compiling costs ~40 s, decoding gets ~6x faster); off on CPU and MPS.",
+        type="str", choices=COMPILE_MODES, flags=("--compile",), label="compile",
+        may_change=True)
+    retune: bool = setting(
+        False, "-b auto: probe again even when the tune cache (~/.cache/tui-eval/tune.json) "
+        "holds a result for this model, device, dtype, compile, max_tokens and prompt length.",
+        type="bool", flags=("--retune",), label="retune", may_change=True)
 
     @property
     def metric_names(self) -> list[str]:

@@ -123,10 +123,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "CUDA 显存上限设为 {cap}（{total} 的 {percent:.0f}%）",
     },
     "tune_started": {
-        "en": "Tuning the batch size ({mode}): real generation on the longest prompts, "
-              "{max_tokens} new tokens, sizes up to {ceiling}",
-        "zh": "自动调整 batch_size（{mode}）：用最长的提示真实生成 {max_tokens} 个新 token，"
-              "最大尝试 {ceiling}",
+        "en": "Tuning the batch size ({mode}): short probes on the longest prompts, figures "
+              "predicted for {max_tokens} new tokens, sizes up to {ceiling}, at most a tenth "
+              "of the estimated run",
+        "zh": "自动调整 batch_size（{mode}）：用最长的提示做短探测，按 {max_tokens} 个新 token "
+              "预测，最大尝试 {ceiling}，用时不超过预计运行时间的十分之一",
     },
     "tune_started_choice": {
         "en": "Tuning the batch size ({mode}): forward passes over the longest (context, "
@@ -160,6 +161,68 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Batch size {batch_size} peaks at {peak}, above {percent:.0f}% of {capacity}: "
               "not chosen",
         "zh": "batch_size={batch_size} 峰值内存 {peak}，超过 {capacity} 的 {percent:.0f}%：不选用",
+    },
+    "tune_budget": {
+        "en": "Tuning budget reached: {spent:.2f}s spent, {after:.2f}s after the next probe, "
+              "over {budget:.2f}s (a tenth of the run, estimated at {run:.1f}s); keeping the "
+              "best size so far",
+        "zh": "已达到调整预算：已用 {spent:.2f}s，下一次探测后为 {after:.2f}s，超过预算 "
+              "{budget:.2f}s（预计运行时间 {run:.1f}s 的十分之一）；保留目前最好的 batch_size",
+    },
+    "tune_predicted": {
+        "en": "Memory per row at full length ≈ {per_row}; {usable} reachable, so up to "
+              "{fit} rows should stay under {percent:.0f}%: starting there",
+        "zh": "满长度时每行约占 {per_row}；可用 {usable}，预计最多 {fit} 行不超过 "
+              "{percent:.0f}%：从这里开始",
+    },
+    "tune_full_length_skipped": {
+        "en": "Batch size {batch_size} not confirmed at full length: that call (~{seconds:.1f}s) "
+              "is over the tuning budget; an OOM in the run is handled by the OOM policy",
+        "zh": "batch_size={batch_size} 未做满长度确认：该调用（约 {seconds:.1f}s）超出调整预算；"
+              "运行中若内存不足由 OOM 策略处理",
+    },
+    "tune_from_cache": {
+        "en": "Batch size {batch_size} from the tune cache ({path}), tuned {when}; --retune "
+              "probes again",
+        "zh": "batch_size={batch_size} 取自调整缓存（{path}，{when} 调整）；--retune 重新探测",
+    },
+    "tune_from_run_dir": {
+        "en": "Batch size {batch_size} from this run's tune.json (resumed); --retune probes again",
+        "zh": "batch_size={batch_size} 取自本次运行的 tune.json（继续运行）；--retune 重新探测",
+    },
+    "tune_cache_unwritable": {
+        "en": "Could not save the tune result to {path}: {error}",
+        "zh": "无法把调整结果保存到 {path}：{error}",
+    },
+    "compile_shape": {
+        "en": "Compiling for shape {shape} (first batch only)",
+        "zh": "正在为形状 {shape} 编译（仅第一个批次）",
+    },
+    "compile_shape_again": {
+        "en": "Compiling for shape {shape} after an OOM",
+        "zh": "内存不足后，为形状 {shape} 重新编译",
+    },
+    "static_shape": {
+        "en": "Static KV cache for shape {shape} (decode step not compiled)",
+        "zh": "静态 KV 缓存形状 {shape}（解码步未编译）",
+    },
+    "static_shape_again": {
+        "en": "Static KV cache for shape {shape} after an OOM (decode step not compiled)",
+        "zh": "内存不足后，改用静态 KV 缓存形状 {shape}（解码步未编译）",
+    },
+    "compile_auto_on": {
+        "en": "compile auto: on. The first batch took {first:.1f}s eagerly; {batches} more "
+              "batches ≈ {left:.0f}s eager, ≈ {saving:.0f}s saved compiled, more than the "
+              "~{compile:.0f}s compile",
+        "zh": "compile auto：开启。第一个批次（未编译）用时 {first:.1f}s；剩余 {batches} 个批次"
+              "未编译约 {left:.0f}s，编译后约省 {saving:.0f}s，多于约 {compile:.0f}s 的编译时间",
+    },
+    "compile_auto_off": {
+        "en": "compile auto: off. The first batch took {first:.1f}s eagerly; {batches} more "
+              "batches ≈ {left:.0f}s eager, ≈ {saving:.0f}s saved compiled, less than the "
+              "~{compile:.0f}s compile",
+        "zh": "compile auto：关闭。第一个批次（未编译）用时 {first:.1f}s；剩余 {batches} 个批次"
+              "未编译约 {left:.0f}s，编译后约省 {saving:.0f}s，少于约 {compile:.0f}s 的编译时间",
     },
     "tune_nothing_fits": {
         "en": "Even batch size 1 ran out of memory while tuning; using 1",

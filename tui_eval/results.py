@@ -280,7 +280,9 @@ class RunMetrics:
     tune_seconds: float | None = None
     fallback_count: int = 0
     wall_seconds: float = 0.0
-    generation_seconds: float = 0.0
+    generation_seconds: float = 0.0  # generating only: compile_seconds are not in it
+    compiled: bool = False  # the run used the compiled static-cache path (compile on)
+    compile_seconds: float = 0.0  # compiling its shapes (the first call of each)
     samples_per_s: float = 0.0
     tokens_per_s: float = 0.0
     generated_tokens: int = 0
@@ -348,6 +350,8 @@ def summary_rows(metrics: RunMetrics, wall_time: Callable[[float], str] = "{:.1f
         ("tokens/s", f"{metrics.tokens_per_s:.1f}"),
         ("wall time", wall_time(metrics.wall_seconds)),
     ]
+    if metrics.compiled:
+        rows.append(("compile time", wall_time(metrics.compile_seconds)))
     return rows
 
 
@@ -356,14 +360,16 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
                       batch_size: int | str = 0, final_batch_size: int | str | None = None,
                       tune_seconds: float | None = None, fallback_count: int = 0,
                       wall_seconds: float = 0.0, generation_seconds: float = 0.0,
+                      compiled: bool = False, compile_seconds: float = 0.0,
                       generated: int = 0, generated_tokens: int = 0,
                       device: str | None = None, dtype: str | None = None, model: str = "",
                       stopped_at_once: bool = False, extract: str | None = None,
                       task: str = "generate") -> RunMetrics:
     """metrics.json from every row the run holds: those kept from earlier tries, then the
     ``generated`` rows made now. Rates are this try's: ``generated`` samples and
-    ``generated_tokens`` tokens (read, for a choice task) in ``generation_seconds``.
-    Every path that ends a run builds its metrics here."""
+    ``generated_tokens`` tokens (read, for a choice task) in ``generation_seconds``, which
+    excludes ``compile_seconds`` (the seconds the compiled path spent compiling its shapes:
+    a one-off cost, reported apart). Every path that ends a run builds its metrics here."""
     def rate(amount: float) -> float:
         return amount / generation_seconds if generation_seconds > 0 else 0.0
 
@@ -381,6 +387,7 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
         final_batch_size=batch_size if final_batch_size is None else final_batch_size,
         tune_seconds=tune_seconds, fallback_count=fallback_count,
         wall_seconds=wall_seconds, generation_seconds=generation_seconds,
+        compiled=compiled, compile_seconds=compile_seconds,
         samples_per_s=rate(generated), tokens_per_s=rate(generated_tokens),
         generated_tokens=generated_tokens, device=device, dtype=dtype, model=model,
         task=task, pairs_per_s=rate(pairs))
@@ -401,15 +408,23 @@ def rescored_metrics(previous: RunMetrics, rows: Sequence[PredictionRow], names:
 
 @dataclass
 class TuneProbe:
-    """One batch size tried by the tuner."""
+    """One batch size tried by the tuner.
+
+    A probe generates a few tokens per row (``new_tokens``) and predicts the figures of a
+    batch that generates ``max_tokens`` (``full_length`` when it generated them all)."""
 
     batch_size: int
     status: str  # "ok" | "oom"
-    seconds: float  # per generate call (or until the OOM)
+    seconds: float  # per full-length generate call, predicted (or until the OOM)
     samples_per_s: float
     tokens_per_s: float
-    peak_memory_bytes: int | None
+    peak_memory_bytes: int | None  # at full length, predicted unless ``full_length``
     gpu_util_percent: float | None
+    new_tokens: int = 0  # tokens each row generated in the probe
+    step_seconds: float | None = None  # one decode step of the whole batch
+    first_token_seconds: float | None = None  # tokenizing, the prefill and the first token
+    probe_seconds: float = 0.0  # what the probe itself took
+    full_length: bool = False
 
     @property
     def ok(self) -> bool:
@@ -424,12 +439,20 @@ class TuneResult:
     chosen_batch_size: int
     mode: str
     probes: list[TuneProbe]
-    seconds: float
+    seconds: float  # spent tuning (about zero when it came from the cache)
     max_tokens: int
     max_batch_size: int
     memory_capacity_bytes: int | None
     memory_headroom: float
     unit: str = "samples"  # what the probes' rates count: "samples", or "pairs" (choice)
+    # what ended the search: "done", "budget" (it spent its share of the estimated run
+    # time) or "cancelled"
+    stopped_by: str = "done"
+    budget_seconds: float | None = None  # the share of the run it could spend; None: no limit
+    n_samples: int | None = None  # the run it was tuned for (its size sets the budget)
+    estimated_run_seconds: float | None = None  # the run at the chosen size, full length
+    static_cache: bool = False  # probed on the static-cache path (compile on)
+    from_cache: bool = False  # taken from the user's tune cache instead of probed now
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 
 from tui_eval.commands.options import ArgumentParser, add_config_flags, config_from_args
+from tui_eval.config import COMPILE_MODES
 from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.i18n import default_language, message
 
 DEFAULT_SIZES = "1,2,4,8,16"
 SIZES_FLAG = "-b/--batch-sizes"
+COMPILE_FLAG = "--compile"
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -26,16 +28,32 @@ def parse_batch_sizes(text: str) -> list[int]:
     return sizes
 
 
+def parse_compile_modes(text: str) -> list[str]:
+    """'on,off' → ['on', 'off']; repeats are dropped, the order is kept."""
+    modes: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part not in COMPILE_MODES:
+            raise UsageError(f"{COMPILE_FLAG}: expected comma-separated values of "
+                             f"{', '.join(COMPILE_MODES)} such as on,off, got {text!r}")
+        if part not in modes:
+            modes.append(part)
+    return modes
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="tui-eval bench",
         description="Evaluate the same data at several batch sizes and print the seed guide's "
                     "table: time, speedup over the first size, samples/s, peak memory, GPU "
                     "utilisation. Writes bench.json, bench.md and one bs_N/ run per size.")
-    add_config_flags(parser, skip=("batch_size",))
+    add_config_flags(parser, skip=("batch_size", "compile"))
     parser.add_argument("-b", "--batch-sizes", "--batch-size", dest="batch_sizes",
                         default=DEFAULT_SIZES, metavar="LIST",
                         help=f"comma-separated batch sizes (default {DEFAULT_SIZES})")
+    parser.add_argument("--compile", dest="compile_modes", metavar="LIST",
+                        help="compile settings to compare, comma-separated (on,off): each "
+                        "size runs with each, in one table (default: the config's compile)")
     parser.add_argument("--overwrite", action="store_true",
                         help="measure again into an -o directory that holds a bench")
     return parser
@@ -44,12 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     sizes = parse_batch_sizes(args.batch_sizes)
+    modes = parse_compile_modes(args.compile_modes) if args.compile_modes else None
     config = config_from_args(args)
     # the engine: once the flags are valid
     from tui_eval.engine.bench import BENCH_JSON, BENCH_MD, bench_table, run_bench
 
     lang = config.lang or default_language()
-    rows, out = run_bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite)
+    rows, out = run_bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
+                          compile_modes=modes)
     print()
     print(bench_table(rows, lang))
     print(message("bench_written", lang, json=out / BENCH_JSON, md=out / BENCH_MD))

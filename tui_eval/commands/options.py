@@ -39,6 +39,10 @@ def add_config_flags(parser: argparse.ArgumentParser, *, app: bool = False,
         if not key.flags or key.name in skip or (key.app_flag and not app):
             continue
         rule = key.rule
+        if rule.type == "bool":  # a switch: given means true
+            parser.add_argument(*key.flags, dest=key.name, action="store_const", const=True,
+                                help=key.help)
+            continue
         metavar = key.metavar or ("{" + ",".join(rule.choices) + "}" if rule.choices else None)
         default = DEFAULTS[key.name]
         shown = f" (default {format_text(default)})" if default not in (None, "", []) else ""

@@ -15,8 +15,11 @@ from tui_eval.results import TUNE_FILE
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="tui-eval tune",
-        description="Find the fastest batch size that fits: probe real generation on the "
-                    "longest prompts at 1, 2, 4, … and write tune.json. -b is ignored.")
+        description="Find the fastest batch size that fits: short probes of real generation "
+                    "on the longest prompts (1, 2, 4, … on CPU; on CUDA down from the size "
+                    "predicted to fit), at most a tenth of the estimated run, and write "
+                    "tune.json. A repeat is answered from ~/.cache/tui-eval/tune.json "
+                    "(--retune probes again). -b is ignored.")
     add_config_flags(parser)
     return parser
 

@@ -45,3 +45,16 @@ def memory_capacity(value: float | str | None, device: str) -> int | None:
     if total is None or value is None or not device.startswith("cuda"):
         return total
     return int(total * cap_fraction(value, total))
+
+
+def usable_memory(device: str, capacity: int | None) -> int | None:
+    """What this process could still reach on the device: on CUDA the memory free now plus
+    what this process holds (other processes' memory is not ours to count on), at most the
+    capacity; elsewhere the capacity."""
+    if not device.startswith("cuda"):
+        return capacity
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    reachable = int(free) + int(torch.cuda.memory_reserved(torch.device(device)))
+    return reachable if capacity is None else min(capacity, reachable)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
+from collections.abc import Sequence
 from types import TracebackType
 
 from tui_eval.device import nvml
@@ -65,7 +67,7 @@ class ResourceMeter:
         self.peak_memory_bytes: int | None = None
         self.gpu_util_percent: float | None = None
         self._handle = nvml.device_handle(device) if self.cuda else None
-        self._util: list[float] = []
+        self._util: list[tuple[float, float]] = []  # (perf_counter time, percent)
         self._rss_peak: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,7 +94,7 @@ class ResourceMeter:
         if self.cuda:
             util = nvml.utilization_percent(self._handle)
             if util is not None:
-                self._util.append(util)
+                self._util.append((time.perf_counter(), util))
         else:
             rss = process_rss_bytes()
             if rss is not None:
@@ -111,7 +113,13 @@ class ResourceMeter:
             with contextlib.suppress(Exception):
                 torch.cuda.synchronize(self.device)
             self.peak_memory_bytes = int(torch.cuda.max_memory_reserved(self.device))
-            if self._util:
-                self.gpu_util_percent = sum(self._util) / len(self._util)
+            self.gpu_util_percent = self.gpu_util_percent_outside(())
         else:
             self.peak_memory_bytes = self._rss_peak
+
+    def gpu_util_percent_outside(self, spans: Sequence[tuple[float, float]]) -> float | None:
+        """The mean utilisation over the readings taken outside ``spans`` (perf_counter
+        start and end times, such as the backend's compilations); None without any."""
+        kept = [util for at, util in self._util
+                if not any(start <= at <= end for start, end in spans)]
+        return sum(kept) / len(kept) if kept else None

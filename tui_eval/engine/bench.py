@@ -2,7 +2,9 @@
 
 The same data is evaluated at each batch size with one loaded model, each run in its own
 ``bs_N/`` results directory, and the seed's table (batch_size | time | speedup | …) is
-printed and written to bench.json and bench.md.
+printed and written to bench.json and bench.md. ``--compile on,off`` runs every size with
+each compile setting (``bs_N-compile_on/``…) and the table gains a compile column and the
+compile time; ``time`` and the rates are generation only, compile time apart.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tui_eval.errors import UsageError
 from tui_eval.events import Event, EventSink, LogLine, Progress, RunLog
 from tui_eval.formatting import format_bytes, format_percent, format_seconds, markdown_table
 from tui_eval.i18n import default_language, message
+from tui_eval.model.backend import HFBackend
 from tui_eval.results import prepare_run_dir, write_json_atomic
 
 BENCH_JSON = "bench.json"
@@ -40,6 +43,7 @@ HEADERS = {
 }
 # A choice task's batch unit is the (context, choice) pair: its rate follows samples/s.
 PAIRS_HEADER = {"en": "pairs/s", "zh": "选项/秒"}
+COMPILE_HEADERS = {"en": ("compile", "compile time"), "zh": ("编译", "编译用时")}
 
 
 @dataclass
@@ -54,9 +58,16 @@ class BenchRow:
     fallbacks: int = 0
     final_batch_size: int | None = None
     pairs_per_s: float | None = None  # choice tasks: (context, choice) pairs scored per second
+    compile: str = "off"  # as the run resolved it: "on" or "off"
+    compile_seconds: float = 0.0  # not in ``seconds``
+    requested_compile: str = "off"  # as asked: "auto", "on" or "off"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def run_dir_name(size: int, mode: str, modes: list[str]) -> str:
+    return f"bs_{size}" if len(modes) == 1 else f"bs_{size}-compile_{mode}"
 
 
 def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
@@ -67,20 +78,36 @@ def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
     return [replace(r, speedup=base / r.seconds if r.seconds > 0 else 0.0) for r in rows]
 
 
+def shows_compile(rows: list[BenchRow]) -> bool:
+    """The compile columns: when any row compiled or the rows compare settings."""
+    return any(r.compile == "on" for r in rows) or len({r.requested_compile for r in rows}) > 1
+
+
 def bench_table(rows: list[BenchRow], lang: str = "en") -> str:
-    """The seed's table; a choice task's adds pairs/s after samples/s."""
+    """The seed's columns; a choice task's adds pairs/s after samples/s; with compile, a
+    compile column after batch_size and the compile time last."""
     pairs = any(row.pairs_per_s is not None for row in rows)
+    compile_columns = shows_compile(rows)
     cells = []
     for row in rows:
         lowered = row.final_batch_size is not None and row.final_batch_size != row.batch_size
         marker = "*" if row.fallbacks or lowered else ""
-        cells.append([f"{row.batch_size}{marker}", format_seconds(row.seconds),
-                      f"{row.speedup:.2f}x", f"{row.samples_per_s:.2f}",
-                      *([f"{row.pairs_per_s or 0.0:.1f}"] if pairs else []),
-                      format_bytes(row.peak_memory_bytes), format_percent(row.gpu_util_percent)])
+        cell = [f"{row.batch_size}{marker}", format_seconds(row.seconds),
+                f"{row.speedup:.2f}x", f"{row.samples_per_s:.2f}",
+                *([f"{row.pairs_per_s or 0.0:.1f}"] if pairs else []),
+                format_bytes(row.peak_memory_bytes), format_percent(row.gpu_util_percent)]
+        if compile_columns:
+            mode = row.compile if row.requested_compile != "auto" else f"auto: {row.compile}"
+            cell[1:1] = [mode]
+            cell.append(format_seconds(row.compile_seconds) if row.compile == "on" else "-")
+        cells.append(cell)
     headers = list(HEADERS.get(lang, HEADERS["en"]))
     if pairs:
         headers.insert(4, PAIRS_HEADER.get(lang, PAIRS_HEADER["en"]))
+    if compile_columns:
+        compile_name, compile_time = COMPILE_HEADERS.get(lang, COMPILE_HEADERS["en"])
+        headers[1:1] = [compile_name]
+        headers.append(compile_time)
     table = markdown_table(headers, cells)
     notes = [message("bench_oom_note", lang, batch_size=r.batch_size, fallbacks=r.fallbacks,
                      final=r.final_batch_size)
@@ -109,27 +136,30 @@ class _RunFilter:
             self.sink(event)
 
 
-def refuse_existing_bench(out: Path, sizes: list[int]) -> None:
+def refuse_existing_bench(out: Path, sizes: list[int], modes: list[str] | None = None) -> None:
     """A bench directory that already holds results is never measured into again without
     --overwrite: its sub-runs would be 'resumed' with nothing left to generate."""
-    existing = [name for name in (BENCH_JSON, BENCH_MD, *(f"bs_{size}" for size in sizes))
-                if (out / name).exists()]
+    modes = modes or ["off"]
+    runs = [run_dir_name(size, mode, modes) for mode in modes for size in sizes]
+    existing = [name for name in (BENCH_JSON, BENCH_MD, *runs) if (out / name).exists()]
     if existing:
         raise UsageError(f"{out}: holds a bench already ({', '.join(existing[:3])}); choose "
                          "another -o, or pass --overwrite to measure again")
 
 
 def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
-              overwrite: bool = False,
-              cancel: CancelToken | None = None) -> tuple[list[BenchRow], Path]:
-    """Evaluate the data at each size with one loaded model; write bench.json and bench.md."""
+              overwrite: bool = False, cancel: CancelToken | None = None,
+              compile_modes: list[str] | None = None) -> tuple[list[BenchRow], Path]:
+    """Evaluate the data at each size (for each compile setting: ``compile_modes``, by
+    default the config's) with one loaded model; write bench.json and bench.md."""
     cancel = cancel or CancelToken()
     lang = config.lang or default_language()
     log = RunLog(sink, lang)
     config = settle_config(config, log)
+    modes = compile_modes or [config.compile]
     out = Path(config.output_dir or default_bench_dir())
     if not overwrite:
-        refuse_existing_bench(out, sizes)
+        refuse_existing_bench(out, sizes, modes)
     backend = open_backend(config, log)
     dataset = read_dataset(config, log)
     task = make_task(config, backend, dataset)
@@ -137,35 +167,33 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
     task.check(dataset.samples, log)
     prepare_run_dir(out)
     load_weights(backend, config, log)
-    sizes_text = ", ".join(map(str, sizes))
+    listed = ", ".join(map(str, sizes))
+    if len(modes) > 1:
+        listed += f" × compile {', '.join(modes)}"
     if config.task == "choice":
-        log("INFO", "bench_started_choice", n=len(dataset.samples), sizes=sizes_text, out=out,
+        log("INFO", "bench_started_choice", n=len(dataset.samples), sizes=listed, out=out,
             pairs=len(task.plan(dataset.samples)))
     else:
-        log("INFO", "bench_started", n=len(dataset.samples), sizes=sizes_text,
+        log("INFO", "bench_started", n=len(dataset.samples), sizes=listed,
             max_tokens=config.max_tokens, out=out)
     # One-time costs of the first call must not count against the first size.
     task.warm_up(dataset.samples[0])
     rows: list[BenchRow] = []
-    for size in sizes:
-        if cancel.cancelled:
-            break
-        run_config = replace(config, batch_size=size, output_dir=str(out / f"bs_{size}"))
-        free_memory()  # the allocator's cache from the previous size would inflate this peak
-        with ResourceMeter(backend.device) as meter:
-            metrics = Evaluation(run_config, _RunFilter(sink), cancel, backend=backend,
-                                 overwrite=overwrite).run()
-        if metrics.partial:  # cancelled: a half-measured size is no figure
-            break
-        rows.append(BenchRow(
-            batch_size=size, seconds=metrics.generation_seconds, speedup=1.0,
-            samples_per_s=metrics.samples_per_s, tokens_per_s=metrics.tokens_per_s,
-            peak_memory_bytes=meter.peak_memory_bytes, gpu_util_percent=meter.gpu_util_percent,
-            fallbacks=metrics.fallback_count, final_batch_size=int(metrics.final_batch_size),
-            pairs_per_s=metrics.pairs_per_s if metrics.task == "choice" else None))
-        log("INFO", "bench_row", batch_size=size, time=format_seconds(rows[-1].seconds),
-            rate=rows[-1].samples_per_s, peak=format_bytes(meter.peak_memory_bytes),
-            util=format_percent(meter.gpu_util_percent))
+    for mode in modes:
+        for size in sizes:
+            if cancel.cancelled:
+                break
+            row = _bench_one(backend, replace(config, batch_size=size, compile=mode,
+                                              output_dir=str(out / run_dir_name(size, mode,
+                                                                                modes))),
+                             sink, cancel, overwrite)
+            if row is None:  # cancelled: a half-measured size is no figure
+                break
+            rows.append(row)
+            label = str(size) if len(modes) == 1 else f"{size} (compile {row.compile})"
+            log("INFO", "bench_row", batch_size=label, time=format_seconds(row.seconds),
+                rate=row.samples_per_s, peak=format_bytes(row.peak_memory_bytes),
+                util=format_percent(row.gpu_util_percent))
     rows = with_speedups(rows)
     # a choice task generates nothing: its task takes max_tokens' place
     unit = ({"task": config.task} if config.task == "choice"
@@ -173,6 +201,30 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
     context = {"model": config.model, "data": str(dataset.path), "samples": len(dataset.samples),
                **unit, "device": backend.device,
                "device_name": device_description(backend.device), "dtype": backend.dtype_name}
+    if len(modes) > 1:
+        context["compile"] = ",".join(modes)
     write_json_atomic(out / BENCH_JSON, {"rows": [r.to_dict() for r in rows], **context})
     (out / BENCH_MD).write_text(bench_markdown(rows, context, lang), encoding="utf-8")
     return rows, out
+
+
+def _bench_one(backend: HFBackend, config: EvalConfig, sink: EventSink, cancel: CancelToken,
+               overwrite: bool) -> BenchRow | None:
+    """One size at one compile setting; None when cancelled."""
+    free_memory()  # the allocator's cache from the previous size would inflate this peak
+    spans_before = len(backend.compile_spans)
+    with ResourceMeter(backend.device) as meter:
+        metrics = Evaluation(config, _RunFilter(sink), cancel, backend=backend,
+                             overwrite=overwrite).run()
+    if metrics.partial:
+        return None
+    # the GPU idles while the CPU compiles: its utilisation is read outside compilation
+    util = meter.gpu_util_percent_outside(backend.compile_spans[spans_before:])
+    return BenchRow(
+        batch_size=int(config.batch_size), seconds=metrics.generation_seconds, speedup=1.0,
+        samples_per_s=metrics.samples_per_s, tokens_per_s=metrics.tokens_per_s,
+        peak_memory_bytes=meter.peak_memory_bytes, gpu_util_percent=util,
+        fallbacks=metrics.fallback_count, final_batch_size=int(metrics.final_batch_size),
+        compile="on" if metrics.compiled else "off", compile_seconds=metrics.compile_seconds,
+        requested_compile=config.compile,
+        pairs_per_s=metrics.pairs_per_s if metrics.task == "choice" else None)

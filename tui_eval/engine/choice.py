@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import ChoiceDataset, ChoiceSample
 from tui_eval.errors import DataError
@@ -63,6 +64,8 @@ class ChoiceTask:
     choice that cannot be scored stops the run as bad input before anything is written."""
 
     name = "choice"
+    compiled = False  # scoring runs the model's forward eagerly: nothing to compile
+    compile_seconds = 0.0
 
     def __init__(self, config: EvalConfig, backend: HFBackend, dataset: ChoiceDataset) -> None:
         self.config = config
@@ -115,6 +118,16 @@ class ChoiceTask:
         """Probes forward passes over the longest pairs."""
         longest = sorted(items, key=self._input_length, reverse=True)
         return PairScoringTuner(self._scorer(), longest, **options)
+
+    def start(self, items: list[Pair], batch_size: int, log: LogFn) -> None:
+        """Nothing to set up: every batch is one forward pass."""
+
+    def after_first_batch(self, seconds: float, batch_size: int, items_left: list[Pair],
+                          log: LogFn, cancel: CancelToken) -> None:
+        """Nothing to decide."""
+
+    def finish(self) -> None:
+        """Nothing to undo."""
 
     def _scorer(self) -> ChoiceScorer:
         """The scorer over the loaded weights (the encoder has none)."""

@@ -41,9 +41,11 @@ from tui_eval.i18n import default_language
 from tui_eval.model.backend import HFBackend
 from tui_eval.model.oom_policies import make_oom_policy
 from tui_eval.results import (
+    TUNE_FILE,
     PredictionRow,
     PredictionWriter,
     RunMetrics,
+    TuneResult,
     build_run_metrics,
     default_run_dir,
     holds_run,
@@ -56,6 +58,9 @@ class Evaluation:
 
     ``cancel`` is checked between batches: a cancelled run keeps every finished batch and
     writes metrics marked ``partial``.
+
+    Compiling (a generation task's ``compile``) is a one-off cost apart from the run's
+    time: the rates leave ``compile_seconds`` out.
     """
 
     def __init__(self, config: EvalConfig, sink: EventSink,
@@ -78,6 +83,17 @@ class Evaluation:
         self.cancel = cancel or CancelToken()
         self.run_dir: Path | None = None
         self.started = time.perf_counter()
+        self.task: RunTask | None = None  # set once the data is read
+
+    @property
+    def compile_seconds(self) -> float:
+        """This try's compiling so far (not in the generation time)."""
+        return self.task.compile_seconds if self.task is not None else 0.0
+
+    @property
+    def compiled(self) -> bool:
+        """Whether any batch ran on the compiled static-cache path."""
+        return self.task.compiled if self.task is not None else False
 
     def log(self, level: str, key: str, **values: object) -> None:
         RunLog(self.sink, self.lang)(level, key, **values)
@@ -97,7 +113,8 @@ class Evaluation:
         config = self.config = settle_config(self.requested, self.log)
         backend = self.backend or open_backend(config, self.log)
         dataset = read_dataset(config, self.log)
-        task = make_task(config, backend, dataset)  # a choice task checks its pairs here
+        # a choice task checks its pairs here
+        task = self.task = make_task(config, backend, dataset)
         self.skipped_lines = len(dataset.skipped)
         self.run_dir = prepare_run_dir(Path(config.output_dir or default_run_dir()))
         self._plan_resume(config, dataset)
@@ -147,7 +164,7 @@ class Evaluation:
         assert self.run_dir is not None
         samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
         items = task.plan(samples)
-        batch_size = self._batch_size(task, items, backend.device)
+        batch_size = self._batch_size(task, items, backend)
         policy = make_oom_policy(config.oom_policy, task.work(), self.sink, self.lang,
                                  batch_size)
         writer = PredictionWriter(self.run_dir)
@@ -157,6 +174,7 @@ class Evaluation:
                              device=backend.device, dtype=backend.dtype_name, pid=os.getpid()))
         key, values = task.started_line(total, batch_size)
         self.log("INFO", key, **values)
+        task.start(items, batch_size, self.log)
         rows: list[PredictionRow] = []
         errors = tokens = 0
         generation_started = time.perf_counter()
@@ -165,9 +183,15 @@ class Evaluation:
             while position < len(items):
                 if self.cancel.cancelled:
                     break
+                first = position == 0
                 batch = items[position:position + policy.batch_size]
                 position += len(batch)
+                batch_started = time.perf_counter()
                 results = policy.run_batch(batch)
+                if first:
+                    task.after_first_batch(time.perf_counter() - batch_started,
+                                           policy.batch_size, items[position:], self.log,
+                                           self.cancel)
                 tokens += task.tokens(results)
                 new_rows = task.rows(results)
                 if not new_rows:  # pairs of a sample that the next batch finishes
@@ -175,7 +199,7 @@ class Evaluation:
                 writer.write_batch(new_rows)
                 rows.extend(new_rows)
                 errors += sum(1 for row in new_rows if row.error is not None)
-                elapsed = time.perf_counter() - generation_started
+                elapsed = time.perf_counter() - generation_started - task.compile_seconds
                 rate = len(rows) / elapsed if elapsed > 0 else 0.0
                 self.sink(Progress(
                     done=len(rows), total=total, samples_per_s=rate,
@@ -184,7 +208,9 @@ class Evaluation:
                     batch_size=policy.batch_size, fallbacks=policy.fallbacks, errors=errors))
         finally:
             writer.close()
-        generation_seconds = time.perf_counter() - generation_started
+            task.finish()
+        generation_seconds = max(0.0, time.perf_counter() - generation_started
+                                 - task.compile_seconds)
         # Rows kept from earlier tries count like rows made now; rates stay this try's.
         all_rows = self.resumed.rows + rows
         metrics = build_run_metrics(
@@ -193,7 +219,8 @@ class Evaluation:
             batch_size=batch_size, final_batch_size=policy.batch_size,
             tune_seconds=self.tune_seconds, fallback_count=policy.fallbacks,
             wall_seconds=time.perf_counter() - self.started,
-            generation_seconds=generation_seconds, generated=len(rows),
+            generation_seconds=generation_seconds, compiled=task.compiled,
+            compile_seconds=task.compile_seconds, generated=len(rows),
             generated_tokens=tokens, device=backend.device, dtype=backend.dtype_name,
             model=str(config.model), extract=config.extract, task=task.name)
         if not metrics.partial:
@@ -211,14 +238,25 @@ class Evaluation:
         self.sink(RunFinished(metrics=metrics))
         return metrics
 
-    def _batch_size(self, task: RunTask, items: list[Any], device: str) -> int:
+    def _batch_size(self, task: RunTask, items: list[Any], backend: HFBackend) -> int:
         """The configured size, or with batch_size = "auto" the size tuned on the run's
-        longest items (tune.json)."""
+        longest items (tune.json): a resumed run keeps the size its tune.json chose, unless
+        retune is set."""
         if self.config.batch_size != "auto":
             return int(self.config.batch_size)
         if not items:
             return 1
-        result = tune_batch_size(task, items, self.config, device, self.sink,
+        assert self.run_dir is not None
+        if self.resumed.done and not self.config.retune and (self.run_dir / TUNE_FILE).exists():
+            try:
+                earlier = TuneResult.read(self.run_dir)
+            except (UsageError, TypeError):
+                earlier = None
+            if earlier is not None and earlier.chosen_batch_size >= 1:
+                self.log("INFO", "tune_from_run_dir", batch_size=earlier.chosen_batch_size)
+                self.tune_seconds = 0.0
+                return earlier.chosen_batch_size
+        result = tune_batch_size(task, items, self.config, backend, self.sink,
                                  self.lang, self.run_dir, cancel=self.cancel)
         self.tune_seconds = result.seconds
         return result.chosen_batch_size

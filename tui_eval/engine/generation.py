@@ -1,18 +1,33 @@
 """A generation task: each sample's prompt, rendered, generated for in batches sorted by
-length, and the prediction scored against its references with the config's metrics."""
+length, and the prediction scored against its references with the config's metrics.
+
+``compile``: "on" runs every batch on the compiled static-cache path, at one shape reserved
+for the run (a smaller one after an OOM); "auto" does so on CUDA from the second batch when
+the first batch's time says compiling pays (engine.compile_choice)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import Sample
+from tui_eval.device.memcap import usable_memory
+from tui_eval.engine.compile_choice import (
+    COMPILE_SECONDS,
+    DECIDE_AFTER_FIRST_BATCH,
+    decide,
+    starting_mode,
+)
 from tui_eval.engine.context_length import fit_prompts
 from tui_eval.i18n import LogFn
 from tui_eval.metrics import score_prediction
 from tui_eval.model.backend import Generation, HFBackend
 from tui_eval.model.batching import longest_first
 from tui_eval.model.oom_policies import GenerationWork, Outcome
+from tui_eval.model.probe import kv_cache_bytes_per_token
+from tui_eval.model.static_shapes import StaticShape
 from tui_eval.model.tuner import BatchSizeTuner
 from tui_eval.results import PredictionRow
 
@@ -30,6 +45,12 @@ class GenerationTask:
         self._rendered: dict[int, str] = {}  # sample index → the text the model sees
         self._lengths: dict[int, int] = {}  # sample index → its prompt's tokens, as fed
         self.truncated: set[int] = set()  # samples whose prompts were cut to fit
+        # "on", "off", or "auto": eager for the first batch, then decide
+        self.compile_mode = starting_mode(config.compile, backend.device)
+        # the path the first batch takes, which the batch-size probes take too
+        self.compiled = backend.compile = self.compile_mode == "on"
+        self.compile_seconds = 0.0  # this try's compiling, apart from generation time
+        self._shapes_announced = 0
 
     def check(self, samples: list[Sample], log: LogFn) -> None:
         """Every prompt must fit the model's context with max_tokens, or be cut to fit
@@ -50,19 +71,81 @@ class GenerationTask:
         return "run_started", {"n": total, "batch_size": batch_size,
                                "max_tokens": self.config.max_tokens}
 
+    def prompt_tokens(self, items: list[Sample]) -> list[int]:
+        """The prompts' token counts as fed, in the order of ``items``."""
+        if any(s.index not in self._lengths for s in items):
+            self.check(items, lambda *args, **values: None)
+        return [self._lengths[s.index] for s in items]
+
     def tuner(self, items: list[Sample], **options: Any) -> BatchSizeTuner:
-        """Probes real generation on the longest prompts (``items`` as ``plan`` ordered them)."""
-        return BatchSizeTuner(self.backend, [self._rendered[s.index] for s in items],
-                              max_tokens=self.config.max_tokens, **options)
+        """Probes real generation on the longest prompts (``items`` as ``plan`` ordered them),
+        on the path the run starts on: the static cache with compile on, else eagerly with
+        the dynamic cache, whose growth the model's config predicts."""
+        backend = self.backend
+        capacity = options.get("memory_capacity")
+        extra: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens(items), "static_cache": backend.compile,
+            "usable_memory": lambda: usable_memory(backend.device, capacity)}
+        if backend.model is not None:
+            extra["kv_bytes_per_token"] = kv_cache_bytes_per_token(backend.model.config,
+                                                                   backend.dtype.itemsize)
+        return BatchSizeTuner(backend, [self._rendered[s.index] for s in items],
+                              max_tokens=self.config.max_tokens, **{**extra, **options})
+
+    def start(self, items: list[Sample], batch_size: int, log: LogFn) -> None:
+        """Before the first batch: with compile on, one static shape reserved for the whole
+        run from the first batch; each new shape is announced as it is compiled."""
+        backend = self.backend
+        backend.compile = self.compiled
+        self._shapes_announced = 0
+        backend.on_new_shape = lambda shape: self._announce_shape(shape, log)
+        if backend.compile and items:
+            backend.reserve_shape(min(batch_size, len(items)), self._lengths[items[0].index],
+                                  self.config.max_tokens)
+
+    def after_first_batch(self, seconds: float, batch_size: int, items_left: list[Sample],
+                          log: LogFn, cancel: CancelToken) -> None:
+        """compile = "auto" on CUDA, after the eager first batch: turn the compiled path on
+        for the batches left when it pays (engine.compile_choice)."""
+        if self.compile_mode != DECIDE_AFTER_FIRST_BATCH or not items_left \
+                or cancel.cancelled:
+            return
+        batches_left = math.ceil(len(items_left) / batch_size)
+        decision = decide(seconds, batches_left)
+        log("INFO", "compile_auto_on" if decision.on else "compile_auto_off",
+            first=seconds, batches=batches_left, left=decision.eager_seconds_left,
+            saving=decision.seconds_saved, compile=COMPILE_SECONDS)
+        if decision.on:
+            self.backend.compile = self.compiled = True
+            self.backend.reserve_shape(min(batch_size, len(items_left)),
+                                       self._lengths[items_left[0].index],
+                                       self.config.max_tokens)
+
+    def finish(self) -> None:
+        """After the last batch, or a stop."""
+        self.backend.on_new_shape = None
+
+    def _announce_shape(self, shape: StaticShape, log: LogFn) -> None:
+        """Before a call on a new static shape: the first of the run, or one after an OOM
+        (the reserved shape covers every other batch)."""
+        first = self._shapes_announced == 0
+        self._shapes_announced += 1
+        if self.backend.compiles:
+            key = "compile_shape" if first else "compile_shape_again"
+        else:
+            key = "static_shape" if first else "static_shape_again"
+        log("INFO", key, shape=shape.describe())
 
     def work(self) -> GenerationWork:
         config, backend, rendered = self.config, self.backend, self._rendered
 
         def generate(batch: list[Sample]) -> Generation:
-            return backend.generate(
+            generation = backend.generate(
                 [rendered[s.index] for s in batch], max_new_tokens=config.max_tokens,
                 do_sample=config.do_sample, temperature=config.temperature,
                 top_p=config.top_p, stop=config.stop)
+            self.compile_seconds += generation.compile_seconds
+            return generation
 
         if config.do_sample:
             import torch  # only sampling needs the seed; greedy runs never touch it
@@ -71,9 +154,11 @@ class GenerationTask:
         return GenerationWork(generate)
 
     def warm_up(self, sample: Sample) -> None:
-        """One short call, so that one-time costs do not count against a measurement."""
-        self.backend.generate([self.backend.render(sample.prompt)],
-                              max_new_tokens=min(self.config.max_tokens, WARM_UP_TOKENS))
+        """One short eager call, so that one-time costs do not count against a measurement
+        (compiling is the compiled path's own cost, reported apart)."""
+        with self.backend.eager():
+            self.backend.generate([self.backend.render(sample.prompt)],
+                                  max_new_tokens=min(self.config.max_tokens, WARM_UP_TOKENS))
 
     def rows(self, outcomes: list[Outcome]) -> list[PredictionRow]:
         return [self._row(outcome) for outcome in outcomes]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import ChoiceDataset, Dataset
 from tui_eval.engine.choice import ChoiceTask
@@ -20,6 +21,8 @@ from tui_eval.results import PredictionRow
 
 class RunTask(Protocol):
     name: str  # the config's task: "generate" or "choice"
+    compiled: bool  # whether any batch ran on the compiled static-cache path
+    compile_seconds: float  # this try's compiling so far, apart from the work's time
 
     def check(self, samples: list[Any], log: LogFn) -> None:
         """Refuse, before anything is written or loaded, what this task cannot run
@@ -33,6 +36,18 @@ class RunTask(Protocol):
 
     def tuner(self, items: list[Any], **options: Any) -> BatchSizeTuner:
         """A batch-size tuner over the units ``plan`` gave."""
+
+    def start(self, items: list[Any], batch_size: int, log: LogFn) -> None:
+        """Before the first batch of ``items`` (``plan``'s units) at ``batch_size``: set up
+        the path the batches run on (generation: the compiled static shape)."""
+
+    def after_first_batch(self, seconds: float, batch_size: int, items_left: list[Any],
+                          log: LogFn, cancel: CancelToken) -> None:
+        """After the first batch, which took ``seconds``: decide what the batches left run
+        on (generation: compile = "auto")."""
+
+    def finish(self) -> None:
+        """After the last batch, or a stop: undo what ``start`` set up."""
 
     def work(self) -> BatchWork[Any, Any]:
         """How a batch runs, once the weights are loaded."""

@@ -1,17 +1,21 @@
 """Tuning the batch size for a run's config: ``-b auto`` inside a run, ``tui-eval tune`` and
 the app's auto-tune all come here; the search itself is tui_eval.model.tuner, over the
-task's batch unit (samples generated, or pairs scored)."""
+task's batch unit (samples generated, or pairs scored). A generation task's repeat with the
+same key is answered from the user's tune cache (tui_eval.engine.tune_cache)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.device.memcap import memory_capacity
+from tui_eval.engine.generation import GenerationTask
 from tui_eval.engine.preparation import (
+    device_description,
     load_weights,
     open_backend,
     read_dataset,
@@ -19,23 +23,66 @@ from tui_eval.engine.preparation import (
     settle_config,
 )
 from tui_eval.engine.tasks import RunTask, make_task
-from tui_eval.events import EventSink, FanOut, RunLog
+from tui_eval.engine.tune_cache import TuneKey, cache_path, lookup, store
+from tui_eval.events import EventSink, FanOut, RunLog, TuneFinished
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
+from tui_eval.model.backend import HFBackend
+from tui_eval.model.static_shapes import prompt_bucket
 from tui_eval.results import TuneResult, prepare_run_dir
 
 
-def tune_batch_size(task: RunTask, items: list[Any], config: EvalConfig, device: str,
+def tune_key(config: EvalConfig, backend: HFBackend, longest_prompt_tokens: int,
+             capacity: int | None) -> TuneKey:
+    import torch
+
+    model = Path(backend.model_path)
+    return TuneKey(
+        model=str(model.resolve()) if model.exists() else backend.model_path,
+        device_name=device_description(backend.device), dtype=backend.dtype_name,
+        compile="on" if backend.compile else "off", max_tokens=config.max_tokens,
+        prompt_bucket=prompt_bucket(longest_prompt_tokens),
+        max_batch_size=config.max_batch_size, tune_mode=config.tune_mode,
+        memory_headroom=config.memory_headroom, memory_capacity_bytes=capacity,
+        simulate_oom_above=config.simulate_oom_above,
+        threads=torch.get_num_threads() if backend.device == "cpu" else None)
+
+
+def tune_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend: HFBackend,
                     sink: EventSink, lang: str, run_dir: Path | None = None,
                     cancel: CancelToken | None = None) -> TuneResult:
     """Tune the task's batch unit over ``items`` (as its ``plan`` ordered them) for a run's
-    config, and write tune.json to its results directory."""
-    tuner = task.tuner(
-        items, mode=config.tune_mode, max_batch_size=config.max_batch_size,
-        memory_headroom=config.memory_headroom,
-        memory_capacity=memory_capacity(config.max_memory, device), sink=sink, lang=lang,
-        cancel=cancel)
-    result = tuner.run()
+    config, and write tune.json to its results directory. A generation task probes the
+    path its run starts on (the static cache when ``backend.compile`` is on); its prompts'
+    lengths and the probes estimate the run, a tenth of which is the budget; a result for
+    the same key is taken from the tune cache unless ``retune`` is set."""
+    log = RunLog(sink, lang)
+    started = time.perf_counter()
+    capacity = memory_capacity(config.max_memory, backend.device)
+    options: dict[str, Any] = {
+        "mode": config.tune_mode, "max_batch_size": config.max_batch_size,
+        "memory_headroom": config.memory_headroom, "memory_capacity": capacity,
+        "sink": sink, "lang": lang, "cancel": cancel}
+    if not isinstance(task, GenerationTask):  # the cache's key is about prompts and tokens
+        result = task.tuner(items, **options).run()
+    else:
+        key = tune_key(config, backend, max(task.prompt_tokens(items), default=1), capacity)
+        cached = None if config.retune else lookup(key, len(items))
+        if cached is not None:
+            ceiling = max(1, min(config.max_batch_size, len(items)))
+            chosen = min(cached.result.chosen_batch_size, ceiling)
+            result = replace(cached.result, chosen_batch_size=chosen, from_cache=True,
+                             seconds=time.perf_counter() - started)
+            log("INFO", "tune_from_cache", batch_size=chosen, path=cache_path(),
+                when=time.strftime("%Y-%m-%d %H:%M", time.localtime(cached.saved_at)))
+            sink(TuneFinished(chosen_batch_size=chosen, mode=result.mode,
+                              probes=list(result.probes), from_cache=True))
+        else:
+            result = task.tuner(items, **options).run()
+            try:
+                store(key, result)
+            except OSError as exc:
+                log("WARNING", "tune_cache_unwritable", path=cache_path(), error=exc.strerror)
     if run_dir is not None:
         result.write(run_dir)
     return result
@@ -64,8 +111,8 @@ def run_tuning(config: EvalConfig, sink: EventSink,
         load_weights(backend, config, log)
         run_description(config, backend).write(run_dir)
         items = task.plan(dataset.samples)
-        result = tune_batch_size(task, items, config, backend.device, events, lang, run_dir,
-                                 cancel)
+        backend.compile = config.compile == "on"  # probe the path the run would take first
+        result = tune_batch_size(task, items, config, backend, events, lang, run_dir, cancel)
         return result, run_dir
     finally:
         recorder.close()

@@ -87,6 +87,7 @@ class TuneFinished(Event):
     chosen_batch_size: int
     mode: str
     probes: list[TuneProbe]
+    from_cache: bool = False  # the user's tune cache answered: nothing was probed now
 
 
 @dataclass

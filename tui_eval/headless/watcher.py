@@ -40,6 +40,8 @@ def started_line(event: RunStarted, live: Liveness) -> str:
 
 
 def tune_line(event: TuneFinished) -> str:
+    if event.from_cache:
+        return f"auto-tune ({event.mode}): batch size {event.chosen_batch_size} from the cache"
     return (f"auto-tune ({event.mode}): chose batch size {event.chosen_batch_size} after "
             f"{len(event.probes)} probes")
 

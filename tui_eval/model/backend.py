@@ -142,6 +142,9 @@ class HFBackend:
         self.compile_decode = compile_decode
         self.shapes = ShapePlanner()
         self.compile_seconds = 0.0  # all calls so far; the engine reports its run's share
+        # (start, end) perf_counter times of each compilation: a meter leaves them out of
+        # the GPU's utilisation, which is near zero while the CPU compiles
+        self.compile_spans: list[tuple[float, float]] = []
         # Called with the shape just before a call compiles it, so that the engine can log
         # "compiling for shape …" (at the first batch, and again after an OOM lowers it).
         self.on_new_shape: Callable[[StaticShape], None] | None = None
@@ -293,6 +296,19 @@ class HFBackend:
         finally:
             self.compile = saved
 
+    @contextlib.contextmanager
+    def probing(self) -> Iterator[None]:
+        """For the batch-size probes on the static path: each size is a new shape, so they
+        run with the static cache (allocated whole by the prefill: the true peak memory)
+        but without torch.compile, and with a planner of their own, so that the run's
+        shapes, and what has really been compiled, stay as they were."""
+        saved = self.shapes, self.compile_decode, self.on_new_shape
+        self.shapes, self.compile_decode, self.on_new_shape = ShapePlanner(), False, None
+        try:
+            yield
+        finally:
+            self.shapes, self.compile_decode, self.on_new_shape = saved
+
     def _model_cache_tokens(self) -> int:
         # transformers sizes each static cache to at least the longest it made for this
         # model (to avoid recompiling), so the planner must know that length too
@@ -356,6 +372,7 @@ class HFBackend:
                 # would size it differently: the whole first call counts as compiling
                 self._synchronize()
                 compile_seconds = time.perf_counter() - started
+                self.compile_spans.append((started, started + compile_seconds))
         except BaseException:
             self.shapes.failed(shape)
             raise
@@ -373,14 +390,16 @@ class HFBackend:
         # greedy and without stop strings: the compiled step is the model's forward alone,
         # and a sampled warm-up would consume the run's seeded random numbers
         warm = {key: value for key, value in options.items()
-                if key not in ("stop_strings", "tokenizer")}
+                if key not in ("stop_strings", "tokenizer", "stopping_criteria")}
         warm.update(max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
                     temperature=None, top_p=None, top_k=None)
         started = time.perf_counter()
         with torch.inference_mode():
             self.model.generate(**encoded, **warm, **static)
         self._synchronize()
-        return time.perf_counter() - started
+        ended = time.perf_counter()
+        self.compile_spans.append((started, ended))
+        return ended - started
 
     def _synchronize(self) -> None:
         if self.device.startswith("cuda"):
@@ -392,9 +411,12 @@ class HFBackend:
 
     def generate(self, texts: list[str], *, max_new_tokens: int, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, stop: list[str] | None = None,
-                 force_length: bool = False) -> Generation:
+                 force_length: bool = False,
+                 on_step: Callable[[], bool] | None = None) -> Generation:
         """Generate for rendered prompts. ``force_length`` disables early stopping, so every
         row produces ``max_new_tokens`` (the batch-size probes need the worst case).
+        ``on_step`` is called as each new token is chosen; when it returns True generation
+        ends there (the probes time a few decode steps of a full-length call this way).
 
         With compile on, the batch runs at its static shape (see ``shape_for``): greedy
         results equal the eager path's; under sampling the dummy rows draw random numbers
@@ -415,6 +437,8 @@ class HFBackend:
             options["min_new_tokens"] = max_new_tokens
         elif stop:
             options.update(stop_strings=stop, tokenizer=tok)
+        if on_step is not None:
+            options["stopping_criteria"] = step_callback_criteria(on_step)
         shape: StaticShape | None = None
         compile_seconds = 0.0
         if self.compile and texts:
@@ -442,6 +466,21 @@ class HFBackend:
         if eos is None:
             return []
         return list(eos) if isinstance(eos, (list, tuple)) else [eos]
+
+
+def step_callback_criteria(on_step: Callable[[], bool]) -> Any:
+    """``on_step`` as a transformers stopping criterion: called once per new token, its
+    answer applies to every row."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StepCallback(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            import torch
+
+            return torch.full((input_ids.shape[0],), bool(on_step()), dtype=torch.bool,
+                              device=input_ids.device)
+
+    return StoppingCriteriaList([StepCallback()])
 
 
 @functools.cache

@@ -1,0 +1,47 @@
+"""When ``compile = "auto"`` turns the compiled static-cache path on.
+
+Compiling the decode step for a shape costs about ``COMPILE_SECONDS`` (32-51 s measured on an
+H200 for a 0.5 B Llama in bf16) and then makes each decode step about ``COMPILED_SPEEDUP``
+times faster (measured there: 11.7x at batch size 64, 6.2x at 256; the lower figure is
+used). So it pays when the eager generation still ahead is longer than
+COMPILE_SECONDS / (1 - 1/COMPILED_SPEEDUP), about 48 s.
+
+``auto`` is off on CPU and MPS (no kernel-launch overhead to save on a CPU; torch's compiler
+is not trusted with a run on MPS). On CUDA the run's first batch runs eagerly (its results
+are kept like any other's); every batch left is taken to cost what it did (the first has
+the longest prompts, so this leans to the high side), and the path is chosen from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tui_eval.model.backend import resolve_compile
+
+COMPILE_SECONDS = 40.0
+COMPILED_SPEEDUP = 6.0
+DECIDE_AFTER_FIRST_BATCH = "auto"
+
+
+def starting_mode(requested: str, device: str) -> str:
+    """"on" or "off" from the start, or "auto": eager for the first batch, then decide."""
+    if requested in ("on", "off"):
+        return requested
+    return DECIDE_AFTER_FIRST_BATCH if resolve_compile("auto", device) else "off"
+
+
+@dataclass
+class CompileDecision:
+    on: bool
+    eager_seconds_left: float
+    seconds_saved: float
+
+
+def decide(first_batch_seconds: float, batches_left: int,
+           compile_seconds: float = COMPILE_SECONDS,
+           speedup: float = COMPILED_SPEEDUP) -> CompileDecision:
+    """Compile when the time it would save on the batches left exceeds what it costs."""
+    eager_left = max(0, batches_left) * first_batch_seconds
+    saved = eager_left * (1 - 1 / speedup)
+    return CompileDecision(on=saved > compile_seconds, eager_seconds_left=eager_left,
+                           seconds_saved=saved)
