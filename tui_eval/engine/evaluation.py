@@ -30,6 +30,7 @@ from tui_eval.events import (
     RunFinished,
     RunLog,
     RunStarted,
+    TryStarted,
 )
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
@@ -47,6 +48,9 @@ from tui_eval.results import (
     prepare_run_dir,
 )
 
+# Below this many prompts tokenising is quick enough not to mention.
+TOKENISING_NOTICE_FROM = 10_000
+
 
 class Evaluation:
     """One evaluation run. ``run()`` returns the metrics written to metrics.json.
@@ -57,9 +61,13 @@ class Evaluation:
 
     def __init__(self, config: EvalConfig, sink: EventSink,
                  cancel: CancelToken | None = None, *, resume: bool = False,
-                 overwrite: bool = False, backend: HFBackend | None = None) -> None:
+                 overwrite: bool = False, backend: HFBackend | None = None,
+                 front_end: str = "cli") -> None:
         # backend: an already loaded model to reuse (bench runs one model at many sizes)
         self.backend = backend
+        # front_end: "cli" or "app"; the log's hints name what that front end can do
+        # (the app has no --overwrite flag)
+        self.front_end = front_end
         self.tune_seconds: float | None = None  # set when batch_size = "auto"
         self.skipped_lines = 0
         # resume: the output dir must hold a run to continue (one of the same config is
@@ -100,7 +108,10 @@ class Evaluation:
         finished = self._already_complete(dataset)
         if finished is not None:
             return finished
-        self.recorder.open(self.run_dir)
+        self.recorder.open(self.run_dir)  # writes the lines logged so far first
+        # a watcher forgets the last try's ending here, and follows this process
+        self.sink(TryStarted(run_dir=str(self.run_dir), pid=os.getpid(),
+                             done_before=self.resumed.done, total=len(dataset.samples)))
         if backend.model is None:
             load_weights(backend, config, self.log)
         run_description(config, backend).write(self.run_dir)
@@ -119,8 +130,11 @@ class Evaluation:
         if self.resumed.torn_bytes:
             self.log("WARNING", "resume_torn", bytes=self.resumed.torn_bytes)
         if had_run and not self.overwrite and self.resumed.done < len(dataset.samples):
-            self.log("INFO", "resume_auto" if self.resumed.automatic else "resume_explicit",
-                     run_dir=self.run_dir, done=self.resumed.done, total=len(dataset.samples))
+            key = "resume_explicit"
+            if self.resumed.automatic:
+                key = "resume_auto_app" if self.front_end == "app" else "resume_auto"
+            self.log("INFO", key, run_dir=self.run_dir, done=self.resumed.done,
+                     total=len(dataset.samples))
 
     def _already_complete(self, dataset: Dataset) -> RunMetrics | None:
         """A run whose every sample is on disk, with its final metrics, is left as it is:
@@ -131,7 +145,8 @@ class Evaluation:
         metrics = RunMetrics.read(self.run_dir)
         if metrics is None or metrics.partial:
             return None
-        self.log("INFO", "already_complete", run_dir=self.run_dir, n=metrics.n)
+        key = "already_complete_app" if self.front_end == "app" else "already_complete"
+        self.log("INFO", key, run_dir=self.run_dir, n=metrics.n)
         self.sink(RunFinished(metrics=metrics))
         return metrics
 
@@ -140,7 +155,7 @@ class Evaluation:
         assert self.run_dir is not None
         samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
         rendered = {s.index: backend.render(s.prompt) for s in samples}
-        lengths = backend.token_counts([rendered[s.index] for s in samples]) if samples else []
+        lengths = self._token_counts(backend, [rendered[s.index] for s in samples])
         ordered = longest_first(samples, lengths)
         batch_size = self._batch_size(backend, [rendered[s.index] for s in ordered])
 
@@ -213,6 +228,17 @@ class Evaluation:
                      rate=metrics.samples_per_s, run_dir=self.run_dir)
         self.sink(RunFinished(metrics=metrics))
         return metrics
+
+    def _token_counts(self, backend: HFBackend, texts: list[str]) -> list[int]:
+        """Every prompt's length in tokens, for sorting; a large dataset says what it is
+        doing, since tokenising it takes seconds."""
+        if len(texts) < TOKENISING_NOTICE_FROM:
+            return backend.token_counts(texts)
+        started = time.perf_counter()
+        self.log("INFO", "tokenising", n=len(texts))
+        lengths = backend.token_counts(texts)
+        self.log("INFO", "tokenised", n=len(texts), seconds=time.perf_counter() - started)
+        return lengths
 
     def _batch_size(self, backend: HFBackend, prompts_longest_first: list[str]) -> int:
         """The configured size, or with batch_size = "auto" the tuned one (tune.json)."""
