@@ -12,5 +12,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("tui_eval.commands.tune", "find the fastest batch size that fits (tune.json)"),
     "bench": ("tui_eval.commands.bench", "evaluate at several batch sizes: the speed table"),
     "watch": ("tui_eval.commands.watch", "follow a run from its results directory"),
+    "compare": ("tui_eval.commands.compare", "two runs of the same samples side by side"),
 }
 DEFAULT_COMMAND = "tui_eval.commands.run"
