@@ -49,7 +49,10 @@ def test_file_overrides_defaults_and_flags_override_file(tmp_path: Path) -> None
         ('chat_template = "yes"\n', r"key 'chat_template' must be true or false"),
         ('metrics = ["exact_match", "bleu"]\n', r"key 'metrics' must be a list of one of .*'bleu'"),
         ('on_bad_line = "ignore"\n', r"key 'on_bad_line' must be one of error, skip"),
-        ("batch_size = \n", r"eval\.toml: invalid TOML: .*line 1"),
+        ("batch_size = \n", r"eval\.toml:1: invalid TOML: Invalid value \(column 14\)$"),
+        ("batch_size = 4\nmax_tokens = = 3\n",
+         r"eval\.toml:2: invalid TOML: Invalid value \(column 14\)$"),
+        ('batch_size = 4\n\nmodel = "x\n', r"eval\.toml:3: invalid TOML: Illegal character"),
     ],
 )
 def test_config_errors_name_file_line_and_key(tmp_path: Path, text: str, pattern: str) -> None:
@@ -58,6 +61,13 @@ def test_config_errors_name_file_line_and_key(tmp_path: Path, text: str, pattern
         load_config_file(path)
     assert re.search(pattern, str(info.value)), str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_config_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "eval.toml"
+    path.write_bytes(b'batch_size = 4\nmodel = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"eval\.toml:2: not UTF-8 text$"):
+        load_config_file(path)
 
 
 def test_flag_errors_name_the_flag() -> None:

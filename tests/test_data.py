@@ -59,6 +59,34 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, content: str, message: str
         load_dataset(path)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("d.jsonl", b'{"prompt": "a", "answer": "b"}\n{"prompt": "caf\xe9", "answer": "b"}\n',
+         r"d\.jsonl:2: not UTF-8 text \(byte 0xe9 in column 16\); save the file as UTF-8$"),
+        ("d.csv", b"prompt,answer\na,b\ncaf\xe9,b\n", r"d\.csv:3: not UTF-8 text \(byte 0xe9 "),
+        ("d.json", b'[{"prompt": "a", "answer": "b"},\n {"prompt": "\xff", "answer": "b"}]',
+         r"d\.json:2: not UTF-8 text \(byte 0xff in column 14\)"),
+    ],
+)
+def test_text_that_is_not_utf8_names_the_line(tmp_path: Path, name: str, content: bytes,
+                                             message: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        load_dataset(path)
+
+
+def test_a_line_that_is_not_utf8_can_be_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"prompt": "a", "answer": "b"}\n{"prompt": "\xe9", "answer": "b"}\n'
+                     b'{"prompt": "c", "answer": "d"}\n')
+    dataset = load_dataset(path, on_bad_line="skip")
+    assert [s.prompt for s in dataset.samples] == ["a", "c"]
+    assert dataset.skipped == [f"{path}:2: not UTF-8 text (byte 0xe9 in column 13); "
+                               "save the file as UTF-8"]
+
+
 def test_template_with_missing_field_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text('{"prompt": "a", "answer": "b"}\n', encoding="utf-8")

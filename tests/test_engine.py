@@ -11,7 +11,7 @@ from conftest import PROMPTS, Collect, build_tiny_model
 
 from tui_eval.config import EvalConfig
 from tui_eval.engine.evaluation import Evaluation
-from tui_eval.events import Event, Fallback, Progress, RunFinished
+from tui_eval.events import Event, Fallback, LogLine, Progress, RunFinished, RunStarted, TryStarted
 from tui_eval.headless.printer import metrics_table, progress_line
 from tui_eval.model.backend import HFBackend, cut_at_stop
 from tui_eval.results import RunMetrics
@@ -166,3 +166,45 @@ def test_the_summary_shows_a_lowered_batch_size() -> None:
     metrics = RunMetrics(metrics={"exact_match": 1.0}, n=12, n_total=12, batch_size=8,
                          final_batch_size=2)
     assert "batch size   8 → 2" in metrics_table(metrics).splitlines()
+
+
+def test_token_counts_match_the_tokenizer_before_and_after_a_padded_call(
+        tiny_model: Path) -> None:
+    backend = HFBackend(str(tiny_model), device="cpu")
+    texts = [question for _, question, _ in PROMPTS]
+    expected = [len(backend.tokenizer(text)["input_ids"]) for text in texts]
+    assert backend.token_counts(texts) == expected
+    backend.tokenizer(texts, padding=True)  # generate's call leaves padding on the Rust side
+    assert backend.tokenizer.backend_tokenizer.padding is not None
+    assert backend.token_counts(texts) == expected
+
+
+def test_a_large_dataset_says_it_is_tokenising(base: EvalConfig, monkeypatch) -> None:
+    from tui_eval.engine import generation
+
+    monkeypatch.setattr(generation, "TOKENISING_NOTICE_FROM", 5)
+    _, _, sink = run(base)
+    logs = sink.logs()
+    tokenising = next(i for i, line in enumerate(logs) if "Tokenising 12 prompts…" in line)
+    tokenised = next(i for i, line in enumerate(logs) if "Tokenised 12 prompts in" in line)
+    evaluating = next(i for i, line in enumerate(logs) if "Evaluating 12 samples" in line)
+    assert tokenising < tokenised < evaluating
+
+
+def test_each_try_is_announced_before_the_model_loads(base: EvalConfig) -> None:
+    import os
+
+    _, _, sink = run(base)
+    kinds = [(type(e).__name__, e.message if isinstance(e, LogLine) else "")
+             for e in sink.events if isinstance(e, (LogLine, TryStarted, RunStarted))]
+    position = kinds.index(("TryStarted", ""))
+    assert any(m.startswith("Loaded 12 samples") for _, m in kinds[:position])
+    assert kinds[position + 1][1].startswith("Loading model")
+    announced = next(e for e in sink.events if isinstance(e, TryStarted))
+    assert announced.pid == os.getpid() and announced.done_before == 0
+    assert announced.total == 12
+    # events.jsonl has it in the same place: the lines logged before it opened come first
+    recorded = [json.loads(line)["event"] for line in
+                Path(base.output_dir or "", "events.jsonl").read_text().splitlines()]
+    assert recorded.index("try_started") < recorded.index("started")
+    assert recorded[:recorded.index("try_started")] == ["log"] * recorded.index("try_started")

@@ -20,7 +20,7 @@ from tui_eval.engine.resume import (
     read_done_rows,
 )
 from tui_eval.errors import UsageError
-from tui_eval.events import Event, LogLine, Progress, RunStarted
+from tui_eval.events import Event, LogLine, Progress, RunStarted, TryStarted
 from tui_eval.results import RunMetrics
 
 
@@ -200,6 +200,21 @@ def test_done_line_after_a_resume_counts_this_try_only(config: EvalConfig) -> No
     done = next(line for line in sink.logs().splitlines() if line.startswith("Done:"))
     assert done.startswith(f"Done: {48 - partial.n} samples in ")
     assert f"{partial.n} kept from earlier tries" in done
+
+
+def test_the_app_is_told_how_it_can_start_over(config: EvalConfig) -> None:
+    partial, _ = run(config, cancel_after=8)
+    metrics, sink = run(config, front_end="app")
+    assert "resuming it" in sink.logs() and "choose another output directory" in sink.logs()
+    assert "--overwrite" not in sink.logs()  # a flag the app does not have
+    again, sink = run(config, front_end="app")
+    assert "already holds a complete run" in sink.logs() and "--overwrite" not in sink.logs()
+    # the new try announced itself with what it kept, before the model loaded
+    _, sink = run(replace(config, output_dir=str(Path(config.output_dir or "") / "other")),
+                  cancel_after=4)
+    resumed, sink = run(replace(config, output_dir=str(Path(config.output_dir or "") / "other")))
+    announced = next(e for e in sink.events if isinstance(e, TryStarted))
+    assert announced.done_before == resumed.n_resumed >= 4 and announced.total == 48
 
 
 def test_a_torn_last_line_is_redone(config: EvalConfig, reference: tuple,

@@ -77,7 +77,7 @@ def test_invalid_toml_is_reported_and_other_files_still_load(tmp_path):
                                           encoding="utf-8")
     loaded = load_theme_dirs([tmp_path, tmp_path / "missing"])
     assert [theme.name for theme in loaded.themes] == ["fine"]
-    assert loaded.problems[0].startswith(f"{tmp_path / 'a-broken.toml'}: invalid TOML")
+    assert loaded.problems[0].startswith(f"{tmp_path / 'a-broken.toml'}:1: invalid TOML")
     # ANSI themes get the two variables Textual's widgets need
     assert "ansi-background" in loaded.themes[0].variables
 

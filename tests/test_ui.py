@@ -66,11 +66,7 @@ def long_jsonl(tmp_path: Path) -> Path:
 async def tap(pilot: Any, key: str) -> None:
     """A key press while the engine is busy. ``pilot.press`` waits for the process to go
     idle (up to a second, twice per key), which it never does during a run."""
-    from textual import events
-
-    event = events.Key(key, key if len(key) == 1 else None)
-    event.set_sender(pilot.app)
-    pilot.app._driver.send_message(event)
+    pilot.app.simulate_key(key)
     await pilot.pause(0.05)
 
 
@@ -470,5 +466,34 @@ def test_every_action_is_in_the_command_palette_and_l_focuses_the_log():
             assert app.focused is not app.log_pane
             await pilot.press("escape", "l")
             assert app.focused is app.log_pane
+
+    run(scenario())
+
+
+def test_the_app_names_its_own_way_to_start_over(tiny_model, qa_jsonl, tmp_path):
+    """The CLI's hint (--overwrite) is a flag the app does not have."""
+    from tui_eval.cancel import CancelToken
+    from tui_eval.engine.evaluation import Evaluation
+
+    out = tmp_path / "run"
+    config = run_config(tiny_model, qa_jsonl, out)
+    stopped = CancelToken()
+    stopped.cancel()  # an earlier try, stopped before its first batch
+    Evaluation(config, lambda event: None, cancel=stopped).run()
+    app = make_app(config)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await tap(pilot, "s")
+            await wait_for(pilot, lambda: app.activity is None
+                           and app.results_pane.metrics is not None)
+            await tap(pilot, "s")  # the run is complete now
+            await wait_for(pilot, lambda: any("already holds a complete run" in line
+                                              for line in app.log_pane.plain_lines()))
+            await wait_for(pilot, lambda: app.activity is None)
+            lines = "\n".join(app.log_pane.plain_lines())
+            assert "resuming it (0/12 samples already done); to start over, choose another " \
+                   "output directory" in lines
+            assert "--overwrite" not in lines
 
     run(scenario())

@@ -6,6 +6,7 @@ no timestamped log lines. Accept a deliberate change with ``pytest --snapshot-up
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +22,9 @@ from tui_eval.device.monitor import (
 )
 from tui_eval.events import LogLine, RunFinished, TuneFinished
 from tui_eval.formatting import GIB
-from tui_eval.results import RunMetrics, TuneProbe
+from tui_eval.results import PredictionRow, RunMetrics, TuneProbe
 from tui_eval.ui.app import EvalApp
+from tui_eval.ui.samples import SamplesScreen
 
 pytestmark = pytest.mark.slow  # Pilot and signal tests: the full suite runs them
 
@@ -102,3 +104,90 @@ def test_results_after_a_run_120x40(snap_compare):
 
 def test_results_after_a_run_160x48(snap_compare):
     assert snap_compare(snapshot_app(), terminal_size=(160, 48), run_before=finished_run)
+
+
+# ── the samples browser ───────────────────────────────────────────────────────────────
+
+def browser_rows() -> list[PredictionRow]:
+    """Forty arithmetic samples, every seventh wrong, one failed, one long answer."""
+    rows = []
+    for index in range(40):
+        a, b = 17 * index % 97, 31 * index % 89
+        reference = str(a + b)
+        prediction: str | None = reference if index % 7 else str(a + b + 1)
+        error = None
+        if index == 12:
+            prediction, error = None, "CUDA out of memory. Tried to allocate 2.00 GiB"
+        if index == 5:
+            prediction = f"The sum of {a} and {b} is {reference}.\nSo the answer is {reference}."
+        right = float(prediction == reference)
+        contains = float(prediction is not None and reference in prediction)
+        rows.append(PredictionRow(
+            index=index, id=f"q{index + 1:03d}", prompt=f"{a}+{b}=", prediction=prediction,
+            reference=reference, new_tokens=4, error=error,
+            scores={"exact_match": right, "contains": contains, "numeric": contains,
+                    "token_f1": right or (0.4 if contains else 0.0)}))
+    return rows
+
+
+@pytest.fixture()
+def browser_run(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # the run's directory is named relative: nothing varies
+    run_dir = Path("run")
+    run_dir.mkdir()
+    (run_dir / "predictions.jsonl").write_text(
+        "".join(row.to_json() + "\n" for row in browser_rows()), encoding="utf-8")
+    return run_dir
+
+
+def open_browser(*keys: str):
+    async def run_before(pilot: Any) -> None:
+        await fill_gauge_history(pilot)
+        await pilot.press("p")
+        while not (isinstance(pilot.app.screen, SamplesScreen)
+                   and pilot.app.screen.table.row_count == 40):
+            await pilot.pause(0.05)
+        for key in keys:
+            await pilot.press(key)
+        await pilot.pause()
+
+    return run_before
+
+
+def browser_app(run_dir: Path) -> EvalApp:
+    app = snapshot_app()
+    app.run_dir = run_dir
+    return app
+
+
+def test_samples_browser_80x24(snap_compare, browser_run):
+    assert snap_compare(browser_app(browser_run), terminal_size=(80, 24),
+                        run_before=open_browser())
+
+
+def test_samples_browser_wrong_only_120x40(snap_compare, browser_run):
+    assert snap_compare(browser_app(browser_run), terminal_size=(120, 40),
+                        run_before=open_browser("w"))
+
+
+def test_one_sample_in_full_80x24(snap_compare, browser_run):
+    assert snap_compare(browser_app(browser_run), terminal_size=(80, 24),
+                        run_before=open_browser("down", "down", "down", "down", "down",
+                                                "enter"))
+
+
+# ── the tune chart ────────────────────────────────────────────────────────────────────
+
+async def tune_chart(pilot: Any) -> None:
+    await fill_gauge_history(pilot)
+    pilot.app.apply_event(TuneFinished(chosen_batch_size=8, mode="power", probes=PROBES))
+    await pilot.press("g")
+    await pilot.pause()
+
+
+def test_tune_chart_80x24(snap_compare):
+    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=tune_chart)
+
+
+def test_tune_chart_120x40(snap_compare):
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=tune_chart)

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.engine.evaluation import Evaluation
-from tui_eval.events import Event, LogLine, Progress, RunFinished, RunStarted
+from tui_eval.events import Event, LogLine, Progress, RunFinished, RunStarted, TryStarted
 from tui_eval.events.follow import EventFollower, RunState, condense, liveness
 from tui_eval.headless.watcher import PlainWatcher
 from tui_eval.results import EVENTS_FILE, RunMetrics, TuneProbe
@@ -163,9 +164,54 @@ def test_plain_watcher_reports_an_interrupted_run_with_the_resume_command(
         tmp_path: Path) -> None:
     (tmp_path / EVENTS_FILE).write_bytes(line(started(1)) + line(finished(4, partial=True)))
     out = io.StringIO()
-    assert PlainWatcher(tmp_path, stream=out).run() == 130
+    began = time.monotonic()
+    assert PlainWatcher(tmp_path, stream=out, interval=0.01, resume_grace=0.3).run() == 130
+    assert time.monotonic() - began >= 0.3  # it gave a resume the time to announce itself
+    assert "interrupted after 4/10 samples; waiting 0.3s for a resumed try…" in out.getvalue()
     assert f"interrupted after 4/10 samples; resume with: tui-eval --no-ui --resume -o " \
            f"{tmp_path}" in out.getvalue()
+
+
+def try_started(pid: int, done_before: int = 4) -> TryStarted:
+    return TryStarted(run_dir="x", pid=pid, done_before=done_before, total=10)
+
+
+def test_a_new_try_forgets_the_old_ending_and_is_followed_by_its_pid(tmp_path: Path) -> None:
+    state = RunState()
+    for event in (started(dead_pid()), finished(4, partial=True)):
+        state.apply(event)
+    assert state.partial and liveness(tmp_path, state).alive is False
+    state.apply(try_started(os.getpid()))
+    assert not state.ended and state.loading and state.tries == 2
+    assert liveness(tmp_path, state).alive is True  # this process, while it loads its model
+    state.apply(started(os.getpid()))
+    assert not state.loading and state.tries == 2  # the same try, now generating
+    state.apply(started(os.getpid()))  # an older version's file: every started is a try
+    assert state.tries == 3
+
+
+def test_plain_watcher_attached_to_an_interrupted_run_follows_its_resume(
+        tmp_path: Path) -> None:
+    path = tmp_path / EVENTS_FILE
+    path.write_bytes(line(started(dead_pid())) + line(finished(4, partial=True)))
+
+    def resume() -> None:
+        time.sleep(0.2)  # the resume is still reading its data when the watcher attaches
+        append(path, line(try_started(os.getpid())) + line(started(os.getpid())))
+        time.sleep(0.05)
+        append(path, line(progress(8)) + line(finished(10)))
+
+    thread = threading.Thread(target=resume)
+    thread.start()
+    out = io.StringIO()
+    code = PlainWatcher(tmp_path, stream=out, interval=0.01, progress_every=0.0,
+                        resume_grace=30).run()
+    thread.join()
+    text = out.getvalue()
+    assert code == 0, text
+    assert "a new try began" in text and "resuming with 4/10 samples already done" in text
+    assert "progress: 8/10 samples" in text
+    assert f"finished: results in {tmp_path}" in text
 
 
 def test_watch_once_prints_where_a_live_run_stands_and_exits(tmp_path: Path) -> None:
@@ -340,3 +386,51 @@ def test_plain_watcher_shows_the_tuned_batch_size(tmp_path: Path) -> None:
     out = io.StringIO()
     assert PlainWatcher(tmp_path, stream=out).run() == 0
     assert "auto-tune (power): chose batch size 8 after 3 probes" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_watch_started_just_before_a_resume_follows_it_to_the_end(
+        tiny_model: Path, tmp_path: Path) -> None:
+    from conftest import headless, long_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "long.jsonl", long_rows())
+    out = tmp_path / "run"
+    config = EvalConfig(model=str(tiny_model), data=str(data), output_dir=str(out),
+                        max_tokens=4, device="cpu", lang="en", batch_size=4)
+    cancel = CancelToken()
+    cancel.cancel()  # stopped before its first batch: an interrupted run, 0 of 48 done
+    assert Evaluation(config, lambda event: None, cancel=cancel).run().partial
+    watcher = headless("watch", "--no-ui", "--grace", "60", "--interval", "0.1", str(out),
+                       cwd=tmp_path)
+    resume = headless("--no-ui", "--resume", "-o", str(out), cwd=tmp_path)
+    assert resume.wait(timeout=300) == 0, resume.stderr.read() if resume.stderr else ""
+    stdout, stderr = watcher.communicate(timeout=120)
+    assert watcher.returncode == 0, stdout + stderr
+    assert "waiting 60s for a resumed try" in stdout
+    assert "a new try began" in stdout
+    assert f"finished: results in {out}" in stdout
+
+
+@pytest.mark.slow
+def test_watch_app_shows_the_config_of_a_resumed_try(tmp_path: Path) -> None:
+    from tui_eval.results import RunConfig
+
+    RunConfig(config=EvalConfig(model="m", data="d.jsonl", batch_size=2).to_dict()).write(
+        tmp_path)
+    path = tmp_path / EVENTS_FILE
+    path.write_bytes(line(started(dead_pid())) + line(finished(4, partial=True)))
+    app = watch_app(tmp_path)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(pilot, lambda: app.results_pane.metrics is not None)
+            assert app.config_pane.values()["batch_size"] == 2
+            # `--resume -b 8`: the new try writes its config.json, then starts
+            RunConfig(config=EvalConfig(model="m", data="d.jsonl", batch_size=8).to_dict()
+                      ).write(tmp_path)
+            append(path, line(try_started(os.getpid())) + line(started(os.getpid())))
+            await settle(pilot, lambda: app.config_pane.values()["batch_size"] == 8)
+            assert app.results_pane.metrics is None  # the old try's partial metrics went
+            await pilot.press("q")
+
+    asyncio.run(scenario())

@@ -406,6 +406,22 @@ def _line_of(text: str, key: str) -> int | None:
     return None
 
 
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def toml_error_location(exc: tomllib.TOMLDecodeError) -> tuple[int | None, str]:
+    """(line, reason) of a TOML syntax error. Python 3.14 gives the line as an attribute;
+    before, tomllib only writes it at the end of the message ("… (at line 2, column 9)")."""
+    message = str(getattr(exc, "msg", None) or exc)
+    line = getattr(exc, "lineno", None)
+    column = getattr(exc, "colno", None)
+    match = _TOML_POSITION.search(message)
+    if match is not None:
+        message = message[:match.start()]
+        line, column = line or int(match.group(1)), column or int(match.group(2))
+    return line, f"{message} (column {column})" if column else message
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read and validate a TOML config; errors name the file, the line and the key."""
     try:
@@ -418,9 +434,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
+        line, reason = toml_error_location(exc)
         where = f"{path}:{line}" if line else str(path)
-        reason = getattr(exc, "msg", None) or str(exc)
         raise ConfigError(f"{where}: invalid TOML: {reason}") from None
     values: dict[str, Any] = {}
     for key, value in raw.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import string
@@ -37,49 +38,68 @@ class BadRecord(Exception):
     """One record that cannot become a sample; the loader adds where it is."""
 
 
+def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
+    """(newlines before the bad byte, what is wrong) for a decoding error in ``data``."""
+    before = data.count(b"\n", 0, exc.start)
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    return before, (f"not UTF-8 text (byte 0x{data[exc.start]:02x} in column {column}); "
+                    "save the file as UTF-8")
+
+
+def _utf8(path: Path, data: bytes) -> str:
+    """A whole file's bytes decoded, or DataError naming its line that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before, reason = _not_utf8(data, exc)
+        raise DataError(f"{path}:{before + 1}: {reason}") from None
+
+
 def _records(path: Path) -> Iterator[tuple[str, int, Any]]:
     """Yield (location, line or item number, record); an unparsable record yields BadRecord."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         yield from _parquet_records(path)
         return
+    if suffix not in (".json", ".csv", ".jsonl", ".ndjson"):
+        raise DataError(f"{path}: unknown dataset format '{suffix}' "
+                        "(use .jsonl, .json, .csv or .parquet)")
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = path.open("rb")
     except OSError as exc:
         raise DataError(f"{path}: cannot read dataset: {exc.strerror}") from None
     with handle:
         if suffix == ".json":
             try:
-                items = json.load(handle)
+                items = json.loads(_utf8(path, handle.read()))
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-            except UnicodeDecodeError:
-                raise DataError(f"{path}: not UTF-8 text") from None
             if not isinstance(items, list):
                 raise DataError(f"{path}: a .json dataset must be a list of objects")
             for number, item in enumerate(items, start=1):
                 yield f"{path}: item {number}", number, item
         elif suffix == ".csv":
+            # decoded whole first, so that a bad byte is reported with its line
+            text = io.StringIO(_utf8(path, handle.read()), newline="")
             try:
-                reader = csv.DictReader(handle)
+                reader = csv.DictReader(text)
                 for row in reader:
                     yield f"{path}:{reader.line_num}", reader.line_num, row
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except csv.Error as exc:
                 raise DataError(f"{path}: invalid CSV: {exc}") from None
-        elif suffix in (".jsonl", ".ndjson"):
-            try:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        yield f"{path}:{number}", number, json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        yield f"{path}:{number}", number, BadRecord(f"invalid JSON: {exc.msg}")
-            except UnicodeDecodeError:
-                raise DataError(f"{path}: not UTF-8 text") from None
         else:
-            raise DataError(f"{path}: unknown dataset format '{suffix}' "
-                            "(use .jsonl, .json, .csv or .parquet)")
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:  # a bad line like any other: "skip" skips it
+                    yield f"{path}:{number}", number, BadRecord(_not_utf8(raw, exc)[1])
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    yield f"{path}:{number}", number, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield f"{path}:{number}", number, BadRecord(f"invalid JSON: {exc.msg}")
 
 
 def _pick_field(record: dict[str, Any], configured: str | None, candidates: tuple[str, ...],

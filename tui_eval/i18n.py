@@ -76,6 +76,20 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{run_dir} 中已有完整的运行（{n} 个样本）：无需再运行；指标如下"
               "（--overwrite 重新开始）",
     },
+    "already_complete_app": {
+        "en": "{run_dir} already holds a complete run ({n} samples): nothing to do; its "
+              "metrics are in Results (to run again, choose another output directory)",
+        "zh": "{run_dir} 中已有完整的运行（{n} 个样本）：无需再运行；指标见 Results"
+              "（如需重新运行，请选择其他输出目录）",
+    },
+    "tokenising": {
+        "en": "Tokenising {n:,} prompts…",
+        "zh": "正在分词 {n:,} 个提示…",
+    },
+    "tokenised": {
+        "en": "Tokenised {n:,} prompts in {seconds:.1f}s",
+        "zh": "已分词 {n:,} 个提示，用时 {seconds:.1f}s",
+    },
     "run_cancelled": {
         "en": "Cancelled after {done}/{total} samples; finished batches are in {run_dir}",
         "zh": "已取消，完成 {done}/{total} 个样本；已完成的批次保存在 {run_dir}",
@@ -264,6 +278,12 @@ MESSAGES: dict[str, dict[str, str]] = {
               "already done); use --overwrite to start over",
         "zh": "{run_dir} 中有相同配置的运行：继续该运行（已完成 {done}/{total} 个样本）；"
               "如需重新开始请使用 --overwrite",
+    },
+    "resume_auto_app": {
+        "en": "{run_dir} holds a run of the same config: resuming it ({done}/{total} samples "
+              "already done); to start over, choose another output directory",
+        "zh": "{run_dir} 中有相同配置的运行：继续该运行（已完成 {done}/{total} 个样本）；"
+              "如需重新开始，请选择其他输出目录",
     },
     "resume_explicit": {
         "en": "Resuming {run_dir}: {done}/{total} samples already done",

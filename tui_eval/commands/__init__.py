@@ -13,5 +13,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("tui_eval.commands.bench", "evaluate at several batch sizes: the speed table"),
     "watch": ("tui_eval.commands.watch", "follow a run from its results directory"),
     "rescore": ("tui_eval.commands.rescore", "score a finished run again (metrics, extract)"),
+    "compare": ("tui_eval.commands.compare", "two runs of the same samples side by side"),
 }
 DEFAULT_COMMAND = "tui_eval.commands.run"

@@ -15,7 +15,9 @@ from tui_eval.headless.printer import HeadlessPrinter
 
 
 def build_parser() -> argparse.ArgumentParser:
-    commands = "\n".join(f"  {name:<8} {about}" for name, (_, about) in SUBCOMMANDS.items())
+    width = max(len(name) for name in SUBCOMMANDS)
+    commands = "\n".join(f"  {name:<{width}}  {about}"
+                         for name, (_, about) in SUBCOMMANDS.items())
     parser = ArgumentParser(
         prog="tui-eval",
         description="Evaluate a Hugging Face causal LM on a local dataset with OOM-proof "

@@ -5,7 +5,8 @@ progress, log and results); with ``--no-ui`` (or when stdout is not a terminal) 
 plain lines and exits when the run ends. Neither writes to the run directory.
 
 Exit codes of ``--no-ui``: 0 the run finished, 1 it failed, stopped without a final event
-or did not start within ``--wait``, 2 bad usage, 130 the run was interrupted (partial).
+or did not start within ``--wait``, 2 bad usage, 130 the run was interrupted (partial; a
+watcher that finds it so first waits ``--grace`` seconds for a resumed try).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from tui_eval.commands.options import ArgumentParser
 from tui_eval.errors import UsageError
-from tui_eval.headless.watcher import PlainWatcher
+from tui_eval.headless.watcher import RESUME_GRACE_S, PlainWatcher
 
 POLL_INTERVAL_S = 0.5
 
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", type=float, metavar="SECONDS",
                         help="give up when the run has not started within SECONDS "
                              "(default: wait as long as it takes)")
+    parser.add_argument("--grace", type=float, default=RESUME_GRACE_S, metavar="SECONDS",
+                        help="with --no-ui, on finding the run interrupted: wait this long for "
+                             f"a resumed try before exiting 130 (default {RESUME_GRACE_S:g})")
     parser.add_argument("--interval", type=float, default=POLL_INTERVAL_S, metavar="SECONDS",
                         help=f"how often to look for new events (default {POLL_INTERVAL_S})")
     return parser
@@ -50,8 +54,11 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--interval: must be a number > 0, got {args.interval:g}")
     if args.wait is not None and args.wait < 0:
         raise UsageError(f"--wait: must be a number ≥ 0, got {args.wait:g}")
+    if args.grace < 0:
+        raise UsageError(f"--grace: must be a number ≥ 0, got {args.grace:g}")
     if args.no_ui or args.once or not sys.stdout.isatty():
-        watcher = PlainWatcher(run_dir, interval=args.interval, wait=args.wait)
+        watcher = PlainWatcher(run_dir, interval=args.interval, wait=args.wait,
+                               resume_grace=args.grace)
         return watcher.run(once=args.once)
     from tui_eval.ui.watch_app import run_watch_app  # Textual: only for the app
 

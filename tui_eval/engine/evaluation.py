@@ -35,6 +35,7 @@ from tui_eval.events import (
     RunFinished,
     RunLog,
     RunStarted,
+    TryStarted,
 )
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
@@ -65,9 +66,13 @@ class Evaluation:
 
     def __init__(self, config: EvalConfig, sink: EventSink,
                  cancel: CancelToken | None = None, *, resume: bool = False,
-                 overwrite: bool = False, backend: HFBackend | None = None) -> None:
+                 overwrite: bool = False, backend: HFBackend | None = None,
+                 front_end: str = "cli") -> None:
         # backend: an already loaded model to reuse (bench runs one model at many sizes)
         self.backend = backend
+        # front_end: "cli" or "app"; the log's hints name what that front end can do
+        # (the app has no --overwrite flag)
+        self.front_end = front_end
         self.tune_seconds: float | None = None  # set when batch_size = "auto"
         self.skipped_lines = 0
         # resume: the output dir must hold a run to continue (one of the same config is
@@ -123,7 +128,10 @@ class Evaluation:
             return finished
         # before anything is written: a rerun with a smaller --max-tokens starts afresh
         task.check(self.resumed.remaining(dataset.samples), self.log)
-        self.recorder.open(self.run_dir)
+        self.recorder.open(self.run_dir)  # writes the lines logged so far first
+        # a watcher forgets the last try's ending here, and follows this process
+        self.sink(TryStarted(run_dir=str(self.run_dir), pid=os.getpid(),
+                             done_before=self.resumed.done, total=len(dataset.samples)))
         if backend.model is None:
             load_weights(backend, config, self.log)
         run_description(config, backend).write(self.run_dir)
@@ -142,8 +150,11 @@ class Evaluation:
         if self.resumed.torn_bytes:
             self.log("WARNING", "resume_torn", bytes=self.resumed.torn_bytes)
         if had_run and not self.overwrite and self.resumed.done < len(dataset.samples):
-            self.log("INFO", "resume_auto" if self.resumed.automatic else "resume_explicit",
-                     run_dir=self.run_dir, done=self.resumed.done, total=len(dataset.samples))
+            key = "resume_explicit"
+            if self.resumed.automatic:
+                key = "resume_auto_app" if self.front_end == "app" else "resume_auto"
+            self.log("INFO", key, run_dir=self.run_dir, done=self.resumed.done,
+                     total=len(dataset.samples))
 
     def _already_complete(self, dataset: Dataset | ChoiceDataset) -> RunMetrics | None:
         """A run whose every sample is on disk, with its final metrics, is left as it is:
@@ -154,7 +165,8 @@ class Evaluation:
         metrics = RunMetrics.read(self.run_dir)
         if metrics is None or metrics.partial:
             return None
-        self.log("INFO", "already_complete", run_dir=self.run_dir, n=metrics.n)
+        key = "already_complete_app" if self.front_end == "app" else "already_complete"
+        self.log("INFO", key, run_dir=self.run_dir, n=metrics.n)
         self.sink(RunFinished(metrics=metrics))
         return metrics
 

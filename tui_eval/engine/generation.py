@@ -8,6 +8,7 @@ the first batch's time says compiling pays (engine.compile_choice)."""
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from tui_eval.cancel import CancelToken
@@ -32,6 +33,8 @@ from tui_eval.model.tuner import BatchSizeTuner
 from tui_eval.results import PredictionRow
 
 WARM_UP_TOKENS = 4
+# Below this many prompts tokenising is quick enough not to mention.
+TOKENISING_NOTICE_FROM = 10_000
 
 
 class GenerationTask:
@@ -56,8 +59,15 @@ class GenerationTask:
         """Every prompt must fit the model's context with max_tokens, or be cut to fit
         (truncate = "left"); raises UsageError naming the longest otherwise."""
         self._rendered = {s.index: self.backend.render(s.prompt) for s in samples}
+        # a large dataset says what it is doing: tokenising it takes seconds
+        notice = len(samples) >= TOKENISING_NOTICE_FROM
+        started = time.perf_counter()
+        if notice:
+            log("INFO", "tokenising", n=len(samples))
         fit = fit_prompts(self.backend, self.config, samples,
                           [self._rendered[s.index] for s in samples], log)
+        if notice:
+            log("INFO", "tokenised", n=len(samples), seconds=time.perf_counter() - started)
         self._lengths = {s.index: n for s, n in zip(samples, fit.lengths, strict=True)}
         self.truncated = fit.truncated
 

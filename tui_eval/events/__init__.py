@@ -27,6 +27,19 @@ class Event:
 
 
 @dataclass
+class TryStarted(Event):
+    """A try of a run has begun: the engine decided to start or continue the directory and is
+    about to load the model. Everything before it in events.jsonl belongs to earlier tries,
+    so a follower forgets their ending here and watches this pid from now on."""
+
+    kind: ClassVar[str] = "try_started"
+    run_dir: str
+    pid: int
+    done_before: int = 0  # samples kept from earlier tries
+    total: int = 0  # samples in the dataset
+
+
+@dataclass
 class RunStarted(Event):
     kind: ClassVar[str] = "started"
     run_dir: str
@@ -106,8 +119,8 @@ EventSink = Callable[[Event], None]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (RunStarted, LogLine, Progress, Fallback, TuneStep, TuneFinished, RunFinished,
-                RunFailed)
+    for cls in (TryStarted, RunStarted, LogLine, Progress, Fallback, TuneStep, TuneFinished,
+                RunFinished, RunFailed)
 }
 
 

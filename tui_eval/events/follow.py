@@ -22,19 +22,19 @@ from tui_eval.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    TryStarted,
     TuneFinished,
     TuneStep,
     event_from_dict,
 )
-from tui_eval.results import EVENTS_FILE, RunConfig, resume_command
+from tui_eval.results import EVENTS_FILE, LineTail, RunConfig, resume_command
 
-READ_CHUNK_BYTES = 8 * 1024 * 1024
-MAX_LINE_BYTES = 4 * 1024 * 1024  # a "line" longer than this is garbage, not an event
 KEEP_LOG_LINES = 500
 
 # Events every reader needs in full; the rest are "latest wins" (progress, gauges, …)
 # except log lines, of which the last KEEP_LOG_LINES are kept.
-_KEPT_KINDS = {b"started", b"finished", b"failed", b"fallback", b"tune_step", b"tune_finished"}
+_KEPT_KINDS = {b"try_started", b"started", b"finished", b"failed", b"fallback", b"tune_step",
+               b"tune_finished"}
 _EVENT_PREFIX = b'{"event": "'
 
 
@@ -81,63 +81,28 @@ class EventFollower:
     def __init__(self, path: Path, keep_logs: int = KEEP_LOG_LINES) -> None:
         self.path = path
         self.keep_logs = keep_logs
-        self.offset = 0
-        self.bad_lines = 0
-        self.restarted = False
-        self._identity: tuple[int, int] | None = None
-        self._pending = b""
+        self.tail = LineTail(path, compact=lambda lines: condense(lines, keep_logs))
+        self.parse_errors = 0
 
     @property
     def exists(self) -> bool:
-        return self._identity is not None
+        return self.tail.exists
 
-    def _check_identity(self) -> os.stat_result | None:
-        try:
-            stat = os.stat(self.path)
-        except FileNotFoundError:
-            if self._identity is not None:
-                self._start_over(None)
-            return None
-        identity = (stat.st_dev, stat.st_ino)
-        if self._identity is None:
-            self._identity = identity
-        elif identity != self._identity or stat.st_size < self.offset:
-            self._start_over(identity)
-        return stat
+    @property
+    def offset(self) -> int:
+        return self.tail.offset
 
-    def _start_over(self, identity: tuple[int, int] | None) -> None:
-        self._identity = identity
-        self.offset = 0
-        self._pending = b""
-        self.restarted = True
+    @property
+    def restarted(self) -> bool:
+        return self.tail.restarted
+
+    @property
+    def bad_lines(self) -> int:
+        return self.tail.bad_lines + self.parse_errors
 
     def read_new_lines(self) -> list[bytes]:
         """Complete lines appended since the last call, condensed."""
-        self.restarted = False
-        stat = self._check_identity()
-        if stat is None or stat.st_size == self.offset:
-            return []
-        lines: list[bytes] = []
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                while True:
-                    chunk = handle.read(READ_CHUNK_BYTES)
-                    if not chunk:
-                        break
-                    self.offset += len(chunk)
-                    parts = (self._pending + chunk).split(b"\n")
-                    self._pending = parts.pop()
-                    if len(self._pending) > MAX_LINE_BYTES:
-                        self._pending = b""
-                        self.bad_lines += 1
-                    lines.extend(parts)
-                    if len(lines) > 4 * self.keep_logs:
-                        lines = condense(lines, self.keep_logs)
-        except FileNotFoundError:
-            self._start_over(None)
-            return []
-        return condense(lines, self.keep_logs)
+        return self.tail.read(compact_above=4 * self.keep_logs)
 
     def poll(self) -> list[Event]:
         events = []
@@ -147,7 +112,7 @@ class EventFollower:
             try:
                 data = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                self.bad_lines += 1  # torn by a kill, then appended to by a resumed run
+                self.parse_errors += 1  # torn by a kill, then appended to by a resumed run
                 continue
             event = event_from_dict(data) if isinstance(data, dict) else None
             if event is not None:
@@ -157,8 +122,9 @@ class EventFollower:
 
 @dataclass
 class RunState:
-    """A run as its events describe it. ``apply`` takes events in file order; a new
-    ``started`` event (a resumed try) starts the progress over but keeps the log."""
+    """A run as its events describe it. ``apply`` takes events in file order. A new try
+    (``try_started``, or a ``started`` event from a version without it) forgets how the last
+    try ended and starts the progress over, but keeps the log."""
 
     started: RunStarted | None = None
     progress: Progress | None = None
@@ -168,12 +134,21 @@ class RunState:
     logs: deque[LogLine] = field(default_factory=lambda: deque(maxlen=KEEP_LOG_LINES))
     fallbacks: int = 0
     tries: int = 0
+    pid: int = 0  # the latest try's process: what liveness looks at
+    pid_since: float | None = None  # when that try began (pids are reused)
+    try_started: TryStarted | None = None  # the latest try's announcement
+    loading: bool = False  # that try has not started generating yet (model, tuning)
 
     def apply(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.started, self.progress, self.final = event, None, None
-            self.fallbacks = 0
-            self.tries += 1
+        if isinstance(event, TryStarted):
+            self._begin_try(event.pid, event.time)
+            self.try_started, self.loading = event, True
+        elif isinstance(event, RunStarted):
+            if not (self.loading and event.pid == self.pid):
+                # no try_started before it: a file written by an older version
+                self._begin_try(event.pid, event.time)
+            self.loading = False
+            self.started = event
         elif isinstance(event, Progress):
             self.progress = event
             self.fallbacks = max(self.fallbacks, event.fallbacks)
@@ -187,6 +162,12 @@ class RunState:
             self.tune_steps.append(event)
         elif isinstance(event, TuneFinished):
             self.tune = event
+
+    def _begin_try(self, pid: int, time: float) -> None:
+        self.progress, self.final = None, None
+        self.fallbacks = 0
+        self.tries += 1
+        self.pid, self.pid_since = pid, time
 
     @property
     def ended(self) -> bool:
@@ -239,15 +220,15 @@ class Liveness:
 
 
 def liveness(run_dir: Path, state: RunState) -> Liveness:
-    if state.started is None or not state.started.pid:
+    if not state.pid:
         return Liveness(pid=None, alive=None, host=None)
-    pid = state.started.pid
+    pid = state.pid
     if state.ended:
         return Liveness(pid=pid, alive=False, host=None)
     host = run_host(run_dir)
     if host is not None and host != socket.gethostname():
         return Liveness(pid=pid, alive=None, host=host)
-    return Liveness(pid=pid, alive=process_alive(pid, state.started.time), host=host)
+    return Liveness(pid=pid, alive=process_alive(pid, state.pid_since), host=host)
 
 
 def read_run_state(run_dir: Path) -> RunState:

@@ -3,6 +3,9 @@ read-only: nothing is written to the run directory.
 
 Exit codes: 0 the run finished, 1 it failed, stopped without a final event or did not
 start within ``wait``, 130 the run was interrupted (partial).
+
+A watcher started just before ``--resume`` finds the old try's "interrupted" ending: it
+waits ``resume_grace`` seconds for a new try before reporting it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from tui_eval.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    TryStarted,
     TuneFinished,
     format_log_line,
 )
@@ -30,6 +34,9 @@ from tui_eval.results import EVENTS_FILE, resume_command
 
 POLL_INTERVAL_S = 0.5
 CATCH_UP_LOG_LINES = 20
+# A resume started with the watcher announces its try once its data is read: about 3 s
+# for the demo on a busy 2-core machine.
+RESUME_GRACE_S = 5.0
 
 
 def started_line(event: RunStarted, live: Liveness) -> str:
@@ -37,6 +44,13 @@ def started_line(event: RunStarted, live: Liveness) -> str:
                                   else "")
     return (f"run: {event.total} samples, batch {event.batch_size}, {event.model} on "
             f"{event.device} ({event.dtype}), {where}")
+
+
+def try_line(event: TryStarted) -> str:
+    if event.done_before:
+        return (f"a new try began (pid {event.pid}): resuming with {event.done_before}/"
+                f"{event.total} samples already done")
+    return f"a new try began (pid {event.pid})"
 
 
 def tune_line(event: TuneFinished) -> str:
@@ -54,6 +68,7 @@ class PlainWatcher:
     def __init__(self, run_dir: Path, *, stream: TextIO | None = None,
                  interval: float = POLL_INTERVAL_S, wait: float | None = None,
                  progress_every: float = PLAIN_PROGRESS_INTERVAL_S,
+                 resume_grace: float = RESUME_GRACE_S,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.run_dir = run_dir
@@ -61,6 +76,7 @@ class PlainWatcher:
         self.interval = interval
         self.wait = wait
         self.progress_every = progress_every
+        self.resume_grace = resume_grace
         self.clock = clock
         self.sleep = sleep
         self.follower = EventFollower(run_dir / EVENTS_FILE)
@@ -80,12 +96,27 @@ class PlainWatcher:
             return self._gave_up(once)
         if once:
             return self._report_now()
+        if self.state.partial:
+            self._await_new_try()
         while True:
             outcome = self._outcome()
             if outcome is not None:
                 return outcome
-            if self.state.started is None and self._waited_too_long(began):
+            if self.state.tries == 0 and self._waited_too_long(began):
                 return self._gave_up(once)
+            self.sleep(self.interval)
+            self._show_new(self.follower.poll())
+
+    def _await_new_try(self) -> None:
+        """The run we attached to was interrupted; a resume may be starting right now."""
+        if self.resume_grace <= 0:
+            return
+        final = self.state.final
+        assert isinstance(final, RunFinished)
+        self.say(f"the run was interrupted after {final.metrics.n}/{final.metrics.n_total} "
+                 f"samples; waiting {self.resume_grace:g}s for a resumed try…")
+        deadline = self.clock() + self.resume_grace
+        while self.state.partial and self.clock() < deadline:
             self.sleep(self.interval)
             self._show_new(self.follower.poll())
 
@@ -122,7 +153,9 @@ class PlainWatcher:
             self.say(format_log_line(line))
         if self.state.tune is not None:
             self.say(tune_line(self.state.tune))
-        if self.state.started is not None:
+        if self.state.loading and self.state.try_started is not None:
+            self.say(try_line(self.state.try_started))
+        elif self.state.started is not None:
             self.say(started_line(self.state.started, self._liveness()))
         if self.state.progress is not None and not self.state.ended:
             self._show_progress(self.state.progress, force=True)
@@ -135,6 +168,8 @@ class PlainWatcher:
             self.state.apply(event)
             if isinstance(event, LogLine):
                 self.say(format_log_line(event))
+            elif isinstance(event, TryStarted):
+                self.say(try_line(event))
             elif isinstance(event, RunStarted):
                 self.say(started_line(event, self._liveness()))
             elif isinstance(event, Progress):
@@ -193,6 +228,6 @@ class PlainWatcher:
         outcome = self._outcome()
         if outcome is not None:
             return outcome
-        if self.state.started is None:
+        if self.state.started is None or self.state.loading:
             self.say("the run has not started yet (loading?)")
         return EXIT_OK

@@ -209,12 +209,25 @@ class HFBackend:
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """Each rendered prompt's length in tokens, as the model will see it (cut to
-        ``prompt_token_limit`` when that is set)."""
-        encoded = self.tokenizer(texts, add_special_tokens=self._add_special_tokens)
+        ``prompt_token_limit`` when that is set). With a fast tokenizer the lengths are read
+        off the Rust encodings: turning 588k encodings into Python lists of ids and masks
+        first took longer than the tokenising itself."""
         limit = self.prompt_token_limit
-        return [len(ids) if limit is None else min(len(ids), limit)
-                for ids in encoded["input_ids"]]
+        counts = self._full_token_counts(texts)
+        return counts if limit is None else [min(count, limit) for count in counts]
 
+    def _full_token_counts(self, texts: list[str]) -> list[int]:
+        rust = getattr(self.tokenizer, "backend_tokenizer", None)
+        split_special = bool(getattr(self.tokenizer, "split_special_tokens", False))
+        # the transformers call would first reset padding and truncation left on the Rust
+        # tokenizer by a padded call: take the short cut only when there is nothing to reset
+        if (rust is not None and rust.padding is None and rust.truncation is None
+                and getattr(rust, "encode_special_tokens", False) == split_special):
+            encodings = rust.encode_batch(texts, add_special_tokens=self._add_special_tokens)
+            return [len(encoding) for encoding in encodings]
+        encoded = self.tokenizer(texts, add_special_tokens=self._add_special_tokens,
+                                 return_attention_mask=False, return_token_type_ids=False)
+        return [len(ids) for ids in encoded["input_ids"]]
     def _encode(self, texts: list[str], **padding: Any) -> Any:
         """Token ids and attention mask for a batch, left-padded as ``padding`` says and,
         with ``prompt_token_limit`` set, each prompt first cut from the left to it (special

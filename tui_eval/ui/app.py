@@ -16,7 +16,7 @@ from typing import Any
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
@@ -34,12 +34,15 @@ from tui_eval.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    TryStarted,
     TuneFinished,
     TuneStep,
 )
-from tui_eval.results import RunMetrics
+from tui_eval.results import PREDICTIONS_FILE, RunMetrics
 from tui_eval.ui.bridge import EngineEvent, EventBridge, GaugeReadings, ProgressReady
+from tui_eval.ui.chart import TuneChartScreen
 from tui_eval.ui.config_text import save_config
+from tui_eval.ui.samples import SamplesScreen
 from tui_eval.ui.screens import ConfirmScreen
 from tui_eval.ui.themes import (
     DEFAULT_16_COLOUR_THEME,
@@ -52,6 +55,7 @@ from tui_eval.ui.tuning import run_auto_tune
 from tui_eval.ui.widgets.config_form import ConfigPane
 from tui_eval.ui.widgets.gauges import GaugesPane
 from tui_eval.ui.widgets.log_pane import LogPane
+from tui_eval.ui.widgets.output_area import OutputArea
 from tui_eval.ui.widgets.progress import ProgressPane
 from tui_eval.ui.widgets.results import ResultsPane
 
@@ -76,12 +80,18 @@ class EvalApp(App[int]):
     TITLE = "tui-eval"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
     AUTO_FOCUS = "#log"
+    NOTIFICATION_TIMEOUT = 3  # seconds; failures stay longer (their own timeouts)
     BINDINGS = [
         Binding("s", "start", "Start", tooltip="Start the evaluation with these settings"),
         Binding("c", "cancel", "Cancel", tooltip="Stop after the batch in flight"),
         Binding("a", "tune", "Tune", tooltip="Find the fastest batch size that fits"),
         Binding("t", "next_theme", "Theme", tooltip="Switch to the next colour theme"),
-        Binding("l", "focus_log", "Log", tooltip="Focus the log to scroll it"),
+        # not in the footer (80 columns hold the rest): escape does the same
+        Binding("l", "focus_log", "Log", tooltip="Focus the log to scroll it", show=False),
+        Binding("p", "samples", "Samples", tooltip="Browse the run's samples: w wrong only, "
+                "/ search, enter opens one"),
+        Binding("g", "chart", "Chart", show=False,
+                tooltip="samples/s and peak memory against batch size, from auto-tune"),
         Binding("ctrl+s", "save_config", "Save", tooltip="Save the settings to the config file"),
         Binding("q", "quit", "Quit", tooltip="Quit (asks first while a run is going)"),
         Binding("escape", "focus_log", "Leave field", show=False),
@@ -108,6 +118,14 @@ class EvalApp(App[int]):
         self._progress_drawn_at = 0.0
         self._progress_draw_pending = False
         self.progress_draws = 0  # how often the progress pane was redrawn (coalescing test)
+        self.run_dir: Path | None = None  # the latest run's results directory
+        # The panes, kept here rather than queried: the app feeds them while another screen
+        # (the samples browser, a dialog) is in front of them.
+        self.config_pane: ConfigPane
+        self.gauges_pane: GaugesPane
+        self.progress_pane: ProgressPane
+        self.log_pane: LogPane
+        self.results_pane: ResultsPane
         loaded = load_theme_dirs(theme_dirs() if theme_directories is None
                                  else theme_directories)
         for theme in loaded.themes:
@@ -123,6 +141,10 @@ class EvalApp(App[int]):
                 return wanted
             self.startup_problems.append(
                 f"theme '{wanted}' not found (available: {', '.join(self.theme_names())})")
+        return self._default_theme()
+
+    def _default_theme(self) -> str:
+        """The theme an unset ``theme`` key means on this terminal."""
         if terminal_has_few_colours():
             if DEFAULT_16_COLOUR_THEME in self.available_themes:
                 return DEFAULT_16_COLOUR_THEME
@@ -144,51 +166,37 @@ class EvalApp(App[int]):
                                     read_only=self.read_only, id="config")
                 config.border_title = "Config (read-only)" if self.read_only else "Config"
                 config.border_subtitle = "" if self.read_only else "ctrl+s save"
+                self.config_pane = config
                 yield config
                 gauges = GaugesPane(id="gauges")
                 gauges.border_title = "GPU / CPU"
+                self.gauges_pane = gauges
                 yield gauges
             with Vertical(id="centre"):
                 idle = ("waiting for the run's events…" if self.read_only
                         else "idle: press s to start, a to auto-tune")
                 progress = ProgressPane(idle, id="progress")
                 progress.border_title = "Progress"
+                self.progress_pane = progress
                 yield progress
-                # log above results when narrow, side by side when wide (see app.tcss)
-                with Container(id="output"):
+                with OutputArea(id="output"):
                     log = LogPane(id="log")
                     log.border_title = "Log"
+                    self.log_pane = log
                     yield log
                     results = ResultsPane(id="results")
                     results.border_title = "Results"
+                    self.results_pane = results
                     yield results
         yield Footer()
-
-    @property
-    def config_pane(self) -> ConfigPane:
-        return self.query_one(ConfigPane)
-
-    @property
-    def progress_pane(self) -> ProgressPane:
-        return self.query_one(ProgressPane)
-
-    @property
-    def gauges_pane(self) -> GaugesPane:
-        return self.query_one(GaugesPane)
-
-    @property
-    def log_pane(self) -> LogPane:
-        return self.query_one(LogPane)
-
-    @property
-    def results_pane(self) -> ResultsPane:
-        return self.query_one(ResultsPane)
 
     def on_mount(self) -> None:
         for problem in self.startup_problems:
             self.notify(problem, title="Theme skipped", severity="error", timeout=12)
         if self.sampler is None:
             self.sampler = Sampler()
+        # however the theme is changed (t, the command palette), the field and ctrl+s follow
+        self.watch(self, "theme", self._show_theme_in_config, init=False)
         self._poll_gauges()
         if not self.read_only:
             install_app_hangup(self.stop_and_quit)
@@ -203,6 +211,10 @@ class EvalApp(App[int]):
             self.log_pane.add_event(event)
         elif isinstance(event, Progress):
             self.progress_pane.show_progress(event)
+        elif isinstance(event, TryStarted):
+            self.progress_pane.reset("starting: loading the model…")
+            if not self.read_only:  # a watcher knows the run's directory better than the run
+                self.run_dir = Path(event.run_dir)
         elif isinstance(event, RunStarted):
             self.progress_pane.show_started(event)
             self.results_pane.clear_metrics()
@@ -232,8 +244,8 @@ class EvalApp(App[int]):
             return
         first = next(iter(metrics.metrics.items()), None)
         score = f"{first[0]} {first[1]:.3f} · " if first else ""
-        self.notify(f"{score}{metrics.n} samples; table in Results",
-                    title="Run finished", timeout=4)
+        self.notify(f"{score}{metrics.n} samples; table in Results, p for the samples",
+                    title="Run finished")
 
     def on_engine_event(self, message: EngineEvent) -> None:
         if isinstance(message.event, (RunStarted, RunFinished, RunFailed)):
@@ -276,9 +288,14 @@ class EvalApp(App[int]):
 
     # ── config pane ───────────────────────────────────────────────────────────────────
 
+    def _show_theme_in_config(self, name: str) -> None:
+        field = self.config_pane.values().get("theme")
+        if (field or self._default_theme()) != name:  # an unset field stays unset
+            self.config_pane.set_value("theme", name)
+
     def on_config_pane_changed(self, message: ConfigPane.Changed) -> None:
         if message.key == "theme":
-            self.theme = message.value or self._initial_theme(None)
+            self.theme = message.value or self._default_theme()
         elif message.key == "gpu_poll_seconds":
             self.poll_seconds = float(message.value)
 
@@ -298,6 +315,9 @@ class EvalApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only and action in RUN_ACTIONS:
             return False
+        if action in (*RUN_ACTIONS, "focus_log", "samples", "chart") and \
+                len(self.screen_stack) > 1:
+            return False  # over the main screen (the samples browser): its own keys only
         if action == "cancel" and self.activity is None:
             return None  # shown, greyed out
         return True
@@ -357,12 +377,28 @@ class EvalApp(App[int]):
         cycle = list(dict.fromkeys([*CYCLED_BUILTIN_THEMES, *self.file_theme_names]))
         position = cycle.index(self.theme) if self.theme in cycle else -1
         name = cycle[(position + 1) % len(cycle)]
-        self.theme = name
-        self.config_pane.set_value("theme", name)
+        self.theme = name  # the config field follows (_show_theme_in_config)
         self.notify(f"Theme: {name} (ctrl+s keeps it)", timeout=2)
 
     def action_focus_log(self) -> None:
         self.log_pane.focus()
+
+    def samples_dir(self) -> Path | None:
+        """Where the samples browser reads predictions.jsonl: the latest run's directory,
+        or before any run the output directory set in the config, when it holds one."""
+        if self.run_dir is not None:
+            return self.run_dir
+        output = self.config_pane.values().get("output_dir")
+        if output and (Path(output) / PREDICTIONS_FILE).exists():
+            return Path(output)
+        return None
+
+    def action_samples(self) -> None:
+        self.push_screen(SamplesScreen(self.samples_dir))
+
+    def action_chart(self) -> None:
+        results = self.results_pane
+        self.push_screen(TuneChartScreen(lambda: (results.probes, results.chosen_batch_size)))
 
     def action_save_config(self) -> None:
         if self.read_only:
@@ -421,12 +457,17 @@ class EvalApp(App[int]):
                                 "(ctrl+s)", self.action_save_config)
         yield SystemCommand("Next theme", "Cycle the colour themes (t)", self.action_next_theme)
         yield SystemCommand("Focus log", "Scroll the run's log (l)", self.action_focus_log)
+        yield SystemCommand("Browse samples", "Every finished sample: wrong ones, search, "
+                            "one in full (p)", self.action_samples)
+        yield SystemCommand("Tune chart", "samples/s and peak memory against batch size (g)",
+                            self.action_chart)
 
     # ── the engine worker ─────────────────────────────────────────────────────────────
 
     @work(thread=True, group="engine", exit_on_error=False, name="evaluation")
     def _evaluate(self, config: EvalConfig, cancel: CancelToken) -> None:
-        Evaluation(config, self.bridge, cancel=cancel, **self.run_options).run()
+        Evaluation(config, self.bridge, cancel=cancel, front_end="app",
+                   **self.run_options).run()
 
     @work(thread=True, group="engine", exit_on_error=False, name="auto-tune")
     def _tune(self, config: EvalConfig, cancel: CancelToken) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from tui_eval.config import toml_error_location
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -75,8 +77,12 @@ def theme_from_toml(path: Path) -> Theme:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ThemeFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ThemeFileError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ThemeFileError(f"{path}: invalid TOML: {exc}") from None
+        line, reason = toml_error_location(exc)
+        raise ThemeFileError(f"{path}:{line}: invalid TOML: {reason}" if line
+                             else f"{path}: invalid TOML: {reason}") from None
 
     def fail(key: str, problem: str) -> ThemeFileError:
         return ThemeFileError(f"{path}: key '{key}' {problem}")

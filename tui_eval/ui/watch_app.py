@@ -19,7 +19,7 @@ from tui_eval.device.monitor import Sampler
 from tui_eval.engine.resume import saved_config_values
 from tui_eval.engine.signals import install_app_hangup
 from tui_eval.errors import UsageError
-from tui_eval.events import RunStarted
+from tui_eval.events import RunStarted, TryStarted
 from tui_eval.events.follow import EventFollower, RunState, liveness, stopped_line
 from tui_eval.results import CONFIG_FILE, EVENTS_FILE
 from tui_eval.ui.app import EvalApp
@@ -70,7 +70,7 @@ class WatchApp(EvalApp):
                 self._forward(self.follower.poll())  # its last words, written as it exited
                 if not self.state.ended:
                     self.stopped_shown = True
-                    pid = self.state.started.pid if self.state.started else None
+                    pid = self.state.pid or None
                     self.call_from_thread(self._show_stopped, stopped_line(self.run_dir, pid))
             time.sleep(self.interval)
 
@@ -78,12 +78,19 @@ class WatchApp(EvalApp):
         if self.follower.restarted:
             self.state = RunState()
             self.call_from_thread(self.progress_pane.reset, "the run started over…")
+        new_config = False
         for event in events:
             self.state.apply(event)
-            if isinstance(event, RunStarted) and self.stopped_shown:
+            if isinstance(event, (TryStarted, RunStarted)) and self.stopped_shown:
                 self.stopped_shown = False  # a resumed try: the old news goes
                 self.call_from_thread(self.clear_notifications)
+            # a try writes config.json before it starts generating; a resume may have
+            # changed the batch size, the device…
+            new_config = new_config or isinstance(event, RunStarted)
             self.bridge(event)
+        values = run_config(self.run_dir) if new_config else None
+        if values is not None:
+            self.call_from_thread(self._show_config, values)
 
     def _process_gone(self) -> bool:
         return not self.state.ended and liveness(self.run_dir, self.state).alive is False

@@ -108,13 +108,17 @@ class ConfigPane(VerticalScroll):
 
     def set_value(self, key: str, value: Any) -> None:
         editor = self.query_one(f"#edit-{key}")
+        # The field's own Changed message would arrive later and could undo a newer value
+        # set meanwhile (two quick theme changes): the value is taken here, at once.
         if isinstance(editor, Input):
-            editor.value = format_text(value)
+            with editor.prevent(Input.Changed):
+                editor.value = format_text(value)
         elif isinstance(editor, Select):
             if key == "theme" and value is not None and value not in self.theme_names:
                 self.theme_names.append(value)
                 editor.set_options([(name, name) for name in self.theme_names])
-            editor.value = Select.NULL if value is None else value
+            with editor.prevent(Select.Changed):
+                editor.value = Select.NULL if value is None else value
         self._accept(key, value)
 
     # ── keeping values and errors in step with the fields ─────────────────────────────

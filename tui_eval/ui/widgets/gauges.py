@@ -85,19 +85,24 @@ class GaugesPane(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.snapshots_shown = 0
+        self.note = Line("reading GPUs…", id="gpu-note")
+        self.host = HostCard(id="host")
+        self.cards = Vertical(id="gpu-cards")
 
     def compose(self) -> ComposeResult:
-        yield Line("reading GPUs…", id="gpu-note")
-        yield HostCard(id="host")  # before the GPUs: in view whatever their number
-        yield Vertical(id="gpu-cards")
+        yield self.note
+        yield self.host  # before the GPUs: in view whatever their number
+        yield self.cards
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
-        note = self.query_one("#gpu-note", Line)
+        if not self.cards.is_attached:
+            return  # the app is closing: a last reading arrived after the panes went
+        note = self.note
         if note.text != (snapshot.gpu_note or "") or note.display != bool(snapshot.gpu_note):
             note.set(snapshot.gpu_note or "")
             note.tooltip = snapshot.gpu_note
             note.display = bool(snapshot.gpu_note)
-        cards = self.query_one("#gpu-cards", Vertical)
+        cards = self.cards
         present = {card.index: card for card in cards.query(GpuCard)}
         wanted = {reading.index for reading in snapshot.gpus}
         for index, card in present.items():
@@ -109,6 +114,6 @@ class GaugesPane(VerticalScroll):
                 card = GpuCard(reading.index)
                 cards.mount(card)
             card.show(reading, snapshot.time)
-        self.query_one(HostCard).show(snapshot.host)
+        self.host.show(snapshot.host)
         self.snapshots_shown += 1
 

@@ -1,12 +1,15 @@
 """The results pane: the metrics table when a run ends, the tune table after auto-tune.
 
-Both tables stay hidden until they have something to show.
+Both tables stay hidden until they have something to show. The tune table shows the
+columns that fit the pane: on a narrow one the less telling figures go first, rather than
+the table being cut at its right edge.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Container, Vertical, VerticalScroll
@@ -18,6 +21,10 @@ from tui_eval.results import RunMetrics, TuneProbe, summary_rows
 
 CHOSEN_MARK = "▶"
 TUNE_COLUMNS = ("", "batch", "status", "seconds", "samples/s", "tok/s", "peak GiB", "GPU util")
+# The first to go when the pane is too narrow for every column; the size, samples/s and
+# peak memory always stay.
+TUNE_DROP_ORDER = ("tok/s", "seconds", "GPU util", "status")
+CELL_PADDING = 2  # a DataTable cell's padding, one column on each side
 
 
 def probe_row(probe: TuneProbe, chosen: bool) -> tuple[str, ...]:
@@ -33,6 +40,18 @@ def probe_row(probe: TuneProbe, chosen: bool) -> tuple[str, ...]:
     )
 
 
+def fitting_columns(rows: list[tuple[str, ...]], width: int) -> tuple[str, ...]:
+    """The tune columns to show in ``width`` cells, in table order."""
+    widths = {name: max([len(name)] + [len(row[i]) for row in rows]) + CELL_PADDING
+              for i, name in enumerate(TUNE_COLUMNS)}
+    shown = list(TUNE_COLUMNS)
+    for name in TUNE_DROP_ORDER:
+        if sum(widths[column] for column in shown) <= width:
+            break
+        shown.remove(name)
+    return tuple(shown)
+
+
 class ResultsPane(VerticalScroll):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"results--chosen"}
     DEFAULT_CSS = """
@@ -45,6 +64,8 @@ class ResultsPane(VerticalScroll):
         self.probes: list[TuneProbe] = []
         self.chosen_batch_size: int | None = None
         self._tune_title_text = ""
+        self._drawn_chosen_style: Style | None = None
+        self.tune_columns: tuple[str, ...] = TUNE_COLUMNS
         self.metrics_title = Static("", markup=False, id="metrics-title", classes="table-title")
         self.metrics_table: DataTable[str] = DataTable(
             id="metrics-table", cursor_type="row", zebra_stripes=True, show_cursor=False)
@@ -64,11 +85,14 @@ class ResultsPane(VerticalScroll):
 
     def on_mount(self) -> None:
         self.metrics_table.add_columns("metric", "value")
-        self.tune_table.add_columns(*TUNE_COLUMNS)
         self._update_visibility()
+
+    def notify_style_update(self) -> None:
         # the chosen row's colour comes from the theme: draw it again when that changes
-        self.watch(self.app, "theme", lambda _: self.call_after_refresh(self._redraw_tune),
-                   init=False)
+        super().notify_style_update()
+        if self._drawn_chosen_style is not None and self.is_mounted and \
+                self.get_component_rich_style("results--chosen") != self._drawn_chosen_style:
+            self.call_after_refresh(self._redraw_tune)
 
     def _update_visibility(self) -> None:
         has_metrics = self.metrics is not None
@@ -104,22 +128,38 @@ class ResultsPane(VerticalScroll):
     def show_tune(self, event: TuneFinished) -> None:
         self.probes = list(event.probes) or self.probes
         self.chosen_batch_size = event.chosen_batch_size
-        self._draw_tune(f"Tune ({event.mode}): chosen batch size {event.chosen_batch_size}")
+        self._draw_tune(f"Tune ({event.mode}): chosen batch size {event.chosen_batch_size} "
+                        "· g: chart")
 
     def _draw_tune(self, title: str) -> None:
-        self.tune_table.clear()
-        chosen_style = self.get_component_rich_style("results--chosen")
-        for number, probe in enumerate(self.probes):
-            chosen = probe.batch_size == self.chosen_batch_size and probe.ok
-            cells = probe_row(probe, chosen)
+        chosen_style = self._drawn_chosen_style = self.get_component_rich_style(
+            "results--chosen")
+        rows = [(probe_row(probe, self._is_chosen(probe)), self._is_chosen(probe))
+                for probe in self.probes]
+        self.tune_columns = fitting_columns([cells for cells, _ in rows],
+                                            self.scrollable_content_region.width)
+        positions = [TUNE_COLUMNS.index(name) for name in self.tune_columns]
+        self.tune_table.clear(columns=True)
+        self.tune_table.add_columns(*self.tune_columns)
+        for number, (cells, chosen) in enumerate(rows):
+            shown = [cells[i] for i in positions]
             self.tune_table.add_row(*(Text(cell, style=chosen_style) if chosen else cell
-                                      for cell in cells), key=str(number))
+                                      for cell in shown), key=str(number))
         self.tune_title.update(title)
         self._tune_title_text = title
         self._update_visibility()
         # the newest table is the one to look at when the pane is too short for both
         self.call_after_refresh(self.scroll_to_widget, self.query_one("#tune-block"),
                                 animate=False)
+
+    def _is_chosen(self, probe: TuneProbe) -> bool:
+        return probe.batch_size == self.chosen_batch_size and probe.ok
+
+    def on_resize(self) -> None:
+        rows = [probe_row(probe, self._is_chosen(probe)) for probe in self.probes]
+        if rows and fitting_columns(rows, self.scrollable_content_region.width) \
+                != self.tune_columns:
+            self._redraw_tune()
 
     def _redraw_tune(self) -> None:
         if self.probes:

@@ -1,0 +1,170 @@
+"""The app at the sizes people use: the log keeps following and keeps its rows, the config
+column grows, tables fit their pane, notifications stay off the results, and a theme
+picked anywhere is applied everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_ui import make_app, run, wait_for
+from test_ui_snapshots import METRICS, PROBES
+
+from tui_eval.config import EvalConfig, load_config_file
+from tui_eval.events import LogLine, RunFinished, TuneFinished
+from tui_eval.model.tuner import fixed_width_row, table_row
+
+pytestmark = pytest.mark.slow  # Pilot tests: the full suite runs them
+
+
+def fill_log(app, lines: int = 6) -> None:
+    for number in range(lines):
+        app.apply_event(LogLine(level="INFO", message=f"line {number} " + "word " * 8))
+
+
+def at_end(log) -> bool:
+    return log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y
+
+
+def test_the_log_keeps_following_when_the_results_shrink_it_at_80x24() -> None:
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            log = app.log_pane
+            fill_log(app)
+            app.apply_event(LogLine(level="INFO", message="Done: 200 samples in 0.5s"))
+            await pilot.pause()
+            app.apply_event(RunFinished(metrics=METRICS))  # the Results pane appears
+            await wait_for(pilot, lambda: not app.results_pane.has_class("-empty")
+                           and at_end(log), timeout=5)
+            assert log.size.height >= 8  # the log keeps 8 rows beside the results
+            # the reader scrolls up: new lines no longer move the view
+            log.focus()
+            await pilot.press("home")
+            app.apply_event(LogLine(level="INFO", message="one more"))
+            await pilot.pause(0.2)
+            assert log.scroll_y == 0
+            await pilot.press("end")  # back at the end: following again
+            app.apply_event(LogLine(level="INFO", message="and another"))
+            await wait_for(pilot, lambda: at_end(log), timeout=5)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("width", "side"), [(80, 30), (120, 43), (200, 72)])
+def test_the_config_column_grows_with_the_terminal(width: int, side: int) -> None:
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=(width, 40)) as pilot:
+            await pilot.pause()
+            assert app.query_one("#side").outer_size.width == side
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("size", "columns"), [
+    ((80, 24), ("", "batch", "status", "samples/s", "peak GiB")),
+    ((160, 48), ("", "batch", "status", "seconds", "samples/s", "tok/s", "peak GiB",
+                 "GPU util")),
+])
+def test_the_tune_table_shows_the_columns_that_fit(size: tuple[int, int],
+                                                   columns: tuple[str, ...]) -> None:
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=size) as pilot:
+            app.apply_event(TuneFinished(chosen_batch_size=8, mode="power", probes=PROBES))
+            await wait_for(pilot, lambda: app.results_pane.tune_columns == columns, timeout=5)
+            table = app.results_pane.tune_table
+            assert table.virtual_size.width <= app.results_pane.scrollable_content_region.width
+            assert [row[0] for row in app.results_pane.tune_cells()].count("▶") == 1
+
+    run(scenario())
+
+
+def test_table_rows_in_the_log_are_drawn_whole_on_one_line() -> None:
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            before = len(app.log_pane.lines)
+            rows = [fixed_width_row(table_row(probe)) for probe in PROBES]
+            for row in rows:
+                app.apply_event(LogLine(level="INFO", message=row))
+            await pilot.pause()
+            assert len(app.log_pane.lines) == before + len(rows)  # not one wrapped
+            assert app.log_pane.shown_lines()[-len(rows):] == rows  # without the time stamp
+            assert all(row in line for row, line in
+                       zip(rows, app.log_pane.plain_lines()[-len(rows):], strict=True))
+
+    run(scenario())
+
+
+def test_notifications_do_not_cover_the_results_at_80x24() -> None:
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            fill_log(app)
+            app.apply_event(TuneFinished(chosen_batch_size=8, mode="power", probes=PROBES))
+            app.apply_event(RunFinished(metrics=METRICS))  # notifies "Run finished"
+            await wait_for(pilot, lambda: len(app.screen.query("Toast")) > 0, timeout=5)
+            await pilot.pause(0.2)
+            results = app.results_pane.region
+            for toast in app.screen.query("Toast"):
+                assert not toast.region.overlaps(results), (toast.region, results)
+
+    run(scenario())
+
+
+def warning_colour(app) -> object:
+    """The colour the log drew its last (warning) line in."""
+    strip = app.log_pane.lines[-1]
+    return next(segment.style.color for segment in strip if segment.text.strip())
+
+
+def test_a_theme_chosen_in_the_command_palette_is_applied_everywhere(tmp_path: Path) -> None:
+    path = tmp_path / "eval.toml"
+    app = make_app(EvalConfig(theme="textual-dark"), config_path=path)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            app.apply_event(LogLine(level="WARNING", message="careful"))
+            await pilot.pause()
+            old_colour = warning_colour(app)
+            app.action_change_theme()  # the palette's "Change theme"
+            await pilot.pause()
+            await pilot.press(*"nord")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.theme == "nord" and len(app.screen_stack) == 1)
+            assert app.config_pane.values()["theme"] == "nord"
+            expected = app.log_pane.get_component_rich_style("log--warning").color
+            await wait_for(pilot, lambda: warning_colour(app) == expected, timeout=5)
+            assert expected != old_colour
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+
+    run(scenario())
+    assert load_config_file(path)["theme"] == "nord"
+
+
+def test_an_unset_theme_field_stays_unset_when_the_default_theme_is_applied(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLORTERM", "truecolor")  # the default theme is textual-dark
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.press("t")
+            await wait_for(pilot, lambda: app.config_pane.values()["theme"] == "textual-light",
+                           timeout=5)
+            app.config_pane.set_value("theme", None)  # "default" chosen in the field
+            await wait_for(pilot, lambda: app.theme == "textual-dark", timeout=5)
+            await pilot.pause()
+            assert app.config_pane.values()["theme"] is None
+
+    run(scenario())

@@ -1,0 +1,133 @@
+"""The samples browser (key p): every finished sample, the wrong ones, search, one in full,
+filled live during a run, and the same screen in ``tui-eval watch``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PROMPTS, write_jsonl
+from test_ui import make_app, run, run_config, tap, wait_for
+
+from tui_eval.config import EvalConfig
+from tui_eval.results import PredictionRow
+from tui_eval.ui.samples import SampleScreen, SamplesScreen
+
+pytestmark = pytest.mark.slow  # Pilot tests: the full suite runs them
+
+SIZE = (100, 32)
+
+
+def sample_rows() -> list[PredictionRow]:
+    """Five samples: three right, one wrong, one failed."""
+    answers = [("q1", "2+2=", "4", "4"), ("q2", "3+3=", "6", "6"), ("q3", "4+4=", "8", "9"),
+               ("q4", "5+5=", "10", None), ("q5", "6+6=", "12", "12")]
+    rows = []
+    for index, (sample_id, prompt, reference, prediction) in enumerate(answers):
+        right = float(prediction == reference)
+        rows.append(PredictionRow(
+            index=index, id=sample_id, prompt=prompt, prediction=prediction,
+            reference=reference, scores={"exact_match": right, "token_f1": right},
+            new_tokens=2, error=None if prediction is not None else "CUDA out of memory"))
+    return rows
+
+
+@pytest.fixture()
+def many_samples(tmp_path: Path) -> Path:
+    """Enough samples that a run at batch size 1 is still going when the test looks."""
+    rows = [{"id": f"{i}-{n}", "question": q, "answer": a}
+            for n in range(20) for i, q, a in PROMPTS]
+    return write_jsonl(tmp_path / "many.jsonl", rows)
+
+
+def write_predictions(run_dir: Path, rows: list[PredictionRow]) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "predictions.jsonl").write_text("".join(row.to_json() + "\n" for row in rows),
+                                               encoding="utf-8")
+    return run_dir
+
+
+def shown_ids(screen: SamplesScreen) -> list[str]:
+    return [str(screen.table.get_row_at(number)[1]) for number in range(screen.table.row_count)]
+
+
+async def open_samples(pilot: Any, count: int) -> SamplesScreen:
+    await pilot.press("p")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, SamplesScreen)
+                   and pilot.app.screen.table.row_count == count, timeout=10)
+    return pilot.app.screen
+
+
+def test_browse_filter_search_and_open_a_sample(tmp_path: Path) -> None:
+    app = make_app(EvalConfig())
+    app.run_dir = write_predictions(tmp_path / "run", sample_rows())
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_samples(pilot, 5)
+            assert shown_ids(screen) == ["q1", "q2", "q3", "q4", "q5"]
+            assert str(screen.summary.render()).startswith(
+                "5 samples · 2 wrong (exact_match < 1 or an error)")
+            await pilot.press("w")
+            assert shown_ids(screen) == ["q3", "q4"]  # the wrong one and the failed one
+            assert "(failed)" in [str(cell) for cell in screen.table.get_row_at(1)]
+            await pilot.press("w", "slash", *"Q5")  # every sample again, then a search
+            assert shown_ids(screen) == ["q5"]
+            await pilot.press("enter")  # keeps the search, back to the table
+            assert screen.search.display and app.focused is screen.table
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, SampleScreen), timeout=5)
+            detail = app.screen
+            assert str(detail.prompt.render()) == "6+6="
+            assert str(detail.query_one("#sample-output").render()) == "12"
+            assert "exact_match: 1" in str(detail.query_one("#sample-scores").render())
+            await pilot.press("escape")
+            assert app.screen is screen
+            await pilot.press("escape")  # clears the search first
+            assert shown_ids(screen) == ["q1", "q2", "q3", "q4", "q5"]
+            assert not screen.search.display
+            await pilot.press("escape")
+            assert len(app.screen_stack) == 1
+            assert app.check_action("start", ()) is True  # the main screen's keys are back
+
+    run(scenario())
+
+
+def test_the_browser_fills_while_the_run_goes_on(tiny_model: Path, many_samples: Path,
+                                                 tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    app = make_app(run_config(tiny_model, many_samples, out, batch_size=1, max_tokens=24))
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await tap(pilot, "s")
+            await wait_for(pilot, lambda: app.run_dir is not None)
+            await tap(pilot, "p")
+            await wait_for(pilot, lambda: isinstance(app.screen, SamplesScreen))
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.table.row_count >= 1)
+            first = screen.table.row_count
+            await wait_for(pilot, lambda: screen.table.row_count > first)
+            assert app.activity == "run"  # more rows came while the run went on
+            await tap(pilot, "escape")
+            await tap(pilot, "c")
+            await wait_for(pilot, lambda: app.activity is None)
+
+    run(scenario())
+
+
+def test_the_watch_app_browses_the_run_it_follows(tmp_path: Path) -> None:
+    from test_watch import watch_app
+
+    run_dir = write_predictions(tmp_path / "run", sample_rows())
+    app = watch_app(run_dir)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_samples(pilot, 5)
+            await pilot.press("w")
+            assert shown_ids(screen) == ["q3", "q4"]
+
+    run(scenario())
+    assert sorted(path.name for path in run_dir.iterdir()) == ["predictions.jsonl"]
