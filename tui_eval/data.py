@@ -167,23 +167,31 @@ def _make_sample(record: Any, index: int, number: int, template: str, prompt_fie
     prompt_value = record[prompt_key]
     if prompt_value is None or str(prompt_value).strip() == "":
         raise BadRecord(f"empty prompt field '{prompt_key}'")
+    return Sample(index=index, id=_sample_id(record, id_field, number),
+                  prompt=_render_prompt(record, template, prompt_value),
+                  references=_as_references(record[answer_key]))
+
+
+def _render_prompt(record: dict[str, Any], template: str, prompt_value: Any) -> str:
+    """The template filled from the record's fields, ``{prompt}`` being the prompt field."""
     values = {k: "" if v is None else v for k, v in record.items()}
     values["prompt"] = prompt_value
     missing = _template_fields(template) - set(values)
     if missing:
         raise BadRecord(f"prompt_template uses missing field '{sorted(missing)[0]}'")
     try:
-        prompt = template.format_map(values)
+        return template.format_map(values)
     except (IndexError, KeyError, ValueError, AttributeError) as exc:
         raise BadRecord(f"prompt_template cannot be filled: {exc!r}") from None
+
+
+def _sample_id(record: dict[str, Any], id_field: str | None, number: int) -> str:
+    """The configured id field, else the record's 'id', else its line or item number."""
     if id_field is not None:
         if id_field not in record:
             raise BadRecord(f"missing id field '{id_field}'")
-        sample_id = str(record[id_field])
-    else:
-        sample_id = str(record["id"]) if record.get("id") is not None else str(number)
-    return Sample(index=index, id=sample_id, prompt=prompt,
-                  references=_as_references(record[answer_key]))
+        return str(record[id_field])
+    return str(record["id"]) if record.get("id") is not None else str(number)
 
 
 def load_dataset(path: str | Path, *, prompt_template: str = "{prompt}",
@@ -338,22 +346,9 @@ def _make_choice_sample(record: Any, index: int, number: int, template: str,
     prompt_key = _pick_field(record, prompt_field, PROMPT_FIELDS, "prompt")
     prompt_value = record[prompt_key]
     # an empty context is allowed: the scorer conditions on the BOS token instead
-    values = {k: "" if v is None else v for k, v in record.items()}
-    values["prompt"] = "" if prompt_value is None else prompt_value
-    missing = _template_fields(template) - set(values)
-    if missing:
-        raise BadRecord(f"prompt_template uses missing field '{sorted(missing)[0]}'")
-    try:
-        prompt = template.format_map(values)
-    except (IndexError, KeyError, ValueError, AttributeError) as exc:
-        raise BadRecord(f"prompt_template cannot be filled: {exc!r}") from None
-    if id_field is not None:
-        if id_field not in record:
-            raise BadRecord(f"missing id field '{id_field}'")
-        sample_id = str(record[id_field])
-    else:
-        sample_id = str(record["id"]) if record.get("id") is not None else str(number)
-    return ChoiceSample(index=index, id=sample_id, prompt=prompt, choices=choices, gold=gold)
+    prompt = _render_prompt(record, template, "" if prompt_value is None else prompt_value)
+    return ChoiceSample(index=index, id=_sample_id(record, id_field, number), prompt=prompt,
+                        choices=choices, gold=gold)
 
 
 def is_choice_dataset(path: str | Path, choices_field: str = CHOICES_FIELD) -> bool:

@@ -77,6 +77,7 @@ class ProbeRun:
     peak_memory_bytes: int | None = None
     gpu_util_percent: float | None = None
     oom_after_s: float | None = None  # set when it ran out of memory
+    started: float = 0.0  # the clock when the call began
 
     @property
     def oom(self) -> bool:

@@ -452,26 +452,36 @@ class BatchSizeTuner:
         release_cached_memory(self.backend.device)
         timer = None if full_length else DecodeTimer(
             self.clock, max_steps=probe_steps(self.max_tokens))
+
+        def generate() -> int:
+            generation = self.backend.generate(self.prompts[:size],
+                                               max_new_tokens=self.max_tokens,
+                                               force_length=True, on_step=timer)
+            return max(generation.new_tokens, default=0)
+
+        run = self._timed_call(size, generate)
+        if timer is not None and timer.stamps:
+            run.step_seconds = timer.step_seconds
+            run.first_token_seconds = timer.stamps[0] - run.started
+        return run
+
+    def _timed_call(self, size: int, call: Callable[[], int]) -> ProbeRun:
+        """Time one probe call of ``size`` rows under the meter; an OOM is a result (the
+        memory it held is freed), any other error is raised. ``call`` returns the tokens
+        each row generated, when it generates."""
         run = ProbeRun(rows=size, new_tokens=0, call_seconds=0.0, step_seconds=None)
         with self.meter(self.backend.device) as meter:
-            started = self.clock()
+            run.started = self.clock()
             try:
-                generation = self.backend.generate(self.prompts[:size],
-                                                   max_new_tokens=self.max_tokens,
-                                                   force_length=True, on_step=timer)
-                run.call_seconds = self.clock() - started
-                run.new_tokens = max(generation.new_tokens, default=0)
-                del generation
+                run.new_tokens = call()
+                run.call_seconds = self.clock() - run.started
             except Exception as exc:  # noqa: BLE001 - only an OOM is a probe result
                 if not is_oom_error(exc):
                     raise
                 del exc
-                run.oom_after_s = self.clock() - started
+                run.oom_after_s = self.clock() - run.started
         if run.oom:
             free_memory()
-        if timer is not None and timer.stamps:
-            run.step_seconds = timer.step_seconds
-            run.first_token_seconds = timer.stamps[0] - started
         run.peak_memory_bytes = meter.peak_memory_bytes
         run.gpu_util_percent = meter.gpu_util_percent
         return run
@@ -625,21 +635,12 @@ class PairScoringTuner(BatchSizeTuner):
     def _measure(self, size: int, *, full_length: bool = False) -> ProbeRun:
         release_cached_memory(self.backend.device)
         items = self.prompts[:size]
-        run = ProbeRun(rows=size, new_tokens=0, call_seconds=0.0, step_seconds=None)
-        with self.meter(self.backend.device) as meter:
-            started = self.clock()
-            try:
-                self.backend.score(items)
-                run.call_seconds = self.clock() - started
-            except Exception as exc:  # noqa: BLE001 - only an OOM is a probe result
-                if not is_oom_error(exc):
-                    raise
-                del exc
-                run.oom_after_s = self.clock() - started
-        if run.oom:
-            free_memory()
-        run.peak_memory_bytes = meter.peak_memory_bytes
-        run.gpu_util_percent = meter.gpu_util_percent
+
+        def score() -> int:
+            self.backend.score(items)
+            return 0  # scoring generates nothing
+
+        run = self._timed_call(size, score)
         self._tokens_read = sum(len(self.backend.model_input(pair)) for pair in items)
         return run
 
