@@ -10,6 +10,7 @@ SQuAD-style normalisation in ``tui_eval.metrics``.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -21,9 +22,16 @@ CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0
 # A letter or digit of a script that separates words with spaces. A '-' right after one is a
 # hyphen ("x-5", "5-3"), not a sign; after a CJK character it is a sign ("答案是-5").
 WORD_CHAR = rf"[^\W_{CJK_RANGES}]"
-# Currency symbols (Unicode category Sc) in the Basic Multilingual Plane: "$", "€", "¥", "₹"…
-CURRENCY = "".join(ch for ch in map(chr, range(0x10000)) if unicodedata.category(ch) == "Sc")
-_CURRENCY_CLASS = f"[{re.escape(CURRENCY)}]"
+
+
+@functools.cache
+def currency_class() -> str:
+    """A regex class of the currency symbols (Unicode category Sc) in the Basic Multilingual
+    Plane: "$", "€", "¥", "₹"… Built on first use: the scan costs ~10 ms, which `--help`
+    should not pay."""
+    symbols = "".join(ch for ch in map(chr, range(0x10000)) if unicodedata.category(ch) == "Sc")
+    return f"[{re.escape(symbols)}]"
+
 
 # NFKC leaves U+2212 MINUS SIGN alone; models and typeset sources use it for negatives.
 _MINUS = str.maketrans({"\u2212": "-"})
@@ -31,11 +39,13 @@ _MINUS = str.maketrans({"\u2212": "-"})
 # A number as the numeric metric and the number presets read it: an optional sign, an optional
 # currency symbol, digits with optional comma thousands separators in groups of three, and an
 # optional decimal part. "50%" reads 50: a percent sign is not part of the number.
-NUMBER = re.compile(
-    rf"(?:(?<!{WORD_CHAR})(?P<sign>-))?{_CURRENCY_CLASS}?"
-    r"(?P<body>(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?"
-    rf"|(?<![.])(?<!{WORD_CHAR})\.[0-9]+)"
-)
+@functools.cache
+def number_pattern() -> re.Pattern[str]:
+    return re.compile(
+        rf"(?:(?<!{WORD_CHAR})(?P<sign>-))?{currency_class()}?"
+        r"(?P<body>(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?"
+        rf"|(?<![.])(?<!{WORD_CHAR})\.[0-9]+)"
+    )
 
 
 def fold(text: str) -> str:
@@ -47,7 +57,8 @@ def find_numbers(text: str) -> list[str]:
     """Every number in the text, in order, as plain text: ASCII '-' for a negative, thousands
     separators, currency symbols and percent signs dropped, decimals as written
     ("−$1,234.50" → "-1234.50")."""
-    return [(m["sign"] or "") + m["body"].replace(",", "") for m in NUMBER.finditer(fold(text))]
+    return [(m["sign"] or "") + m["body"].replace(",", "")
+            for m in number_pattern().finditer(fold(text))]
 
 
 def number_value(text: str) -> Decimal | None:

@@ -20,6 +20,7 @@ articles a/an/the removed, whitespace collapsed) with these changes:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -28,17 +29,28 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
-from tui_eval.extraction import CJK_RANGES, CURRENCY, WORD_CHAR, extract_answer, fold, number_value
+from tui_eval.extraction import (
+    CJK_RANGES,
+    WORD_CHAR,
+    currency_class,
+    extract_answer,
+    fold,
+    number_value,
+)
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _CJK_CHAR = re.compile(f"([{CJK_RANGES}])")
-_CURRENCY_CLASS = f"[{re.escape(CURRENCY)}]"
-# A number as normalisation sees it: any commas between digits are dropped, as SQuAD drops
-# every comma; the sign and the decimal points are what it keeps.
-_NUMBER_TEXT = re.compile(
-    rf"(?:(?<!{WORD_CHAR})(?P<sign>-)(?={_CURRENCY_CLASS}?\.?[0-9]))?{_CURRENCY_CLASS}?"
-    rf"(?P<body>[0-9]+(?:[.,][0-9]+)*|(?<!{WORD_CHAR})\.[0-9]+(?:[.,][0-9]+)*)"
-)
+
+
+@functools.cache
+def _number_text() -> re.Pattern[str]:
+    """A number as normalisation sees it: any commas between digits are dropped, as SQuAD
+    drops every comma; the sign and the decimal points are what it keeps."""
+    currency = currency_class()
+    return re.compile(
+        rf"(?:(?<!{WORD_CHAR})(?P<sign>-)(?={currency}?\.?[0-9]))?{currency}?"
+        rf"(?P<body>[0-9]+(?:[.,][0-9]+)*|(?<!{WORD_CHAR})\.[0-9]+(?:[.,][0-9]+)*)"
+    )
 
 
 class _PunctuationTable(dict):
@@ -63,7 +75,7 @@ def normalize(text: str) -> str:
     text = fold(text).lower()
     pieces: list[str] = []
     position = 0
-    for match in _NUMBER_TEXT.finditer(text):
+    for match in _number_text().finditer(text):
         pieces.append(text[position:match.start()].translate(_PUNCTUATION))
         pieces.append((match["sign"] or "") + match["body"].replace(",", ""))
         position = match.end()
@@ -79,7 +91,7 @@ def _tokens(text: str) -> list[str]:
 
 def last_number(text: str) -> Decimal | None:
     """The exact value of the last number in the text ('-1,234.5' reads -1234.5), or None.
-    How a number is found: ``tui_eval.extraction.NUMBER``."""
+    How a number is found: ``tui_eval.extraction.number_pattern``."""
     return number_value(text)
 
 

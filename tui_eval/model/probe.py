@@ -18,7 +18,6 @@ Pure Python: nothing here imports torch.
 from __future__ import annotations
 
 import itertools
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,7 +61,9 @@ class DecodeTimer:
         not count for all."""
         if len(self.stamps) < 2:
             return None
-        return statistics.median(b - a for a, b in itertools.pairwise(self.stamps))
+        steps = sorted(b - a for a, b in itertools.pairwise(self.stamps))
+        middle = len(steps) // 2
+        return steps[middle] if len(steps) % 2 else (steps[middle - 1] + steps[middle]) / 2
 
 
 @dataclass
