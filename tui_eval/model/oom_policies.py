@@ -12,12 +12,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from tui_eval.data import Sample
 from tui_eval.device.oom import free_memory, is_oom_error, summarize_error
 from tui_eval.events import EventSink, Fallback, RunLog
-from tui_eval.model.backend import Generation
+
+if TYPE_CHECKING:  # only for annotations: importing them would slow `tui-eval --help`
+    from tui_eval.data import Sample
+    from tui_eval.model.backend import Generation
 
 Item = TypeVar("Item")  # what a batch holds: a sample, a (context, choice) pair
 Result = TypeVar("Result")  # what running one item gives
@@ -48,10 +50,10 @@ class Outcome:
     error: str | None = None
 
 
-GenerateFn = Callable[[list[Sample]], Generation]
+GenerateFn = Callable[[list["Sample"]], "Generation"]
 
 
-class GenerationWork(BatchWork[Sample, Outcome]):
+class GenerationWork(BatchWork["Sample", "Outcome"]):
     """Generation: a batch of samples through ``generate``, one prediction each."""
 
     def __init__(self, generate: GenerateFn) -> None:
