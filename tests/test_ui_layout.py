@@ -64,22 +64,34 @@ def test_the_config_column_grows_with_the_terminal(width: int, side: int) -> Non
     run(scenario())
 
 
-@pytest.mark.parametrize(("size", "columns"), [
-    ((80, 24), ("", "batch", "status", "samples/s", "peak GiB")),
-    ((160, 48), ("", "batch", "status", "seconds", "samples/s", "tok/s", "peak GiB",
-                 "GPU util")),
+@pytest.mark.parametrize(("size", "with_metrics", "columns"), [
+    ((80, 24), False, ("", "batch", "status", "samples/s", "peak GiB")),
+    ((160, 48), False, ("", "batch", "status", "seconds", "samples/s", "tok/s", "peak GiB",
+                        "GPU util")),
+    # from 140 columns the metrics block sits beside the tune table and takes part of
+    # its room: tok/s goes first rather than the last column being cut
+    ((160, 48), True, ("", "batch", "status", "seconds", "samples/s", "peak GiB",
+                       "GPU util")),
 ])
-def test_the_tune_table_shows_the_columns_that_fit(size: tuple[int, int],
+def test_the_tune_table_shows_the_columns_that_fit(size: tuple[int, int], with_metrics: bool,
                                                    columns: tuple[str, ...]) -> None:
     app = make_app(EvalConfig())
 
     async def scenario() -> None:
         async with app.run_test(size=size) as pilot:
             app.apply_event(TuneFinished(chosen_batch_size=8, mode="power", probes=PROBES))
+            if with_metrics:
+                await pilot.pause()
+                app.apply_event(RunFinished(metrics=METRICS))
             await wait_for(pilot, lambda: app.results_pane.tune_columns == columns, timeout=5)
-            table = app.results_pane.tune_table
-            assert table.virtual_size.width <= app.results_pane.scrollable_content_region.width
-            assert [row[0] for row in app.results_pane.tune_cells()].count("▶") == 1
+            await pilot.pause()
+            pane = app.results_pane
+            table = pane.tune_table
+            assert table.virtual_size.width <= pane.tune_room()
+            # the whole table is inside the pane: nothing cut at its right edge
+            assert table.region.right <= pane.scrollable_content_region.right
+            assert table.size.width >= table.virtual_size.width
+            assert [row[0] for row in pane.tune_cells()].count("▶") == 1
 
     run(scenario())
 

@@ -191,3 +191,68 @@ def test_tune_chart_80x24(snap_compare):
 
 def test_tune_chart_120x40(snap_compare):
     assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=tune_chart)
+
+
+# ── compare with another run ──────────────────────────────────────────────────────────
+
+@pytest.fixture()
+def two_runs(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """The browser's forty samples (run A) and a run B that fixes some and breaks others."""
+    monkeypatch.chdir(tmp_path)  # relative directories: nothing varies
+    rows_a = browser_rows()
+    rows_b = []
+    for row in browser_rows():
+        reference = row.references[0]
+        prediction = row.prediction
+        if row.index % 7 == 0 or row.index == 12:
+            prediction = reference  # fixed
+        elif row.index % 11 == 0:
+            prediction = str(int(reference) - 1)  # broken
+        right = float(prediction == reference)
+        contains = float(prediction is not None and reference in prediction)
+        rows_b.append(PredictionRow(
+            index=row.index, id=row.id, prompt=row.prompt, prediction=prediction,
+            reference=reference, new_tokens=4,
+            scores={"exact_match": right, "contains": contains, "numeric": contains,
+                    "token_f1": right or (0.4 if contains else 0.0)}))
+    dirs = []
+    for name, rows, size, speed in (("run-a", rows_a, 8, 41.27), ("run-b", rows_b, 16, 55.1)):
+        run_dir = Path(name)
+        run_dir.mkdir()
+        (run_dir / "predictions.jsonl").write_text(
+            "".join(row.to_json() + "\n" for row in rows), encoding="utf-8")
+        RunMetrics.from_dict({"metrics": {}, "n": len(rows), "n_total": len(rows),
+                              "n_errors": sum(row.error is not None for row in rows),
+                              "batch_size": size, "samples_per_s": speed,
+                              "tokens_per_s": speed * 4,
+                              "generation_seconds": len(rows) / speed}).write(run_dir)
+        dirs.append(run_dir)
+    return dirs[0], dirs[1]
+
+
+def open_compare(run_b: Path):
+    async def run_before(pilot: Any) -> None:
+        from tui_eval.ui.compare import CompareScreen
+
+        await fill_gauge_history(pilot)
+        await pilot.press("v")
+        await pilot.pause()
+        pilot.app.screen.input.value = str(run_b)
+        await pilot.press("enter")
+        while not isinstance(pilot.app.screen, CompareScreen):
+            await pilot.pause(0.05)
+        await pilot.pause()
+
+    return run_before
+
+
+def test_compare_screen_80x24(snap_compare, two_runs):
+    run_a, run_b = two_runs
+    assert snap_compare(browser_app(run_a), terminal_size=(80, 24),
+                        run_before=open_compare(run_b))
+
+
+def test_compare_screen_120x40(snap_compare, two_runs):
+    run_a, run_b = two_runs
+    assert snap_compare(browser_app(run_a), terminal_size=(120, 40),
+                        run_before=open_compare(run_b))

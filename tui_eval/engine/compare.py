@@ -173,17 +173,19 @@ def _shorten(text: str | None) -> str:
     return flat if len(flat) <= PREDICTION_CHARS else flat[:PREDICTION_CHARS - 1] + "…"
 
 
-def comparison_report(comparison: Comparison, *, show_all: bool = False,
-                      limit: int = 50) -> str:
-    """The metrics table, then the samples whose verdict changed."""
-    a, b = comparison.a, comparison.b
-    lines = [f"A: {a.run_dir}", f"B: {b.run_dir}",
-             f"{comparison.samples} samples in both", ""]
+METRIC_COLUMNS = ("metric", "A", "B", "B − A")
+CHANGED_COLUMNS = ("id", "A", "B", "prediction A", "prediction B", "reference")
+
+
+def metric_rows(comparison: Comparison) -> list[tuple[str, str, str, str]]:
+    """The metrics table: each score, then how each run went, as A, B and B − A."""
     rows = [(name, _figure(va), _figure(vb), _difference(va, vb))
             for name, va, vb in comparison.metrics]
-    rows += _run_figures(comparison)
-    lines.append(markdown_table(("metric", "A", "B", "B − A"), rows))
-    lines.append("")
+    return rows + _run_figures(comparison)
+
+
+def verdict_summary(comparison: Comparison) -> str:
+    """One line: how many verdicts changed, each way."""
     changed = comparison.changed
     got_right = sum(1 for change in changed if change.after)
     summary = (f"verdicts ({comparison.verdict_metric} = 1 is right): {len(changed)} changed"
@@ -191,15 +193,29 @@ def comparison_report(comparison: Comparison, *, show_all: bool = False,
     if comparison.same_verdict_other_text:
         summary += (f"; {comparison.same_verdict_other_text} other predictions differ in "
                     "text with the same verdict")
-    lines.append(summary)
+    return summary
+
+
+def changed_rows(changes: Sequence[VerdictChange]) -> list[tuple[str, ...]]:
+    """The changed samples' table: id, both verdicts, both predictions, the reference."""
+    return [(change.id, RIGHT if change.before else WRONG, RIGHT if change.after else WRONG,
+             _shorten(change.prediction_before), _shorten(change.prediction_after),
+             _shorten(change.reference)) for change in changes]
+
+
+def comparison_report(comparison: Comparison, *, show_all: bool = False,
+                      limit: int = 50) -> str:
+    """The metrics table, then the samples whose verdict changed."""
+    a, b = comparison.a, comparison.b
+    lines = [f"A: {a.run_dir}", f"B: {b.run_dir}",
+             f"{comparison.samples} samples in both", ""]
+    lines.append(markdown_table(METRIC_COLUMNS, metric_rows(comparison)))
+    lines.append("")
+    lines.append(verdict_summary(comparison))
+    changed = comparison.changed
     if changed:
         shown = changed if show_all else changed[:limit]
-        table = [(change.id, RIGHT if change.before else WRONG,
-                  RIGHT if change.after else WRONG, _shorten(change.prediction_before),
-                  _shorten(change.prediction_after), _shorten(change.reference))
-                 for change in shown]
-        lines.append(markdown_table(("id", "A", "B", "prediction A", "prediction B",
-                                     "reference"), table))
+        lines.append(markdown_table(CHANGED_COLUMNS, changed_rows(shown)))
         if len(shown) < len(changed):
             lines.append(f"… and {len(changed) - len(shown)} more (--all lists them)")
     return "\n".join(lines)

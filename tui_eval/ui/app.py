@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.device.monitor import HostReading, Sampler, Snapshot
+from tui_eval.engine.compare import Comparison
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.engine.signals import install_app_hangup
 from tui_eval.errors import UsageError
@@ -41,6 +42,7 @@ from tui_eval.events import (
 from tui_eval.results import PREDICTIONS_FILE, RunMetrics
 from tui_eval.ui.bridge import EngineEvent, EventBridge, GaugeReadings, ProgressReady
 from tui_eval.ui.chart import TuneChartScreen
+from tui_eval.ui.compare import CompareAskScreen, CompareScreen
 from tui_eval.ui.config_text import save_config
 from tui_eval.ui.samples import SamplesScreen
 from tui_eval.ui.screens import ConfirmScreen
@@ -92,6 +94,8 @@ class EvalApp(App[int]):
                 "/ search, enter opens one"),
         Binding("g", "chart", "Chart", show=False,
                 tooltip="samples/s and peak memory against batch size, from auto-tune"),
+        Binding("v", "compare", "Compare", show=False,
+                tooltip="Compare this run with another: metrics and changed verdicts"),
         Binding("ctrl+s", "save_config", "Save", tooltip="Save the settings to the config file"),
         Binding("q", "quit", "Quit", tooltip="Quit (asks first while a run is going)"),
         Binding("escape", "focus_log", "Leave field", show=False),
@@ -315,7 +319,7 @@ class EvalApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only and action in RUN_ACTIONS:
             return False
-        if action in (*RUN_ACTIONS, "focus_log", "samples", "chart") and \
+        if action in (*RUN_ACTIONS, "focus_log", "samples", "chart", "compare") and \
                 len(self.screen_stack) > 1:
             return False  # over the main screen (the samples browser): its own keys only
         if action == "cancel" and self.activity is None:
@@ -400,6 +404,19 @@ class EvalApp(App[int]):
         results = self.results_pane
         self.push_screen(TuneChartScreen(lambda: (results.probes, results.chosen_batch_size)))
 
+    def action_compare(self) -> None:
+        run_a = self.samples_dir()
+        if run_a is None:
+            self.notify("No run to compare yet: start one, or set an output directory that "
+                        "holds one.", title="Compare", severity="warning")
+            return
+
+        def answered(comparison: Comparison | None) -> None:
+            if comparison is not None:
+                self.push_screen(CompareScreen(comparison))
+
+        self.push_screen(CompareAskScreen(run_a), answered)
+
     def action_save_config(self) -> None:
         if self.read_only:
             return
@@ -461,6 +478,8 @@ class EvalApp(App[int]):
                             "one in full (p)", self.action_samples)
         yield SystemCommand("Tune chart", "samples/s and peak memory against batch size (g)",
                             self.action_chart)
+        yield SystemCommand("Compare with another run…", "Metrics side by side and the "
+                            "samples whose verdict changed (v)", self.action_compare)
 
     # ── the engine worker ─────────────────────────────────────────────────────────────
 

@@ -1,8 +1,10 @@
 """The results pane: the metrics table when a run ends, the tune table after auto-tune.
 
 Both tables stay hidden until they have something to show. The tune table shows the
-columns that fit the pane: on a narrow one the less telling figures go first, rather than
-the table being cut at its right edge.
+columns that fit its room: the pane's width, less the metrics block when the two sit side
+by side (a wide terminal); on a narrow one the less telling figures go first, rather than
+the table being cut at its right edge. The room is measured after layout, so the table is
+fitted again whenever the pane or either block changes size.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Container, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
@@ -52,6 +55,16 @@ def fitting_columns(rows: list[tuple[str, ...]], width: int) -> tuple[str, ...]:
     return tuple(shown)
 
 
+class Block(Vertical):
+    """A table and its title; tells the pane when its size changes (a block's Resize does
+    not reach the pane otherwise)."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        pane = next((node for node in self.ancestors if isinstance(node, ResultsPane)), None)
+        if pane is not None:
+            pane.fit_tune_columns()
+
+
 class ResultsPane(VerticalScroll):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"results--chosen"}
     DEFAULT_CSS = """
@@ -76,10 +89,10 @@ class ResultsPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         # stacked when narrow, side by side when wide (see app.tcss)
         with Container(id="results-blocks"):
-            with Vertical(id="metrics-block"):
+            with Block(id="metrics-block"):
                 yield self.metrics_title
                 yield self.metrics_table
-            with Vertical(id="tune-block"):
+            with Block(id="tune-block"):
                 yield self.tune_title
                 yield self.tune_table
 
@@ -136,8 +149,7 @@ class ResultsPane(VerticalScroll):
             "results--chosen")
         rows = [(probe_row(probe, self._is_chosen(probe)), self._is_chosen(probe))
                 for probe in self.probes]
-        self.tune_columns = fitting_columns([cells for cells, _ in rows],
-                                            self.scrollable_content_region.width)
+        self.tune_columns = fitting_columns([cells for cells, _ in rows], self.tune_room())
         positions = [TUNE_COLUMNS.index(name) for name in self.tune_columns]
         self.tune_table.clear(columns=True)
         self.tune_table.add_columns(*self.tune_columns)
@@ -155,11 +167,25 @@ class ResultsPane(VerticalScroll):
     def _is_chosen(self, probe: TuneProbe) -> bool:
         return probe.batch_size == self.chosen_batch_size and probe.ok
 
-    def on_resize(self) -> None:
+    def tune_room(self) -> int:
+        """The cells the tune table may take: the pane's width, less the metrics block and
+        its margin when the blocks sit side by side (as laid out last)."""
+        width = self.scrollable_content_region.width
+        blocks = self.query_one("#results-blocks")
+        metrics_block = self.query_one("#metrics-block")
+        if blocks.styles.layout is not None and blocks.styles.layout.name == "horizontal" \
+                and metrics_block.display:
+            width -= metrics_block.outer_size.width + metrics_block.styles.margin.right
+        return max(0, width)
+
+    def fit_tune_columns(self) -> None:
+        """Redraw the tune table when the columns that fit its room have changed."""
         rows = [probe_row(probe, self._is_chosen(probe)) for probe in self.probes]
-        if rows and fitting_columns(rows, self.scrollable_content_region.width) \
-                != self.tune_columns:
+        if rows and fitting_columns(rows, self.tune_room()) != self.tune_columns:
             self._redraw_tune()
+
+    def on_resize(self) -> None:
+        self.fit_tune_columns()
 
     def _redraw_tune(self) -> None:
         if self.probes:
