@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -64,7 +65,16 @@ class CompareAskScreen(ModalScreen[Comparison | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        result = try_compare(self.run_a, event.value)
+        self.problem.update("reading both runs…")
+        self._compare(event.value)
+
+    @work(thread=True, exclusive=True, group="compare", exit_on_error=False, name="compare")
+    def _compare(self, run_b_text: str) -> None:
+        """Both runs' predictions are read off the UI thread: a large run takes seconds."""
+        result = try_compare(self.run_a, run_b_text)
+        self.app.call_from_thread(self._show, result)
+
+    def _show(self, result: Comparison | str) -> None:
         if isinstance(result, str):
             self.problem.update(result)
             return
