@@ -7,11 +7,11 @@ import io
 import json
 import math
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tui_eval.errors import DataError
 
@@ -201,21 +201,35 @@ def load_dataset(path: str | Path, *, prompt_template: str = "{prompt}",
     """Read every record into a Sample. A bad record raises DataError naming its file and
     line, unless ``on_bad_line == "skip"``, which records it in ``Dataset.skipped``."""
     path = Path(path)
+    samples, skipped = _read_samples(
+        path, prompt_template, on_bad_line, limit,
+        lambda record, index, number: _make_sample(record, index, number, prompt_template,
+                                                   prompt_field, answer_field, id_field))
+    return Dataset(path=path, samples=samples, skipped=skipped)
+
+
+S = TypeVar("S", bound="Sample | ChoiceSample")
+
+
+def _read_samples(path: Path, prompt_template: str, on_bad_line: str, limit: int | None,
+                  make: Callable[[Any, int, int], S]) -> tuple[list[S], list[str]]:
+    """Every record made into a sample by ``make(record, index, line number)``; a bad
+    record (or a duplicate id) raises DataError naming its file and line, unless
+    ``on_bad_line == "skip"``, which lists it as skipped."""
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found")
     try:
         _template_fields(prompt_template)  # a broken template fails before any reading
     except ValueError as exc:
         raise DataError(f"prompt_template: {exc}") from None
-    samples: list[Sample] = []
+    samples: list[S] = []
     skipped: list[str] = []
     seen_ids: set[str] = set()
     for where, number, record in _records(path):
         if limit is not None and len(samples) >= limit:
             break
         try:
-            sample = _make_sample(record, len(samples), number, prompt_template, prompt_field,
-                                  answer_field, id_field)
+            sample = make(record, len(samples), number)
             if sample.id in seen_ids:
                 raise BadRecord(f"duplicate id '{sample.id}'")
         except BadRecord as exc:
@@ -228,7 +242,7 @@ def load_dataset(path: str | Path, *, prompt_template: str = "{prompt}",
     if not samples:
         reason = "no usable samples" if skipped else "empty dataset"
         raise DataError(f"{path}: {reason}")
-    return Dataset(path=path, samples=samples, skipped=skipped)
+    return samples, skipped
 
 
 # ── multiple-choice datasets ────────────────────────────────────────────────────────────
@@ -374,31 +388,9 @@ def load_choice_dataset(path: str | Path, *, prompt_template: str = "{prompt}",
     choice. A bad record raises DataError naming its file and line, unless
     ``on_bad_line == "skip"``, which records it in ``ChoiceDataset.skipped``."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: dataset file not found")
-    try:
-        _template_fields(prompt_template)
-    except ValueError as exc:
-        raise DataError(f"prompt_template: {exc}") from None
-    samples: list[ChoiceSample] = []
-    skipped: list[str] = []
-    seen_ids: set[str] = set()
-    for where, number, record in _records(path):
-        if limit is not None and len(samples) >= limit:
-            break
-        try:
-            sample = _make_choice_sample(record, len(samples), number, prompt_template,
-                                         prompt_field, choices_field, answer_field, id_field)
-            if sample.id in seen_ids:
-                raise BadRecord(f"duplicate id '{sample.id}'")
-        except BadRecord as exc:
-            if on_bad_line == "skip":
-                skipped.append(f"{where}: {exc}")
-                continue
-            raise DataError(f"{where}: {exc}") from None
-        seen_ids.add(sample.id)
-        samples.append(sample)
-    if not samples:
-        reason = "no usable samples" if skipped else "empty dataset"
-        raise DataError(f"{path}: {reason}")
+    samples, skipped = _read_samples(
+        path, prompt_template, on_bad_line, limit,
+        lambda record, index, number: _make_choice_sample(
+            record, index, number, prompt_template, prompt_field, choices_field, answer_field,
+            id_field))
     return ChoiceDataset(path=path, samples=samples, skipped=skipped)
