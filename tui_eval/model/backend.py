@@ -133,6 +133,7 @@ class HFBackend:
         self.use_chat_template = chat_template and bool(
             getattr(self.tokenizer, "chat_template", None))
         self.model: Any = None
+        self._config_file: Any = None  # the model config read without the weights
         self.load_seconds = 0.0
         # Prompts longer than this many tokens lose their left part (truncate = "left");
         # None keeps every prompt whole.
@@ -188,13 +189,16 @@ class HFBackend:
         weights (to check inputs against the model's length before a long load)."""
         if self.model is not None:
             return self.model.config
-        from transformers import AutoConfig
+        if self._config_file is None:  # read once: every check of a run asks again
+            from transformers import AutoConfig
 
-        try:
-            return AutoConfig.from_pretrained(self.model_path, local_files_only=True)
-        except Exception as exc:  # transformers raises many types for a bad directory
-            raise ModelLoadError(f"{self.model_name}: cannot load model config: "
-                                 f"{_first_line(exc)}") from None
+            try:
+                self._config_file = AutoConfig.from_pretrained(self.model_path,
+                                                               local_files_only=True)
+            except Exception as exc:  # transformers raises many types for a bad directory
+                raise ModelLoadError(f"{self.model_name}: cannot load model config: "
+                                     f"{_first_line(exc)}") from None
+        return self._config_file
 
     def render(self, prompt: str) -> str:
         """The text the model sees: the prompt, wrapped in the chat template when asked."""
@@ -243,7 +247,10 @@ class HFBackend:
         """The model's maximum positions, from its config (read without loading the
         weights), else from the tokenizer's model_max_length when that is a real figure;
         None when neither says."""
-        config = self.model.config if self.model is not None else self._read_model_config()
+        try:
+            config = self.model_config()
+        except ModelLoadError:  # loading the weights will name what is wrong
+            config = None
         if config is not None:
             text_config = (config.get_text_config() if hasattr(config, "get_text_config")
                            else config)
@@ -255,14 +262,6 @@ class HFBackend:
         if isinstance(length, int) and 0 < length < SENSIBLE_MAX_LENGTH:
             return ContextLimit(length, "tokenizer model_max_length")
         return None
-
-    def _read_model_config(self) -> Any:
-        from transformers import AutoConfig
-
-        try:
-            return AutoConfig.from_pretrained(self.model_path, local_files_only=True)
-        except Exception:  # noqa: BLE001 - loading the weights will name what is wrong
-            return None
 
     def _simulated_oom(self, rows: int) -> None:
         import torch
