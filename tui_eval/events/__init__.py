@@ -21,6 +21,8 @@ from tui_eval.results import RunMetrics, TuneProbe, from_known_fields
 class Event:
     kind: ClassVar[str] = "event"
     time: float = field(default_factory=time.time, kw_only=True)
+    # the process that emitted it, in a run of several (torchrun); None in a run of one
+    rank: int | None = field(default=None, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"event": self.kind, **dataclasses.asdict(self)}
@@ -37,6 +39,7 @@ class TryStarted(Event):
     pid: int
     done_before: int = 0  # samples kept from earlier tries
     total: int = 0  # samples in the dataset
+    world_size: int = 1  # processes sharing the run (torchrun); pid is rank 0's
 
 
 @dataclass
@@ -49,6 +52,7 @@ class RunStarted(Event):
     device: str
     dtype: str
     pid: int = 0
+    world_size: int = 1  # processes sharing the run; device is rank 0's
 
 
 @dataclass
@@ -59,7 +63,26 @@ class LogLine(Event):
 
 
 @dataclass
+class RankProgress:
+    """One process's share of a run of several: its own counts and rates."""
+
+    rank: int
+    done: int
+    total: int
+    samples_per_s: float = 0.0
+    tokens_per_s: float = 0.0
+    batch_size: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    device: str = ""
+    finished: bool = False  # its share is done (or it stopped)
+
+
+@dataclass
 class Progress(Event):
+    """The run's progress. In a run of several processes the counts and rates are the sum
+    over all of them (batch_size: the smallest), and ``ranks`` holds each one's share."""
+
     kind: ClassVar[str] = "progress"
     done: int
     total: int
@@ -69,6 +92,7 @@ class Progress(Event):
     batch_size: int
     fallbacks: int
     errors: int
+    ranks: list[RankProgress] = field(default_factory=list)
 
 
 @dataclass
@@ -133,6 +157,9 @@ def event_from_dict(data: dict[str, Any]) -> Event | None:
     try:
         if cls is RunFinished:
             data = {**data, "metrics": RunMetrics.from_dict(data.get("metrics") or {})}
+        elif cls is Progress:
+            data = {**data, "ranks": [from_known_fields(RankProgress, r)
+                                      for r in data.get("ranks") or []]}
         elif cls is TuneFinished:
             data = {**data, "probes": [from_known_fields(TuneProbe, p)
                                        for p in data.get("probes") or []]}
@@ -142,11 +169,13 @@ def event_from_dict(data: dict[str, Any]) -> Event | None:
 
 
 def format_log_line(event: LogLine) -> str:
-    """One line as in run.log; warnings use the seed guide's '⚠️ message' form."""
+    """One line as in run.log; warnings use the seed guide's '⚠️ message' form. A line from
+    one process of several names it: '⚠️ rank 1: message'."""
+    text = event.message if event.rank is None else f"rank {event.rank}: {event.message}"
     if event.level == "WARNING":
-        return f"⚠️ {event.message}"
+        return f"⚠️ {text}"
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
-    return f"[{event.level}] {stamp} - {event.message}"
+    return f"[{event.level}] {stamp} - {text}"
 
 
 class FanOut:
