@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from tui_eval.commands import DEFAULT_COMMAND, SUBCOMMANDS
-from tui_eval.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from tui_eval.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_USAGE, QuietExit, UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         module, args = SUBCOMMANDS[argv[0]][0], argv[1:]
     try:
         return importlib.import_module(module).main(args)
+    except QuietExit as exc:
+        return exc.code
     except UsageError as exc:
         print(f"tui-eval: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -22,3 +22,12 @@ class DataError(UsageError):
 
 class ModelLoadError(UsageError):
     """A model or tokenizer that cannot be loaded; the message names the path."""
+
+
+class QuietExit(Exception):
+    """End the process with ``code`` and print nothing: another process of the same run
+    (rank 0 of a run of several) has said why."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code

@@ -35,9 +35,22 @@ METRICS_FILE = "metrics.json"
 TUNE_FILE = "tune.json"
 LOG_FILE = "run.log"
 EVENTS_FILE = "events.jsonl"
-# Files a run writes; --overwrite removes exactly these (and their temporary twins),
-# predictions first: a kill half-way then leaves at worst a config with no rows.
+# Files a run writes; --overwrite removes exactly these (and their temporary twins, and
+# the ranks' prediction files), predictions first: a kill half-way then leaves at worst a
+# config with no rows.
 RUN_FILES = (PREDICTIONS_FILE, METRICS_FILE, CONFIG_FILE, LOG_FILE, EVENTS_FILE, TUNE_FILE)
+# In a run of several processes each rank appends its rows to its own file; the run merges
+# them into predictions.jsonl when it ends, and a resume merges whatever a stop left.
+RANK_PREDICTIONS_GLOB = "predictions.rank-*.jsonl"
+
+
+def rank_predictions_file(rank: int) -> str:
+    return f"predictions.rank-{rank}.jsonl"
+
+
+def rank_prediction_paths(run_dir: Path) -> list[Path]:
+    """The ranks' prediction files a run of several processes left in ``run_dir``."""
+    return sorted(run_dir.glob(RANK_PREDICTIONS_GLOB))
 
 T = TypeVar("T")
 
@@ -102,7 +115,8 @@ def prepare_run_dir(path: Path) -> Path:
 
 
 def holds_run(run_dir: Path) -> bool:
-    return (run_dir / CONFIG_FILE).exists() or (run_dir / PREDICTIONS_FILE).exists()
+    return ((run_dir / CONFIG_FILE).exists() or (run_dir / PREDICTIONS_FILE).exists()
+            or bool(rank_prediction_paths(run_dir)))
 
 
 # ── config.json ───────────────────────────────────────────────────────────────────────
@@ -308,11 +322,15 @@ class LineTail:
 
 
 class PredictionTail:
-    """The rows of a run's predictions.jsonl as batches land: ``poll()`` gives the rows
-    appended since the last call; after ``restarted`` it gives every row again."""
+    """The rows of a run's predictions.jsonl as batches land, and those of the ranks' own
+    files in a run of several processes: ``poll()`` gives the rows appended since the last
+    call; after ``restarted`` it gives every row again. A row may come twice (a rank's file
+    merged into predictions.jsonl): readers key rows by their index."""
 
     def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
         self.lines = LineTail(run_dir / PREDICTIONS_FILE)
+        self.rank_lines: dict[Path, LineTail] = {}
         self.bad_lines = 0
 
     @property
@@ -320,8 +338,17 @@ class PredictionTail:
         return self.lines.restarted
 
     def poll(self) -> list[PredictionRow]:
+        lines = self.lines.read()
+        if self.lines.restarted:  # rewritten whole: the ranks' files are read again too
+            self.rank_lines.clear()
+        for path in rank_prediction_paths(self.run_dir):
+            self.rank_lines.setdefault(path, LineTail(path))
+        for path, tail in list(self.rank_lines.items()):
+            lines += tail.read()
+            if not tail.exists:  # merged into predictions.jsonl and removed
+                del self.rank_lines[path]
         rows = []
-        for line in self.lines.read():
+        for line in lines:
             if not line.strip():
                 continue
             row = parse_prediction_line(line)
@@ -351,10 +378,11 @@ def write_predictions_atomic(path: Path, rows: Iterable[PredictionRow]) -> None:
 
 
 class PredictionWriter:
-    """Appends prediction rows and flushes after each batch."""
+    """Appends prediction rows and flushes after each batch (to the rank's own file in a
+    run of several processes)."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / PREDICTIONS_FILE
+    def __init__(self, run_dir: Path, name: str = PREDICTIONS_FILE) -> None:
+        self.path = run_dir / name
         self._handle: IO[str] = self.path.open("a", encoding="utf-8")
 
     def write_batch(self, rows: Sequence[PredictionRow]) -> None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+from pathlib import Path
 
 from tui_eval import __version__
 from tui_eval.commands import SUBCOMMANDS
 from tui_eval.commands.options import ArgumentParser, add_config_flags, config_from_args
 from tui_eval.config import EvalConfig, find_default_config
-from tui_eval.errors import EXIT_OK, EXIT_RUN_FAILED, UsageError
-from tui_eval.events import FanOut
+from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, QuietExit, UsageError
+from tui_eval.events import EventSink, FanOut
 from tui_eval.headless.printer import HeadlessPrinter
+from tui_eval.results import default_run_dir
+
+GPUS_TEXT = re.compile(r"^(all|[1-9]\d*)$")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,39 +43,94 @@ def build_parser() -> argparse.ArgumentParser:
                           "already in predictions.jsonl are skipped")
     existing.add_argument("--overwrite", action="store_true",
                           help="replace the run that -o DIR holds instead of continuing it")
+    parser.add_argument("--gpus", metavar="N", help="with --no-ui: run on N GPUs of this "
+                        "machine (or all), one process each, started with torch's launcher "
+                        "(as torchrun --nproc-per-node N does); the samples are shared out, "
+                        "the results are one run")
     return parser
 
 
 def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = False) -> int:
-    """Run in this thread; SIGINT/SIGTERM stop it (exit 130), SIGHUP is logged and ignored."""
+    """Run in this thread; SIGINT/SIGTERM stop it (exit 130), SIGHUP is logged and ignored.
+    Under torchrun this process is one rank of several: rank 0 prints and owns the results
+    directory, the others run their share silently."""
     # the engine: once the flags are valid, so that --help and bad flags answer at once
     from tui_eval.engine.evaluation import Evaluation
     from tui_eval.engine.signals import HeadlessSignals, RunTracker
+    from tui_eval.engine.world import world_from_env
 
+    world = world_from_env()
+    world.join()
     tracker = RunTracker()
-    evaluation = Evaluation(config, FanOut(HeadlessPrinter(), tracker), resume=resume,
-                            overwrite=overwrite)
-    with HeadlessSignals(evaluation, tracker) as signals:
-        try:
-            metrics = evaluation.run()
-        except KeyboardInterrupt:
-            if not signals.stopped_at_once:
+    sinks: tuple[EventSink, ...] = (HeadlessPrinter(), tracker) if world.is_main else (tracker,)
+    evaluation = Evaluation(config, FanOut(*sinks), resume=resume, overwrite=overwrite,
+                            world=world)
+    try:
+        with HeadlessSignals(evaluation, tracker) as signals:
+            try:
+                metrics = evaluation.run()
+            except KeyboardInterrupt:
+                if not signals.stopped_at_once:
+                    raise
+                return signals.exit_interrupted(None) if world.is_main else EXIT_INTERRUPTED
+            except (UsageError, QuietExit):
                 raise
-            return signals.exit_interrupted(None)
-        except UsageError:
-            raise
-        except Exception as exc:  # e.g. a full disk: the finished batches are kept
-            print(f"tui-eval: run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            signals.hint_resume()
-            return EXIT_RUN_FAILED
-    if signals.stop_signal is not None and metrics.partial:
-        return signals.exit_interrupted(metrics)
-    return EXIT_OK
+            except Exception as exc:  # e.g. a full disk: the finished batches are kept
+                rank = f"rank {world.rank}: " if world.several else ""
+                print(f"tui-eval: {rank}run failed: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
+                if world.is_main:
+                    signals.hint_resume()
+                return EXIT_RUN_FAILED
+        if signals.stop_signal is not None and metrics.partial:
+            return signals.exit_interrupted(metrics) if world.is_main else EXIT_INTERRUPTED
+        return EXIT_OK
+    finally:
+        world.leave()
+
+
+def run_on_gpus(argv: list[str], args: argparse.Namespace, config: EvalConfig) -> int:
+    """``--gpus N``: the same command in N processes (this one waits for them)."""
+    from tui_eval.engine.launch import gpu_count, launch_ranks
+
+    if args.resume:  # -o names the run; its directory is the one to continue
+        run_dir = Path(args.output_dir)
+        forwarded = list(argv)
+    else:  # every rank must write to the same directory: name it now
+        run_dir = Path(config.output_dir or default_run_dir())
+        forwarded = argv if config.output_dir else [*argv, "-o", str(run_dir)]
+    return launch_ranks(without_gpus_flag(forwarded), gpu_count(args.gpus), run_dir)
+
+
+def without_gpus_flag(argv: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--gpus":
+            skip = True
+        elif not arg.startswith("--gpus="):
+            kept.append(arg)
+    return kept
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.gpus is not None and not GPUS_TEXT.match(args.gpus):
+        raise UsageError(f"--gpus {args.gpus!r}: expected a number of GPUs (1, 2, …) or all")
     config = config_from_args(args)
+    under_torchrun = _world_size() > 1
+    if args.gpus is not None:
+        if not args.no_ui:
+            raise UsageError("--gpus runs headless: add --no-ui, and follow the run from "
+                             "another terminal with tui-eval watch DIR")
+        if under_torchrun:
+            raise UsageError("--gpus starts the processes itself; under torchrun leave it out")
+        return run_on_gpus(argv, args, config)
+    if under_torchrun and not args.no_ui:
+        raise UsageError("under torchrun tui-eval runs headless: add --no-ui (and follow "
+                         "the run with tui-eval watch DIR)")
     if not args.no_ui:
         from tui_eval.ui import run_app  # Textual: only for the app
 
@@ -78,3 +139,10 @@ def main(argv: list[str]) -> int:
         return run_app(config, config_path=args.config or find_default_config(),
                        run_options=options)
     return run_headless(config, resume=args.resume, overwrite=args.overwrite)
+
+
+def _world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return 1

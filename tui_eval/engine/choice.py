@@ -110,6 +110,10 @@ class ChoiceTask:
         self._planned = len(pairs)
         return pairs
 
+    def costs(self, samples: list[ChoiceSample]) -> list[int]:
+        """Each sample's work: the tokens its pairs' forward passes read."""
+        return [sum(self._input_length(p) for p in self.pairs_of[s.index]) for s in samples]
+
     def started_line(self, total: int, batch_size: int) -> tuple[str, dict[str, object]]:
         return "run_started_choice", {"n": total, "pairs": self._planned,
                                       "batch_size": batch_size}

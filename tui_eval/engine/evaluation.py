@@ -8,8 +8,11 @@ sent to a sink.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +20,32 @@ from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import ChoiceDataset, Dataset
 from tui_eval.engine.preparation import (
+    for_rank,
     load_weights,
     open_backend,
     read_dataset,
     run_description,
     settle_config,
 )
-from tui_eval.engine.resume import ProgressOffset, ResumePlan, plan_resume
+from tui_eval.engine.rank_board import RankBoard
+from tui_eval.engine.resume import (
+    ProgressOffset,
+    ResumePlan,
+    merge_rank_files,
+    plan_resume,
+    read_done_rows,
+)
 from tui_eval.engine.tasks import RunTask, make_task
 from tui_eval.engine.tuning import tune_batch_size
-from tui_eval.errors import UsageError
+from tui_eval.engine.world import RankEventCollector, RankEventSender, World
+from tui_eval.errors import EXIT_OK, EXIT_USAGE, QuietExit, UsageError
 from tui_eval.events import (
+    Event,
     EventSink,
     FanOut,
     Progress,
+    RankFinished,
+    RankStarted,
     RunFailed,
     RunFinished,
     RunLog,
@@ -40,8 +55,10 @@ from tui_eval.events import (
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
 from tui_eval.model.backend import HFBackend
+from tui_eval.model.batching import share_by_cost
 from tui_eval.model.oom_policies import make_oom_policy
 from tui_eval.results import (
+    PREDICTIONS_FILE,
     TUNE_FILE,
     PredictionRow,
     PredictionWriter,
@@ -51,7 +68,37 @@ from tui_eval.results import (
     default_run_dir,
     holds_run,
     prepare_run_dir,
+    rank_prediction_paths,
+    rank_predictions_file,
+    write_predictions_atomic,
 )
+
+# After a stop, how long rank 0 waits for the other ranks to report before it writes the
+# run's metrics from the rows on disk (torchrun kills what is left 30 s after a stop).
+STOP_GRACE_S = 10.0
+
+
+@dataclass
+class Decision:
+    """What rank 0 decided about the run, broadcast before any other rank does anything: a
+    refused run (bad input) or one already complete ends every rank; otherwise all write
+    to ``run_dir`` and skip the samples ``done``."""
+
+    run_dir: str = ""
+    done: list[int] = field(default_factory=list)
+    complete: bool = False
+    refused: bool = False
+
+
+class RankTag:
+    """Tags the events of this process's own batches with its rank (a run of several)."""
+
+    def __init__(self, sink: EventSink, rank: int) -> None:
+        self.sink = sink
+        self.rank = rank
+
+    def __call__(self, event: Event) -> None:
+        self.sink(dataclasses.replace(event, rank=self.rank) if event.rank is None else event)
 
 
 class Evaluation:
@@ -67,7 +114,7 @@ class Evaluation:
     def __init__(self, config: EvalConfig, sink: EventSink,
                  cancel: CancelToken | None = None, *, resume: bool = False,
                  overwrite: bool = False, backend: HFBackend | None = None,
-                 front_end: str = "cli") -> None:
+                 front_end: str = "cli", world: World | None = None) -> None:
         # backend: an already loaded model to reuse (bench runs one model at many sizes)
         self.backend = backend
         # front_end: "cli" or "app"; the log's hints name what that front end can do
@@ -83,8 +130,13 @@ class Evaluation:
         self.requested = config
         self.config = config
         self.lang = config.lang or default_language()
+        # world: the processes of a run of several (torchrun), joined; rank 0 owns the
+        # results directory, the others send their events to it
+        self.world = world or World()
         self.recorder = EventRecorder()
         self.sink: EventSink = FanOut(self.recorder, sink)
+        if not self.world.is_main:
+            self.sink = FanOut(RankEventSender(self.world.store, self.world.rank), sink)
         self.cancel = cancel or CancelToken()
         self.run_dir: Path | None = None
         self.started = time.perf_counter()
@@ -115,28 +167,67 @@ class Evaluation:
             self.recorder.close()
 
     def _run(self) -> RunMetrics:
-        config = self.config = settle_config(self.requested, self.log)
-        backend = self.backend or open_backend(config, self.log)
-        dataset = read_dataset(config, self.log)
-        # a choice task checks its pairs here
-        task = self.task = make_task(config, backend, dataset)
-        self.skipped_lines = len(dataset.skipped)
-        self.run_dir = prepare_run_dir(Path(config.output_dir or default_run_dir()))
-        self._plan_resume(config, dataset)
-        finished = self._already_complete(dataset)
+        if not self.world.is_main:
+            return self._run_as_peer()
+        try:
+            config = self.config = self._settle(self.requested, self.log)
+            backend = self.backend or open_backend(config, self.log)
+            dataset = read_dataset(config, self.log)
+            # a choice task checks its pairs here
+            task = self.task = make_task(config, backend, dataset)
+            self.skipped_lines = len(dataset.skipped)
+            self.run_dir = prepare_run_dir(Path(config.output_dir or default_run_dir()))
+            self._plan_resume(config, dataset)
+            finished = self._already_complete(dataset)
+            if finished is None:
+                # before anything is written: a rerun with a smaller --max-tokens starts afresh
+                task.check(self.resumed.remaining(dataset.samples), self.log)
+        except BaseException:
+            self.world.broadcast(Decision(refused=True))  # the other ranks stop too
+            raise
+        self.world.broadcast(Decision(run_dir=str(self.run_dir),
+                                      done=sorted(self.resumed.done_indices),
+                                      complete=finished is not None))
         if finished is not None:
             return finished
-        # before anything is written: a rerun with a smaller --max-tokens starts afresh
-        task.check(self.resumed.remaining(dataset.samples), self.log)
         self.recorder.open(self.run_dir)  # writes the lines logged so far first
         # a watcher forgets the last try's ending here, and follows this process
         self.sink(TryStarted(run_dir=str(self.run_dir), pid=os.getpid(),
-                             done_before=self.resumed.done, total=len(dataset.samples)))
+                             done_before=self.resumed.done, total=len(dataset.samples),
+                             world_size=self.world.size))
         if backend.model is None:
             load_weights(backend, config, self.log)
         run_description(config, backend).write(self.run_dir)
         if self.resumed.done:
             self.sink = ProgressOffset(self.sink, self.resumed.done)
+        return self._evaluate(task, backend, dataset)
+
+    def _settle(self, requested: EvalConfig, log: Any) -> EvalConfig:
+        config = settle_config(requested, log)
+        return for_rank(config, self.world.local_rank) if self.world.several else config
+
+    def _run_as_peer(self) -> RunMetrics:
+        """A rank other than 0: wait for rank 0's decision, then prepare the same way,
+        quietly (rank 0 has said it all), and run this rank's share."""
+        decision: Decision = self.world.broadcast()
+        if decision.refused:
+            raise QuietExit(EXIT_USAGE)  # rank 0 says why
+        if decision.complete:
+            raise QuietExit(EXIT_OK)
+
+        def quiet(level: str, key: str, **values: object) -> None:
+            """Rank 0 logs the preparation once for all."""
+
+        config = self.config = self._settle(self.requested, quiet)
+        backend = self.backend or open_backend(config, quiet)
+        dataset = read_dataset(config, quiet)
+        task = self.task = make_task(config, backend, dataset)
+        self.skipped_lines = len(dataset.skipped)
+        self.run_dir = Path(decision.run_dir)
+        self.resumed = ResumePlan(indices=frozenset(decision.done))
+        task.check(self.resumed.remaining(dataset.samples), quiet)
+        if backend.model is None:
+            load_weights(backend, config, quiet)
         return self._evaluate(task, backend, dataset)
 
     def _plan_resume(self, config: EvalConfig, dataset: Dataset | ChoiceDataset) -> None:
@@ -172,21 +263,58 @@ class Evaluation:
 
     def _evaluate(self, task: RunTask, backend: HFBackend,
                   dataset: Dataset | ChoiceDataset) -> RunMetrics:
-        config = self.config
+        world = self.world
         assert self.run_dir is not None
         samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
+        total = len(samples)  # this try's samples, over every rank
         items = task.plan(samples)
-        batch_size = self._batch_size(task, items, backend)
-        policy = make_oom_policy(config.oom_policy, task.work(), self.sink, self.lang,
+        # rank 0 tunes on the run's longest items and tells the others the size
+        batch_size = world.broadcast(self._batch_size(task, items, backend)
+                                     if world.is_main else None)
+        started_key, started_values = task.started_line(total, batch_size)
+        if world.several:  # each rank runs its share, about as many tokens as the others
+            samples = share_by_cost(samples, task.costs(samples), world.size)[world.rank]
+            items = task.plan(samples)
+        loop_sink = RankTag(self.sink, world.rank) if world.several else self.sink
+        collector: RankEventCollector | None = None
+        board: RankBoard | None = None
+        if world.several and world.is_main:
+            board = RankBoard(self.sink, world.size, total)
+            self.sink = board
+            loop_sink = RankTag(board, world.rank)
+            collector = RankEventCollector(world.store, world.size, board)
+            collector.start()
+        try:
+            return self._run_batches(task, backend, dataset, samples, items, batch_size,
+                                     total, loop_sink, started_key, started_values, board,
+                                     collector)
+        finally:
+            if collector is not None:
+                collector.stop()
+
+    def _run_batches(self, task: RunTask, backend: HFBackend,
+                     dataset: Dataset | ChoiceDataset, samples: list[Any], items: list[Any],
+                     batch_size: int, total: int, loop_sink: EventSink, started_key: str,
+                     started_values: dict[str, object], board: RankBoard | None,
+                     collector: RankEventCollector | None) -> RunMetrics:
+        config, world = self.config, self.world
+        assert self.run_dir is not None
+        loop_log = RunLog(loop_sink, self.lang)
+        policy = make_oom_policy(config.oom_policy, task.work(), loop_sink, self.lang,
                                  batch_size)
-        writer = PredictionWriter(self.run_dir)
-        total = len(samples)
-        self.sink(RunStarted(run_dir=str(self.run_dir), total=total,
-                             batch_size=batch_size, model=str(config.model),
-                             device=backend.device, dtype=backend.dtype_name, pid=os.getpid()))
-        key, values = task.started_line(total, batch_size)
-        self.log("INFO", key, **values)
-        task.start(items, batch_size, self.log)
+        writer = PredictionWriter(self.run_dir, rank_predictions_file(world.rank)
+                                  if world.several else PREDICTIONS_FILE)
+        if world.is_main:
+            self.sink(RunStarted(run_dir=str(self.run_dir), total=total,
+                                 batch_size=batch_size, model=str(config.model),
+                                 device=backend.device, dtype=backend.dtype_name,
+                                 pid=os.getpid(), world_size=world.size))
+            self.log("INFO", started_key, **started_values)
+        share = len(samples)  # this rank's samples (all of them in a run of one)
+        if world.several:
+            loop_sink(RankStarted(total=share, batch_size=batch_size, device=backend.device,
+                                  pid=os.getpid(), host=socket.gethostname()))
+        task.start(items, batch_size, loop_log)
         rows: list[PredictionRow] = []
         errors = tokens = 0
         generation_started = time.perf_counter()
@@ -202,7 +330,7 @@ class Evaluation:
                 results = policy.run_batch(batch)
                 if first:
                     task.after_first_batch(time.perf_counter() - batch_started,
-                                           policy.batch_size, items[position:], self.log,
+                                           policy.batch_size, items[position:], loop_log,
                                            self.cancel)
                 tokens += task.tokens(results)
                 new_rows = task.rows(results)
@@ -213,42 +341,109 @@ class Evaluation:
                 errors += sum(1 for row in new_rows if row.error is not None)
                 elapsed = time.perf_counter() - generation_started - task.compile_seconds
                 rate = len(rows) / elapsed if elapsed > 0 else 0.0
-                self.sink(Progress(
-                    done=len(rows), total=total, samples_per_s=rate,
+                loop_sink(Progress(
+                    done=len(rows), total=share, samples_per_s=rate,
                     tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
-                    eta_s=(total - len(rows)) / rate if rate > 0 else None,
+                    eta_s=(share - len(rows)) / rate if rate > 0 else None,
                     batch_size=policy.batch_size, fallbacks=policy.fallbacks, errors=errors))
         finally:
             writer.close()
             task.finish()
         generation_seconds = max(0.0, time.perf_counter() - generation_started
                                  - task.compile_seconds)
+        finished = RankFinished(
+            done=len(rows), generated_tokens=tokens, generation_seconds=generation_seconds,
+            fallbacks=policy.fallbacks, final_batch_size=policy.batch_size, errors=errors,
+            compiled=task.compiled, compile_seconds=task.compile_seconds,
+            stopped=len(rows) < share)
+        if world.several:
+            loop_sink(finished)
+            if not world.is_main:  # rank 0 writes the run's metrics
+                return self._rank_metrics(rows, share, finished, backend)
+            assert board is not None and collector is not None
+            self._wait_for_ranks(board)
+            collector.stop()
+            rows, finished = self._gather_ranks(board, finished, generation_started)
         # Rows kept from earlier tries count like rows made now; rates stay this try's.
         all_rows = self.resumed.rows + rows
         metrics = build_run_metrics(
             all_rows, config.metric_names, n_total=len(dataset.samples),
             n_resumed=self.resumed.done, n_skipped_lines=self.skipped_lines,
-            batch_size=batch_size, final_batch_size=policy.batch_size,
-            tune_seconds=self.tune_seconds, fallback_count=policy.fallbacks,
+            batch_size=batch_size, final_batch_size=finished.final_batch_size,
+            tune_seconds=self.tune_seconds, fallback_count=finished.fallbacks,
             wall_seconds=time.perf_counter() - self.started,
-            generation_seconds=generation_seconds, compiled=task.compiled,
-            compile_seconds=task.compile_seconds, generated=len(rows),
-            generated_tokens=tokens, device=backend.device, dtype=backend.dtype_name,
-            model=str(config.model), extract=config.extract, task=task.name)
+            generation_seconds=finished.generation_seconds, compiled=finished.compiled,
+            compile_seconds=finished.compile_seconds, generated=len(rows),
+            generated_tokens=finished.generated_tokens, device=backend.device,
+            dtype=backend.dtype_name, model=str(config.model), extract=config.extract,
+            task=task.name)
+        if board is not None and (len(board.finished) == world.size or not metrics.partial):
+            # every rank has closed its file (or every sample has its row): one
+            # predictions.jsonl, as a run of one leaves
+            merge_rank_files(self.run_dir)
         if not metrics.partial:
-            writer.restore_dataset_order()
+            path = self.run_dir / PREDICTIONS_FILE
+            write_predictions_atomic(path, sorted(read_done_rows(path).rows,
+                                                  key=lambda row: row.index))
         metrics.write(self.run_dir)
         if metrics.partial:
             self.log("INFO", "run_cancelled", done=metrics.n, total=metrics.n_total,
                      run_dir=self.run_dir)
         elif self.resumed.done:
-            self.log("INFO", "run_finished_resumed", n=len(rows), seconds=generation_seconds,
-                     rate=metrics.samples_per_s, kept=self.resumed.done, run_dir=self.run_dir)
+            self.log("INFO", "run_finished_resumed", n=len(rows),
+                     seconds=finished.generation_seconds, rate=metrics.samples_per_s,
+                     kept=self.resumed.done, run_dir=self.run_dir)
         else:
-            self.log("INFO", "run_finished", n=len(rows), seconds=generation_seconds,
+            self.log("INFO", "run_finished", n=len(rows), seconds=finished.generation_seconds,
                      rate=metrics.samples_per_s, run_dir=self.run_dir)
         self.sink(RunFinished(metrics=metrics))
         return metrics
+
+    def _wait_for_ranks(self, board: RankBoard) -> None:
+        """Rank 0, its own share done: wait for every rank's report; after a stop, only
+        a little (a rank that died never reports)."""
+        stop_at: float | None = None
+        while not board.all_finished.wait(0.2):
+            if self.cancel.cancelled:
+                stop_at = stop_at or time.monotonic() + STOP_GRACE_S
+                if time.monotonic() >= stop_at:
+                    return
+
+    def _gather_ranks(self, board: RankBoard, own: RankFinished,
+                      generation_started: float) -> tuple[list[PredictionRow], RankFinished]:
+        """This try's rows of every rank, from their files (a rank that died has its
+        finished batches there too), and the ranks' reports summed: the run's time is
+        rank 0's wall clock until the last rank reported."""
+        assert self.run_dir is not None
+        kept = self.resumed.done_indices
+        rows: dict[int, PredictionRow] = {}
+        for path in rank_prediction_paths(self.run_dir):
+            for row in read_done_rows(path).rows:
+                if row.index not in kept:
+                    rows.setdefault(row.index, row)
+        reports = list(board.finished.values()) or [own]
+        compile_seconds = max(report.compile_seconds for report in reports)
+        summed = RankFinished(
+            done=len(rows), generated_tokens=sum(r.generated_tokens for r in reports),
+            generation_seconds=max(0.0, time.perf_counter() - generation_started
+                                   - compile_seconds),
+            fallbacks=sum(r.fallbacks for r in reports),
+            final_batch_size=min(r.final_batch_size for r in reports),
+            errors=sum(r.errors for r in reports), compiled=any(r.compiled for r in reports),
+            compile_seconds=compile_seconds, stopped=any(r.stopped for r in reports))
+        return list(rows.values()), summed
+
+    def _rank_metrics(self, rows: list[PredictionRow], share: int, finished: RankFinished,
+                      backend: HFBackend) -> RunMetrics:
+        """A rank other than 0: its own share's figures, for its exit code; not written."""
+        return build_run_metrics(
+            rows, self.config.metric_names, n_total=share,
+            batch_size=finished.final_batch_size, final_batch_size=finished.final_batch_size,
+            fallback_count=finished.fallbacks, wall_seconds=time.perf_counter() - self.started,
+            generation_seconds=finished.generation_seconds, generated=len(rows),
+            generated_tokens=finished.generated_tokens, device=backend.device,
+            dtype=backend.dtype_name, model=str(self.config.model), task=self.config.task
+            or "generate")
 
     def _batch_size(self, task: RunTask, items: list[Any], backend: HFBackend) -> int:
         """The configured size, or with batch_size = "auto" the size tuned on the run's

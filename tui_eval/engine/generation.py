@@ -87,6 +87,10 @@ class GenerationTask:
             self.check(items, lambda *args, **values: None)
         return [self._lengths[s.index] for s in items]
 
+    def costs(self, samples: list[Sample]) -> list[int]:
+        """Each sample's work in tokens: its prompt as fed and the most it may generate."""
+        return [n + self.config.max_tokens for n in self.prompt_tokens(samples)]
+
     def tuner(self, items: list[Sample], **options: Any) -> BatchSizeTuner:
         """Probes real generation on the longest prompts (``items`` as ``plan`` ordered them),
         on the path the run starts on: the static cache with compile on, else eagerly with

@@ -144,3 +144,21 @@ def run_description(config: EvalConfig, backend: HFBackend) -> RunConfig:
     return RunConfig(config=config.to_dict(), versions=library_versions(),
                      device=backend.device, device_name=device_description(backend.device),
                      dtype=backend.dtype_name, host=socket.gethostname())
+
+
+def for_rank(config: EvalConfig, local_rank: int) -> EvalConfig:
+    """In a run of several processes each holds its own copy of the model: on CUDA the
+    rank's own GPU (``cuda:LOCAL_RANK``), elsewhere the device asked for."""
+    if config.device not in ("auto", "cuda"):
+        return config
+    import torch
+
+    if not torch.cuda.is_available():
+        if config.device == "cuda":
+            raise UsageError("--device cuda: torch sees no CUDA GPU on this machine")
+        return config
+    if local_rank >= torch.cuda.device_count():
+        raise UsageError(f"LOCAL_RANK={local_rank} but torch sees "
+                         f"{torch.cuda.device_count()} CUDA GPU(s): start at most that many "
+                         "processes per node")
+    return replace(config, device=f"cuda:{local_rank}")

@@ -33,7 +33,9 @@ from tui_eval.results import (
     RunConfig,
     holds_run,
     parse_prediction_line,
+    rank_prediction_paths,
     resume_command,
+    write_predictions_atomic,
 )
 
 SampleT = TypeVar("SampleT", Sample, ChoiceSample)
@@ -126,18 +128,26 @@ def read_done_rows(path: Path) -> DoneRows:
 
 @dataclass
 class ResumePlan:
-    """What the engine skips and adds back into the metrics; empty for a fresh run."""
+    """What the engine skips and adds back into the metrics; empty for a fresh run.
+    A rank other than 0 in a run of several processes knows only the indices done."""
 
     rows: list[PredictionRow] = field(default_factory=list)
     torn_bytes: int = 0
     automatic: bool = False  # resumed because -o named a run of the same config
+    indices: frozenset[int] | None = None  # the done samples, when the rows are not held
+
+    @property
+    def done_indices(self) -> frozenset[int]:
+        if self.indices is not None:
+            return self.indices
+        return frozenset(row.index for row in self.rows)
 
     @property
     def done(self) -> int:
-        return len(self.rows)
+        return len(self.indices) if self.indices is not None else len(self.rows)
 
     def remaining(self, samples: Sequence[SampleT]) -> list[SampleT]:
-        done = {row.index for row in self.rows}
+        done = self.done_indices
         return [s for s in samples if s.index not in done]
 
 
@@ -201,11 +211,39 @@ def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset | ChoiceData
                          f"it with `{resume_command(run_dir)}`, replace it with --overwrite, "
                          "or choose another -o")
     path = run_dir / PREDICTIONS_FILE
+    torn_in_ranks = merge_rank_files(run_dir)
     done = read_done_rows(path)
     check_rows_match(path, done.rows, dataset)
     if done.torn_bytes:
         cut_torn_tail(path, done.valid_bytes)
-    return ResumePlan(rows=done.rows, torn_bytes=done.torn_bytes, automatic=not resume)
+    return ResumePlan(rows=done.rows, torn_bytes=done.torn_bytes + torn_in_ranks,
+                      automatic=not resume)
+
+
+def merge_rank_files(run_dir: Path) -> int:
+    """Fold the ranks' prediction files that a run of several processes left (it was
+    stopped, or a rank died) into predictions.jsonl, so that a resume on any number of
+    processes starts from one file. A row already in predictions.jsonl is not added again
+    (a merge stopped between writing and removing). Returns the torn bytes dropped."""
+    parts = rank_prediction_paths(run_dir)
+    if not parts:
+        return 0
+    path = run_dir / PREDICTIONS_FILE
+    merged = read_done_rows(path)
+    rows = list(merged.rows)
+    seen = {row.index for row in rows}
+    torn = merged.torn_bytes
+    for part in parts:
+        done = read_done_rows(part)
+        torn += done.torn_bytes
+        for row in done.rows:
+            if row.index not in seen:
+                seen.add(row.index)
+                rows.append(row)
+    write_predictions_atomic(path, rows)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return torn
 
 
 def cut_torn_tail(path: Path, valid_bytes: int) -> None:
@@ -219,7 +257,7 @@ def cut_torn_tail(path: Path, valid_bytes: int) -> None:
 
 
 def remove_run_files(run_dir: Path) -> None:
-    for name in RUN_FILES:
+    for name in (*RUN_FILES, *(part.name for part in rank_prediction_paths(run_dir))):
         for path in (run_dir / name, run_dir / (name + ".tmp")):
             try:
                 path.unlink(missing_ok=True)

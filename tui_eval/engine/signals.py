@@ -39,6 +39,7 @@ from tui_eval.results import (
     PREDICTIONS_FILE,
     RunMetrics,
     build_run_metrics,
+    rank_prediction_paths,
     resume_command,
 )
 
@@ -160,10 +161,12 @@ class HeadlessSignals:
     def _metrics_from_disk(self, run_dir: Path) -> RunMetrics | None:
         """Partial metrics from the rows already written (the engine's own were never
         reached), built as the engine builds them, plus the final event for watchers."""
-        if not (run_dir / PREDICTIONS_FILE).exists():
+        paths = [run_dir / PREDICTIONS_FILE, *rank_prediction_paths(run_dir)]
+        if not any(path.exists() for path in paths):
             return None
-        try:
-            rows = read_done_rows(run_dir / PREDICTIONS_FILE).rows
+        try:  # a run of several processes: each rank's file too
+            by_index = {row.index: row for path in paths for row in read_done_rows(path).rows}
+            rows = list(by_index.values())
         except Exception:  # noqa: BLE001 - a damaged file is left for --resume to explain
             return None
         started, progress = self.tracker.started, self.tracker.progress

@@ -31,6 +31,9 @@ class RunTask(Protocol):
     def plan(self, samples: list[Any]) -> list[Any]:
         """The batch units for these samples, in the order they run."""
 
+    def costs(self, samples: list[Any]) -> list[int]:
+        """Each sample's work in tokens, to share a run's samples evenly between processes."""
+
     def started_line(self, total: int, batch_size: int) -> tuple[str, dict[str, object]]:
         """The log line that opens the run: its message key and values."""
 

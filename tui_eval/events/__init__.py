@@ -96,6 +96,35 @@ class Progress(Event):
 
 
 @dataclass
+class RankStarted(Event):
+    """One process of a run of several has its share and starts on it."""
+
+    kind: ClassVar[str] = "rank_started"
+    total: int  # its share of the samples
+    batch_size: int
+    device: str
+    pid: int
+    host: str = ""
+
+
+@dataclass
+class RankFinished(Event):
+    """One process of a run of several is done with its share, or stopped; rank 0 waits for
+    every rank's before it writes the run's metrics."""
+
+    kind: ClassVar[str] = "rank_finished"
+    done: int
+    generated_tokens: int = 0
+    generation_seconds: float = 0.0
+    fallbacks: int = 0
+    final_batch_size: int = 0
+    errors: int = 0
+    compiled: bool = False
+    compile_seconds: float = 0.0
+    stopped: bool = False  # cancelled before its share was done
+
+
+@dataclass
 class Fallback(Event):
     """A batch failed and its samples are being generated one at a time."""
 
@@ -144,7 +173,7 @@ EventSink = Callable[[Event], None]
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (TryStarted, RunStarted, LogLine, Progress, Fallback, TuneStep, TuneFinished,
-                RunFinished, RunFailed)
+                RunFinished, RunFailed, RankStarted, RankFinished)
 }
 
 

@@ -1,0 +1,124 @@
+"""``tui-eval --no-ui --gpus N``: start the run's processes with torch's own launcher (what
+``torchrun --standalone --nproc-per-node N -m tui_eval --no-ui …`` does), and say in one
+line which rank ended the run when one dies."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from tui_eval.results import EVENTS_FILE, resume_command
+
+
+def gpu_count(requested: str) -> int:
+    """How many processes ``--gpus`` asks for: a number, or ``all`` the GPUs torch sees."""
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if available == 0:
+        raise UsageError("--gpus: torch sees no CUDA GPU on this machine; run without "
+                         "--gpus (or, for several CPU processes, torchrun --nproc-per-node N "
+                         "-m tui_eval --no-ui --device cpu …)")
+    if requested == "all":
+        return available
+    count = int(requested)
+    if count > available:
+        raise UsageError(f"--gpus {count}: torch sees only {available} CUDA GPU(s)")
+    return count
+
+
+def launch_ranks(argv: list[str], processes: int, run_dir: Path) -> int:
+    """Run ``tui-eval`` with ``argv`` (which names ``-o run_dir``) in ``processes`` processes
+    on this machine; the exit code is the run's."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # the launcher's own progress notes would bury the run's lines
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun does: N processes share the cores
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
+        rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0,
+        monitor_interval=0.1, start_method="spawn",
+        # Ctrl+C reaches every rank from the terminal, and each stops after its batch; the
+        # launcher stopping them at once as well would lose those batches
+        signals_to_handle="SIGTERM,SIGQUIT")
+    previous = {sig: signal.signal(sig, _StopTwice()) for sig in (signal.SIGINT,)}
+    if hasattr(signal, "SIGHUP"):  # the ranks log a hang-up and go on; so does this
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: None)
+    try:
+        elastic_launch(config, sys.executable)("-m", "tui_eval", *argv)
+    except ChildFailedError as failed:
+        return _report_failure(failed.failures, run_dir)
+    except _Stopped:
+        return EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _StopTwice:
+    """SIGINT: the first is the ranks' to handle; a second stops the launcher, which stops
+    the ranks at once (as a second Ctrl+C does to a run of one)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise _Stopped
+
+
+def _report_failure(failures: dict[int, Any], run_dir: Path) -> int:
+    """The exit code of a run some rank did not finish, and one line for the rank that ended
+    it (the first to fail) unless that rank said it itself: a bad input (exit 2, told by
+    rank 0) or a stop (exit 130, told by rank 0)."""
+    codes = {rank: failure.exitcode for rank, failure in failures.items()}
+    if any(code == EXIT_USAGE for code in codes.values()):
+        return EXIT_USAGE
+    first_rank, first = min(failures.items(), key=lambda item: item[1].timestamp)
+    if first.exitcode == EXIT_INTERRUPTED and all(
+            code in (EXIT_INTERRUPTED, -signal.SIGTERM) for code in codes.values()):
+        return EXIT_INTERRUPTED
+    how = (f"was killed by {signal.Signals(-first.exitcode).name}" if first.exitcode < 0
+           else f"exited with code {first.exitcode}")
+    last = last_rank_line(run_dir, first_rank)
+    said = f"; its last line: {last}" if last else ""
+    print(f"tui-eval: rank {first_rank} {how}{said}; finished batches are kept in {run_dir}; "
+          f"complete the run with: {resume_command(run_dir)}", file=sys.stderr, flush=True)
+    return EXIT_RUN_FAILED
+
+
+def last_rank_line(run_dir: Path, rank: int) -> str:
+    """The last log line (or failure) events.jsonl holds from ``rank``; rank 0's own lines
+    outside its batches carry no rank."""
+    try:
+        lines = (run_dir / EVENTS_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("rank") not in (rank, None if rank == 0 else rank):
+            continue
+        if event.get("event") == "log":
+            return str(event.get("message", ""))
+        if event.get("event") == "failed":
+            return f"run failed: {event.get('error', '')}"
+    return ""
