@@ -18,6 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_eval.device.memcap import (
+    DEVICE_BUDGETS_EXAMPLE,
+    device_budgets_text,
+    is_per_device,
+    parse_device_budgets,
+)
 from tui_eval.errors import ConfigError
 from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec
 from tui_eval.formatting import size_bytes
@@ -36,14 +42,27 @@ COMPILE_MODES = ("auto", "on", "off")
 BAD_LINE_POLICIES = ("error", "skip")
 TRUNCATE_SIDES = ("none", "left")
 TASKS = ("generate", "choice")
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 INT_TEXT = re.compile(r"^[+-]?\d+$")
-MAX_MEMORY_EXPECTED = "a fraction from 0 to 1 (0.5) or a size such as 20GiB"
+MAX_MEMORY_EXPECTED = ("a fraction from 0 to 1 (0.5) or a size such as 20GiB (with "
+                       f"device_map, sizes per device such as {DEVICE_BUDGETS_EXAMPLE})")
 _NUMBER_TEXT = re.compile(r"^\s*\d*\.?\d+\s*$")
 
 
 def parse_max_memory(value: Any) -> float | str:
-    """A fraction of the card comes back as a float, a size ('20GiB') as its text."""
+    """A fraction of the card comes back as a float, a size ('20GiB') as its text, sizes
+    per device (that text, or a TOML table {0 = "70GiB", cpu = "200GiB"}) as that text."""
+    if isinstance(value, dict):
+        value = device_budgets_text(value)
+    if is_per_device(value):
+        try:
+            parse_device_budgets(value)
+        except ValueError as exc:
+            raise ValueError(f"must be sizes per device such as {DEVICE_BUDGETS_EXAMPLE}: "
+                             f"{exc}") from None
+        return ",".join("=".join(part.strip() for part in item.split("=", 1))
+                        for item in value.split(","))
     if isinstance(value, bool):
         raise ValueError(f"must be {MAX_MEMORY_EXPECTED}, got {value!r}")
     if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER_TEXT.match(value)):
@@ -226,7 +245,9 @@ class EvalConfig:
         flags=("--memory-headroom",), metavar="F", label="headroom", may_change=True)
     max_memory: float | str | None = setting(
         None, "Cap this process's CUDA memory: a fraction of the card (0.5) or a size "
-        "(20GiB); ignored on CPU.", type="str", optional=True, parse=parse_max_memory,
+        "(20GiB); ignored on CPU. With device_map, a size per device instead "
+        f"({DEVICE_BUDGETS_EXAMPLE}): where the weights may go.", type="str", optional=True,
+        parse=parse_max_memory,
         flags=("--max-memory",), metavar="CAP", label="max memory", placeholder="no cap",
         may_change=True)
     extract: str | None = setting(
@@ -262,6 +283,12 @@ class EvalConfig:
         False, "-b auto: probe again even when the tune cache (~/.cache/tui-eval/tune.json) "
         "holds a result for this model, device, dtype, compile, max_tokens and prompt length.",
         type="bool", flags=("--retune",), label="retune", may_change=True)
+    device_map: str | None = setting(
+        None, "Spread a model too large for one GPU over every GPU (and the CPU when they "
+        "are full) with accelerate: auto, balanced, balanced_low_0 or sequential; unset "
+        "loads it whole on the device.", type="str", optional=True, choices=DEVICE_MAPS,
+        flags=("--device-map",), label="device map", placeholder="one device",
+        may_change=True)
 
     @property
     def metric_names(self) -> list[str]:
@@ -469,7 +496,20 @@ def resolve_config(config_file: Path | None, flag_values: dict[str, Any],
             merged[name] = check_value(name, typed)
         except ValueError as exc:
             raise ConfigError(f"{key.flag}: {exc}") from None
-    return EvalConfig(**merged)
+    config = EvalConfig(**merged)
+    check_together(config)
+    return config
+
+
+def check_together(config: EvalConfig) -> None:
+    """Keys valid one by one that do not go together: ConfigError naming both."""
+    if is_per_device(config.max_memory) and config.device_map is None:
+        raise ConfigError(f"--max-memory {config.max_memory}: a size per device needs "
+                          "--device-map (" + ", ".join(DEVICE_MAPS) + ")")
+    if config.max_memory is not None and not is_per_device(config.max_memory) \
+            and config.device_map is not None:
+        raise ConfigError(f"--max-memory {config.max_memory}: with --device-map give a "
+                          f"size per device, such as {DEVICE_BUDGETS_EXAMPLE}")
 
 
 def find_default_config(cwd: Path | None = None) -> Path | None:

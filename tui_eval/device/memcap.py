@@ -2,13 +2,62 @@
 the cap and the auto-tuner and the OOM policy work within it.
 
 Given as a fraction of the card (``0.5``) or a size (``20GiB``, ``512MiB``, ``24GB``).
+With ``device_map`` it is a size per device instead (``0=70GiB,1=70GiB,cpu=200GiB``):
+where accelerate may place the weights, not a cap on the process.
+
+A model spread over several CUDA devices runs out of memory on whichever fills first, so
+its capacity and what it can still reach are the smallest over those devices.
 """
 
 from __future__ import annotations
 
-from tui_eval.device.meter import device_memory_bytes
+from collections.abc import Iterable, Sequence
+
+from tui_eval.device.meter import cuda_devices, device_memory_bytes
 from tui_eval.formatting import format_bytes, size_bytes
 from tui_eval.i18n import LogFn
+
+# accelerate's names for the places other than a GPU index that weights may go
+BUDGET_PLACES = ("cpu", "mps", "disk")
+DEVICE_BUDGETS_EXAMPLE = "0=70GiB,1=70GiB,cpu=200GiB"
+
+
+def is_per_device(value: object) -> bool:
+    """Whether a max_memory value is a size per device (``0=70GiB,cpu=200GiB``)."""
+    return isinstance(value, str) and "=" in value
+
+
+def parse_device_budgets(text: str) -> dict[int | str, int]:
+    """``0=70GiB,cpu=200GiB`` as from_pretrained's max_memory: GPU indices as ints, the
+    other places by name, sizes in bytes (accelerate reads '70gb' as gigabits and rejects
+    '70G', so the text is not passed on). ValueError says what is wrong."""
+    budgets: dict[int | str, int] = {}
+    for item in text.split(","):
+        place, equals, size = (part.strip() for part in item.partition("="))
+        if not equals:
+            raise ValueError(f"{item.strip()!r} is not DEVICE=SIZE")
+        where: int | str
+        if place.isdigit():
+            where = int(place)
+        elif place.lower() in BUDGET_PLACES:
+            where = place.lower()
+        else:
+            raise ValueError(f"{place!r} is not a GPU index or one of "
+                             + ", ".join(BUDGET_PLACES))
+        if where in budgets:
+            raise ValueError(f"{place!r} is given twice")
+        try:
+            budgets[where] = size_bytes(size)
+        except ValueError:
+            raise ValueError(f"{place}={size}: {size!r} is not a size such as 70GiB") from None
+        if budgets[where] <= 0:
+            raise ValueError(f"{place}={size}: the size must be above zero")
+    return budgets
+
+
+def device_budgets_text(budgets: dict[object, object]) -> str:
+    """A table of sizes per device (from eval.toml) as the text the flag takes."""
+    return ",".join(f"{place}={size}" for place, size in budgets.items())
 
 
 def cap_fraction(value: float | str, total_bytes: int) -> float:
@@ -21,7 +70,7 @@ def cap_fraction(value: float | str, total_bytes: int) -> float:
 def apply_max_memory(value: float | str | None, device: str, log: LogFn) -> int | None:
     """Cap CUDA memory for this process; returns the cap in bytes (None when uncapped).
     Other devices have no such cap: say so once and go on."""
-    if value is None:
+    if value is None or is_per_device(value):  # a size per device goes to the loader
         return None
     if not device.startswith("cuda"):
         log("INFO", "max_memory_ignored", device=device)
@@ -39,22 +88,52 @@ def apply_max_memory(value: float | str | None, device: str, log: LogFn) -> int 
     return cap
 
 
-def memory_capacity(value: float | str | None, device: str) -> int | None:
-    """What a run may use on the device: the cap when one applies, else all the device has."""
+def memory_devices(device: str, devices: Iterable[str] = ()) -> list[str]:
+    """The devices whose memory a run is bounded by: the CUDA ones among ``device`` (where
+    the inputs go) and ``devices`` (all the model spans) when it runs on CUDA, else
+    ``device`` alone (weights offloaded to the CPU do not grow with the batch)."""
+    if not device.startswith("cuda"):
+        return [device]
+    return cuda_devices([device, *devices])
+
+
+def _smallest(values: Sequence[int | None]) -> int | None:
+    known = [value for value in values if value is not None]
+    return min(known) if known else None
+
+
+def memory_capacity(value: float | str | None, device: str,
+                    devices: Iterable[str] = ()) -> int | None:
+    """What a run may use on the device: the cap when one applies, else all the device has;
+    over several CUDA devices, the smallest of them."""
+    if is_per_device(value):  # where the weights go: each card is still whole
+        value = None
+    return _smallest([_one_capacity(value, one) for one in memory_devices(device, devices)])
+
+
+def _one_capacity(value: float | str | None, device: str) -> int | None:
     total = device_memory_bytes(device)
     if total is None or value is None or not device.startswith("cuda"):
         return total
     return int(total * cap_fraction(value, total))
 
 
-def usable_memory(device: str, capacity: int | None) -> int | None:
+def usable_memory(device: str, capacity: int | None,
+                  devices: Iterable[str] = ()) -> int | None:
     """What this process could still reach on the device: on CUDA the memory free now plus
     what this process holds (other processes' memory is not ours to count on), at most the
-    capacity; elsewhere the capacity."""
+    capacity, and over several CUDA devices the smallest such headroom; elsewhere the
+    capacity."""
     if not device.startswith("cuda"):
         return capacity
+    reachable = _smallest([_reachable(one) for one in memory_devices(device, devices)])
+    if reachable is None or capacity is None:
+        return capacity if reachable is None else reachable
+    return min(capacity, reachable)
+
+
+def _reachable(device: str) -> int:
     import torch
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    reachable = int(free) + int(torch.cuda.memory_reserved(torch.device(device)))
-    return reachable if capacity is None else min(capacity, reachable)
+    return int(free) + int(torch.cuda.memory_reserved(torch.device(device)))

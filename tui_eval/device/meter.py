@@ -1,7 +1,8 @@
 """Measuring a stretch of work: its peak memory and the GPU's mean utilisation meanwhile.
 
 On CUDA the peak is the caching allocator's reserved bytes (what counts against the card
-and against ``--max-memory``); on CPU it is the process's resident set, sampled.
+and against ``--max-memory``); on CPU it is the process's resident set, sampled. A model
+spread over several CUDA devices (``--device-map``) is measured on each of them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 
 from tui_eval.device import nvml
@@ -56,17 +57,31 @@ def device_memory_bytes(device: str) -> int | None:
     return None
 
 
+def cuda_devices(devices: Iterable[str]) -> list[str]:
+    """The CUDA devices among ``devices``, each once, in their order."""
+    return list(dict.fromkeys(device for device in devices if device.startswith("cuda")))
+
+
 class ResourceMeter:
     """``with ResourceMeter(device) as meter: work()`` then read ``peak_memory_bytes`` and
-    ``gpu_util_percent`` (None where the device cannot tell)."""
+    ``gpu_util_percent`` (None where the device cannot tell).
 
-    def __init__(self, device: str, interval_s: float = SAMPLE_INTERVAL_S) -> None:
+    ``devices``: every device the model spans, when that is more than ``device`` (where its
+    inputs go). The peak is then the largest of the CUDA devices' peaks, not their sum: each
+    card runs out on its own, and the tuner holds a peak against one card's capacity (the
+    smallest, see memcap), so the fullest card decides whether a batch fits. The
+    utilisation is the mean over the cards, each busy only for its share of the layers."""
+
+    def __init__(self, device: str, interval_s: float = SAMPLE_INTERVAL_S,
+                 devices: Sequence[str] = ()) -> None:
         self.device = device
         self.interval_s = interval_s
         self.cuda = device.startswith("cuda")
         self.peak_memory_bytes: int | None = None
         self.gpu_util_percent: float | None = None
-        self._handle = nvml.device_handle(device) if self.cuda else None
+        self.cuda_devices = cuda_devices([device, *devices]) if self.cuda else []
+        handles = [nvml.device_handle(one) for one in self.cuda_devices]
+        self._handles = [handle for handle in handles if handle is not None]
         self._util: list[tuple[float, float]] = []  # (perf_counter time, percent)
         self._rss_peak: int | None = None
         self._stop = threading.Event()
@@ -76,11 +91,12 @@ class ResourceMeter:
         if self.cuda:
             import torch
 
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
+            for device in self.cuda_devices:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
         else:
             self._rss_peak = process_rss_bytes()
-        if self._handle is not None or not self.cuda:
+        if self._handles or not self.cuda:
             self._thread = threading.Thread(target=self._sample, name="resource-meter",
                                             daemon=True)
             self._thread.start()
@@ -92,9 +108,10 @@ class ResourceMeter:
 
     def _read_once(self) -> None:
         if self.cuda:
-            util = nvml.utilization_percent(self._handle)
-            if util is not None:
-                self._util.append((time.perf_counter(), util))
+            readings = [nvml.utilization_percent(handle) for handle in self._handles]
+            known = [util for util in readings if util is not None]
+            if known:
+                self._util.append((time.perf_counter(), sum(known) / len(known)))
         else:
             rss = process_rss_bytes()
             if rss is not None:
@@ -110,9 +127,11 @@ class ResourceMeter:
             import torch
 
             # a failed kernel must not hide the error that is already propagating
-            with contextlib.suppress(Exception):
-                torch.cuda.synchronize(self.device)
-            self.peak_memory_bytes = int(torch.cuda.max_memory_reserved(self.device))
+            for device in self.cuda_devices:
+                with contextlib.suppress(Exception):
+                    torch.cuda.synchronize(device)
+            self.peak_memory_bytes = max(int(torch.cuda.max_memory_reserved(device))
+                                         for device in self.cuda_devices)
             self.gpu_util_percent = self.gpu_util_percent_outside(())
         else:
             self.peak_memory_bytes = self._rss_peak

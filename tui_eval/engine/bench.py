@@ -213,7 +213,7 @@ def _bench_one(backend: HFBackend, config: EvalConfig, sink: EventSink, cancel: 
     """One size at one compile setting; None when cancelled."""
     free_memory()  # the allocator's cache from the previous size would inflate this peak
     spans_before = len(backend.compile_spans)
-    with ResourceMeter(backend.device) as meter:
+    with ResourceMeter(backend.device, devices=backend.devices) as meter:
         metrics = Evaluation(config, _RunFilter(sink), cancel, backend=backend,
                              overwrite=overwrite).run()
     if metrics.partial:

@@ -99,7 +99,7 @@ class GenerationTask:
         capacity = options.get("memory_capacity")
         extra: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens(items), "static_cache": backend.compile,
-            "usable_memory": lambda: usable_memory(backend.device, capacity)}
+            "usable_memory": lambda: usable_memory(backend.device, capacity, backend.devices)}
         if backend.model is not None:
             extra["kv_bytes_per_token"] = kv_cache_bytes_per_token(backend.model.config,
                                                                    backend.dtype.itemsize)

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tui_eval import __version__
-from tui_eval.config import DEFAULTS, EvalConfig
+from tui_eval.config import DEFAULTS, EvalConfig, check_together
 from tui_eval.data import (
     ChoiceDataset,
     Dataset,
@@ -20,7 +20,7 @@ from tui_eval.data import (
     load_choice_dataset,
     load_dataset,
 )
-from tui_eval.device.memcap import apply_max_memory
+from tui_eval.device.memcap import apply_max_memory, is_per_device
 from tui_eval.errors import UsageError
 from tui_eval.i18n import LogFn
 from tui_eval.model.backend import HFBackend
@@ -82,9 +82,12 @@ def with_task(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
 
 def open_backend(config: EvalConfig, log: LogFn) -> HFBackend:
     """Check the model path and load the tokenizer: cheap, and before any data is read."""
+    check_together(config)  # the app builds its config from the form, not resolve_config
+    budgets = config.max_memory if is_per_device(config.max_memory) else None
     backend = HFBackend(config.model or "", device=config.device, dtype=config.torch_dtype,
                         chat_template=config.chat_template,
-                        simulate_oom_above=config.simulate_oom_above)
+                        simulate_oom_above=config.simulate_oom_above,
+                        device_map=config.device_map, max_memory=budgets)
     if config.chat_template and not backend.use_chat_template:
         log("WARNING", "chat_template_missing")
     return backend
@@ -116,11 +119,12 @@ def read_dataset(config: EvalConfig, log: LogFn) -> Dataset | ChoiceDataset:
 def load_weights(backend: HFBackend, config: EvalConfig, log: LogFn) -> None:
     """Cap CUDA memory first (so the weights count against the cap), then load."""
     apply_max_memory(config.max_memory, backend.device, log)
-    log("INFO", "loading_model", model=config.model, device=backend.device,
-        dtype=backend.dtype_name)
+    mapped = config.device_map is not None
+    log("INFO", "loading_model", model=config.model, dtype=backend.dtype_name,
+        device=f"{config.device_map} device map" if mapped else backend.device)
     backend.load_model()
-    log("INFO", "model_loaded", seconds=backend.load_seconds, device=backend.device,
-        dtype=backend.dtype_name)
+    log("INFO", "model_loaded", seconds=backend.load_seconds, dtype=backend.dtype_name,
+        device=", ".join(backend.devices) if mapped else backend.device)
 
 
 def library_versions() -> dict[str, str]:

@@ -4,7 +4,8 @@ One JSON file, ``$XDG_CACHE_HOME/tui-eval/tune.json`` (``~/.cache/tui-eval/tune.
 XDG_CACHE_HOME is unset), maps a ``TuneKey`` to the last result for it: the model, the
 device's name, the dtype, compile (whether the probes ran on the static cache), max_tokens
 and the longest prompt's bucket, plus the settings that change the answer (the ceiling, the
-tune mode, the memory headroom and capacity, a simulated OOM, the CPU's threads).
+tune mode, the memory headroom and capacity, a simulated OOM, the CPU's threads, the
+devices a spread model spans).
 ``--retune`` probes again and replaces the entry.
 
 A search that the budget cut short only answers runs no longer than the one it was tuned
@@ -48,9 +49,15 @@ class TuneKey:
     memory_capacity_bytes: int | None
     simulate_oom_above: int | None
     threads: int | None  # on CPU the best size depends on the threads
+    # a model spread over devices: the devices it spans and the sizes per device it was
+    # placed within; None for a model on one device
+    placement: str | None = None
 
     def text(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        values = asdict(self)
+        if values["placement"] is None:  # as keys were written before placement existed
+            del values["placement"]
+        return json.dumps(values, sort_keys=True)
 
 
 @dataclass

@@ -45,7 +45,9 @@ def tune_key(config: EvalConfig, backend: HFBackend, longest_prompt_tokens: int,
         max_batch_size=config.max_batch_size, tune_mode=config.tune_mode,
         memory_headroom=config.memory_headroom, memory_capacity_bytes=capacity,
         simulate_oom_above=config.simulate_oom_above,
-        threads=torch.get_num_threads() if backend.device == "cpu" else None)
+        threads=torch.get_num_threads() if backend.device == "cpu" else None,
+        placement=None if config.device_map is None else
+        f"{','.join(backend.devices)} {config.max_memory or 'all memory'}")
 
 
 def tune_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend: HFBackend,
@@ -58,7 +60,7 @@ def tune_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend
     the same key is taken from the tune cache unless ``retune`` is set."""
     log = RunLog(sink, lang)
     started = time.perf_counter()
-    capacity = memory_capacity(config.max_memory, backend.device)
+    capacity = memory_capacity(config.max_memory, backend.device, backend.devices)
     options: dict[str, Any] = {
         "mode": config.tune_mode, "max_batch_size": config.max_batch_size,
         "memory_headroom": config.memory_headroom, "memory_capacity": capacity,

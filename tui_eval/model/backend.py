@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_eval.device.memcap import parse_device_budgets
 from tui_eval.errors import ModelLoadError, UsageError
 from tui_eval.model.static_shapes import ShapePlanner, StaticShape
 
@@ -105,6 +106,22 @@ def check_model_path(model: str) -> str:
     return model  # a hub id: only the local cache is consulted when loading
 
 
+def require_accelerate() -> None:
+    """Spreading a model over devices is accelerate's work; it is an optional extra."""
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        raise UsageError("--device-map needs accelerate: pip install 'tui-eval[multi-gpu]'"
+                         ) from None
+
+
+def model_devices(model: Any) -> tuple[str, ...]:
+    """Every device holding some of the model's weights, as torch names them ('cuda:1');
+    weights offloaded to disk sit on the meta device until used and are left out."""
+    found = {str(tensor.device) for tensor in (*model.parameters(), *model.buffers())}
+    return tuple(sorted(found - {"meta"}))
+
+
 def quiet_transformers() -> None:
     """Our own log says what is loading; transformers' progress bars would garble it."""
     from transformers.utils import logging as hf_logging
@@ -118,13 +135,21 @@ class HFBackend:
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto",
                  chat_template: bool = False, simulate_oom_above: int | None = None,
-                 compile: bool | str = False, compile_decode: bool = True) -> None:
+                 compile: bool | str = False, compile_decode: bool = True,
+                 device_map: str | None = None, max_memory: str | None = None) -> None:
         """``compile``: True/"on" for the static-shape path (static KV cache, batches padded
         to a few fixed shapes, the decode step compiled by transformers); "auto" decides by
         device (see ``resolve_compile``). ``compile_decode=False`` keeps the static path but
-        skips torch.compile: the same shapes and padding, for tests and CPU comparisons."""
+        skips torch.compile: the same shapes and padding, for tests and CPU comparisons.
+        ``device_map``: accelerate places the weights ("auto", "balanced", …), within
+        ``max_memory`` when given (sizes per device: "0=70GiB,cpu=200GiB"); ``device`` is
+        then where the inputs go, known once the weights are loaded."""
         self.model_name = model
         self.model_path = check_model_path(model)
+        self.device_map = device_map
+        self.max_memory = parse_device_budgets(max_memory) if max_memory else None
+        if device_map is not None:
+            require_accelerate()  # before the tokenizer and the weights take their time
         quiet_transformers()
         self.tokenizer = self._load_tokenizer()
         self.device = resolve_device(device)
@@ -133,6 +158,8 @@ class HFBackend:
         self.use_chat_template = chat_template and bool(
             getattr(self.tokenizer, "chat_template", None))
         self.model: Any = None
+        # every device the weights are on: the device alone until a device map spreads them
+        self.devices: tuple[str, ...] = (self.device,)
         self._config_file: Any = None  # the model config read without the weights
         self.load_seconds = 0.0
         # Prompts longer than this many tokens lose their left part (truncate = "left");
@@ -175,13 +202,21 @@ class HFBackend:
         from transformers import AutoModelForCausalLM
 
         started = time.perf_counter()
+        placement: dict[str, Any] = {}
+        if self.device_map is not None:
+            placement = {"device_map": self.device_map, "max_memory": self.max_memory}
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                self.model_path, dtype=self.dtype, local_files_only=True)
+                self.model_path, dtype=self.dtype, local_files_only=True, **placement)
         except Exception as exc:
             raise ModelLoadError(f"{self.model_name}: cannot load model: "
                                  f"{_first_line(exc)}") from None
-        self.model = model.to(self.device).eval()
+        if self.device_map is None:
+            self.model = model.to(self.device).eval()
+        else:  # accelerate's hooks move activations between the devices
+            self.model = model.eval()
+            self.device = str(model.get_input_embeddings().weight.device)
+            self.devices = model_devices(model)
         self.load_seconds = time.perf_counter() - started
 
     def model_config(self) -> Any:

@@ -169,7 +169,7 @@ class BatchSizeTuner:
                  n_samples: int | None = None,
                  budget_share: float | None = BUDGET_SHARE, static_cache: bool = False,
                  kv_bytes_per_token: int = 0, memory_limited: bool | None = None,
-                 meter: Callable[[str], Any] = ResourceMeter,
+                 meter: Callable[[str], Any] | None = None,
                  usable_memory: Callable[[], int | None] | None = None) -> None:
         if mode not in TUNE_MODES:
             raise ValueError(f"tune_mode must be one of {', '.join(TUNE_MODES)}, got {mode!r}")
@@ -194,7 +194,9 @@ class BatchSizeTuner:
         self.kv_bytes_per_token = 0 if static_cache else kv_bytes_per_token
         self.memory_limited = (backend.device.startswith("cuda") if memory_limited is None
                                else memory_limited)
-        self.meter = meter
+        # a model spread over several devices is measured on all of them
+        self.meter = meter or (lambda device: ResourceMeter(
+            device, devices=tuple(getattr(self.backend, "devices", ()))))
         self.usable_memory = usable_memory or (lambda: memory_capacity)
         self.probes: list[TuneProbe] = []
         self.stopped_by = "done"
