@@ -6,6 +6,8 @@ no timestamped log lines. Accept a deliberate change with ``pytest --snapshot-up
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,20 @@ from tui_eval.device.monitor import (
     Sampler,
     Snapshot,
 )
-from tui_eval.events import LogLine, RunFinished, TuneFinished
+from tui_eval.events import (
+    Event,
+    LogLine,
+    Progress,
+    RankProgress,
+    RunFinished,
+    RunStarted,
+    TuneFinished,
+)
 from tui_eval.formatting import GIB
-from tui_eval.results import PredictionRow, RunMetrics, TuneProbe
+from tui_eval.results import EVENTS_FILE, PredictionRow, RunConfig, RunMetrics, TuneProbe
 from tui_eval.ui.app import EvalApp
 from tui_eval.ui.samples import SamplesScreen
+from tui_eval.ui.watch_app import WatchApp
 
 pytestmark = pytest.mark.slow  # Pilot and signal tests: the full suite runs them
 
@@ -256,3 +267,91 @@ def test_compare_screen_120x40(snap_compare, two_runs):
     run_a, run_b = two_runs
     assert snap_compare(browser_app(run_a), terminal_size=(120, 40),
                         run_before=open_compare(run_b))
+
+
+# ── a run of several processes on a machine of eight GPUs ─────────────────────────────
+
+def eight_gpu_sampler() -> Sampler:
+    """Eight GPUs, memory filling from the first to the last."""
+    return Sampler(FixedGpuSource([gpu(index, 10 + 7 * index) for index in range(8)]),
+                   FixedHostSource(HOST), clock=lambda: 0.0)
+
+
+def rank_shares() -> list[RankProgress]:
+    """Four ranks: the first has finished its share, the third fell back to batch 16."""
+    return [RankProgress(rank=rank, done=done, total=250, samples_per_s=speed,
+                         tokens_per_s=speed * 32, batch_size=16 if rank == 2 else 32,
+                         fallbacks=int(rank == 2), device=f"cuda:{rank}", finished=rank == 0)
+            for rank, done, speed in [(0, 250, 12.4), (1, 183, 12.1), (2, 176, 11.8),
+                                      (3, 169, 11.6)]]
+
+
+def ranked_events(world_size: int = 4) -> list[Event]:
+    shares = rank_shares()
+    return [
+        RunStarted(run_dir="run", total=1000, batch_size=32, model="models/llama-3-8b",
+                   device="cuda:0", dtype="bfloat16", pid=os.getpid(), world_size=world_size),
+        LogLine(level="WARNING", message="Batch generation failed: CUDA out of memory",
+                rank=2),
+        Progress(done=sum(share.done for share in shares), total=1000, samples_per_s=35.5,
+                 tokens_per_s=1136.0, eta_s=6.3, batch_size=16, fallbacks=1, errors=0,
+                 ranks=shares),
+    ]
+
+
+async def ranked_run(pilot: Any) -> None:
+    app = pilot.app
+    while app.gauges_pane.snapshots_shown < 1:
+        await pilot.pause(0.02)
+    for event in ranked_events():
+        app.apply_event(event)
+    await pilot.pause()
+
+
+def test_four_ranks_on_eight_gpus_80x24(snap_compare):
+    app = snapshot_app()
+    app.sampler = eight_gpu_sampler()
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ranked_run)
+
+
+def test_four_ranks_on_eight_gpus_120x40(snap_compare):
+    app = snapshot_app()
+    app.sampler = eight_gpu_sampler()
+    assert snap_compare(app, terminal_size=(120, 40), run_before=ranked_run)
+
+
+@pytest.fixture()
+def ranked_run_dir(tmp_path, monkeypatch) -> Path:
+    """A run of four processes still going (this process stands for it)."""
+    monkeypatch.chdir(tmp_path)  # the run's directory is named relative: nothing varies
+    run_dir = Path("run")
+    run_dir.mkdir()
+    RunConfig(config=EvalConfig(model="models/llama-3-8b", data="data/gsm8k-test.jsonl",
+                                batch_size=32, device="cuda").to_dict()).write(run_dir)
+    (run_dir / EVENTS_FILE).write_text(
+        "".join(json.dumps(event.to_dict()) + "\n" for event in ranked_events()),
+        encoding="utf-8")
+    return run_dir
+
+
+def ranked_watch_app(run_dir: Path) -> WatchApp:
+    app = WatchApp(run_dir, interval=0.05, sampler=eight_gpu_sampler(), theme_directories=[])
+    app.theme = "textual-dark"  # a watcher's theme is its own: fixed for the screenshot
+    return app
+
+
+async def watched(pilot: Any) -> None:
+    app = pilot.app
+    while app.gauges_pane.snapshots_shown < 1 or app.progress_pane.last is None:
+        await pilot.pause(0.02)
+    await pilot.pause(0.3)  # the config pane takes the run's config.json
+
+
+def test_watching_four_ranks_on_eight_gpus_80x24(snap_compare, ranked_run_dir):
+    assert snap_compare(ranked_watch_app(ranked_run_dir), terminal_size=(80, 24),
+                        run_before=watched)
+
+
+def test_watching_four_ranks_on_eight_gpus_120x40(snap_compare, ranked_run_dir):
+    assert snap_compare(ranked_watch_app(ranked_run_dir), terminal_size=(120, 40),
+                        run_before=watched)

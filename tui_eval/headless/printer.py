@@ -7,7 +7,15 @@ import sys
 import time
 from typing import TextIO
 
-from tui_eval.events import Event, LogLine, Progress, RunFailed, RunFinished, format_log_line
+from tui_eval.events import (
+    Event,
+    LogLine,
+    Progress,
+    RankProgress,
+    RunFailed,
+    RunFinished,
+    format_log_line,
+)
 from tui_eval.formatting import format_duration
 from tui_eval.results import RunMetrics, summary_rows
 
@@ -28,15 +36,67 @@ def short_progress_text(event: Progress) -> str:
             f"ETA {format_duration(event.eta_s)} | bs {event.batch_size}")
 
 
+def several_ranks(event: Progress) -> bool:
+    """A run of several processes: its progress holds each one's share."""
+    return len(event.ranks) >= 2
+
+
+def rank_rates_text(ranks: list[RankProgress]) -> str:
+    """'r0 12.1/s r1 11.8/s': each process's rate, for the live line."""
+    return " ".join(f"r{rank.rank} {rank.samples_per_s:.1f}/s" for rank in ranks)
+
+
+def rank_share_text(rank: RankProgress) -> str:
+    """'1 118/250 11.8/s bs 32', then fallbacks, errors and 'done' when there are any."""
+    text = (f"{rank.rank} {rank.done}/{rank.total} {rank.samples_per_s:.1f}/s "
+            f"bs {rank.batch_size}")
+    if rank.fallbacks:
+        text += f" fb {rank.fallbacks}"
+    if rank.errors:
+        text += f" err {rank.errors}"
+    return text + (" done" if rank.finished else "")
+
+
+def ranks_text(event: Progress) -> str:
+    """Every process's share on one line, for logs."""
+    return "ranks: " + " · ".join(rank_share_text(rank) for rank in event.ranks)
+
+
+def plain_progress_lines(event: Progress) -> list[str]:
+    """What a log gets for one progress event: the totals, then each process's share in a
+    run of several."""
+    lines = [f"progress: {progress_text(event)}"]
+    if several_ranks(event):
+        lines.append(ranks_text(event))
+    return lines
+
+
+def _bar_line(text: str, done_fraction: float, room: int) -> str | None:
+    """The bar (as wide as fits, up to BAR_WIDTH) and the text, or None when the bar would
+    be narrower than MIN_BAR_WIDTH."""
+    bar_width = min(BAR_WIDTH, room - len(text) - 1)
+    if bar_width < MIN_BAR_WIDTH:
+        return None
+    filled = int(bar_width * done_fraction)
+    return "█" * filled + "░" * (bar_width - filled) + " " + text
+
+
 def progress_line(event: Progress, width: int) -> str:
     """One line that fits ``width`` columns: the bar shrinks first, then the text, so the
-    terminal never wraps it (a wrapped line cannot be redrawn in place)."""
+    terminal never wraps it (a wrapped line cannot be redrawn in place). In a run of
+    several processes their rates follow the totals where the whole line fits; they are
+    the first thing left out on a narrower terminal."""
     room = max(width - 1, 1)  # the last column would make some terminals wrap
+    fraction = event.done / max(event.total, 1)
+    if several_ranks(event):
+        line = _bar_line(f"{progress_text(event)} | {rank_rates_text(event.ranks)}",
+                         fraction, room)
+        if line is not None:
+            return line
     for text in (progress_text(event), short_progress_text(event)):
-        bar_width = min(BAR_WIDTH, room - len(text) - 1)
-        if bar_width >= MIN_BAR_WIDTH:
-            filled = int(bar_width * event.done / max(event.total, 1))
-            return "█" * filled + "░" * (bar_width - filled) + " " + text
+        line = _bar_line(text, fraction, room)
+        if line is not None:
+            return line
         if len(text) <= room:
             return text
     return short_progress_text(event)[:room]
@@ -93,4 +153,5 @@ class HeadlessPrinter:
         now = time.monotonic()
         if event.done == event.total or now - self._last_plain >= PLAIN_PROGRESS_INTERVAL_S:
             self._last_plain = now
-            self._print(f"progress: {progress_text(event)}")
+            for line in plain_progress_lines(event):
+                self._print(line)

@@ -29,7 +29,11 @@ from tui_eval.events import (
     format_log_line,
 )
 from tui_eval.events.follow import EventFollower, Liveness, RunState, liveness, stopped_line
-from tui_eval.headless.printer import PLAIN_PROGRESS_INTERVAL_S, metrics_table, progress_text
+from tui_eval.headless.printer import (
+    PLAIN_PROGRESS_INTERVAL_S,
+    metrics_table,
+    plain_progress_lines,
+)
 from tui_eval.results import EVENTS_FILE, resume_command
 
 POLL_INTERVAL_S = 0.5
@@ -42,8 +46,9 @@ RESUME_GRACE_S = 5.0
 def started_line(event: RunStarted, live: Liveness) -> str:
     where = f"pid {event.pid}" + (f" on {live.host}" if live.alive is None and live.host
                                   else "")
+    processes = f", {event.world_size} processes" if event.world_size > 1 else ""
     return (f"run: {event.total} samples, batch {event.batch_size}, {event.model} on "
-            f"{event.device} ({event.dtype}), {where}")
+            f"{event.device} ({event.dtype}){processes}, {where}")
 
 
 def try_line(event: TryStarted) -> str:
@@ -182,7 +187,8 @@ class PlainWatcher:
         if force or now - self._last_progress_print >= self.progress_every:
             self._last_progress_print = now
             self._progress_shown = event
-            self.say(f"progress: {progress_text(event)}")
+            for line in plain_progress_lines(event):
+                self.say(line)
 
     def _liveness(self) -> Liveness:
         return liveness(self.run_dir, self.state)

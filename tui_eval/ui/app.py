@@ -252,9 +252,20 @@ class EvalApp(App[int]):
                     title="Run finished")
 
     def on_engine_event(self, message: EngineEvent) -> None:
-        if isinstance(message.event, (RunStarted, RunFinished, RunFailed)):
-            self._draw_pending_progress()  # a held-back progress event came first
-        self.apply_event(message.event)
+        event = message.event
+        if not isinstance(event, (RunStarted, RunFinished, RunFailed)):
+            self.apply_event(event)
+            return
+        # The bridge holds the newest progress event. One from before this event is drawn
+        # first; one from after it (a watcher reading a backlog gets both at once) after,
+        # or the start would cover the progress it has already made.
+        pending = self.bridge.take_progress()
+        if pending is not None and pending.time < event.time:
+            self._draw_progress(pending)
+            pending = None
+        self.apply_event(event)
+        if pending is not None:
+            self._draw_progress(pending)
 
     def on_progress_ready(self, message: ProgressReady) -> None:
         # draw at most PROGRESS_REDRAW_S apart; the bridge keeps the newest in the meantime
@@ -270,9 +281,12 @@ class EvalApp(App[int]):
         self._progress_draw_pending = False
         event = self.bridge.take_progress()
         if event is not None:
-            self._progress_drawn_at = time.monotonic()
-            self.progress_draws += 1
-            self.apply_event(event)
+            self._draw_progress(event)
+
+    def _draw_progress(self, event: Progress) -> None:
+        self._progress_drawn_at = time.monotonic()
+        self.progress_draws += 1
+        self.apply_event(event)
 
     # ── gauges: one poll at a time, re-armed after each (never overlapping) ───────────
 

@@ -1,13 +1,21 @@
 """The gauges pane: one card per GPU (name, memory, utilisation, temperature, power and a
-minute of history) and the host's CPU and RAM. Fed one ``Snapshot`` at a time."""
+minute of history) and the host's CPU and RAM. Fed one ``Snapshot`` at a time.
+
+Three or more GPUs whose cards do not all fit the pane are drawn a line each instead
+(gpu_rows.py); the cards keep their history meanwhile, so a taller terminal brings them
+back whole. One or two GPUs always get their cards.
+"""
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.widget import Widget
 
 from tui_eval.device.monitor import GpuReading, History, HostReading, Snapshot
 from tui_eval.formatting import format_number, format_percent, gib_pair
+from tui_eval.ui.widgets.gpu_rows import GpuRows
 from tui_eval.ui.widgets.line import Line
 from tui_eval.ui.widgets.meter import Meter
 from tui_eval.ui.widgets.spark import Spark
@@ -23,6 +31,22 @@ def gpu_figures(reading: GpuReading) -> str:
     power += " W" if reading.power_w is not None else ""
     return (f"util {format_percent(reading.util_percent)} · "
             f"{format_number(reading.temperature_c, '°C')} · {power}")
+
+
+ROWS_FROM = 3  # GPUs; fewer always get their cards
+CARD_ROWS = 6  # a card's five lines and the margin above it
+HOST_ROWS = 2
+
+
+def cards_height(gpus: int, note_shown: bool) -> int:
+    """Rows the pane's content needs to show every GPU as a card."""
+    return int(note_shown) + HOST_ROWS + gpus * CARD_ROWS
+
+
+def use_rows(gpus: int, room: int, note_shown: bool = False) -> bool:
+    """Whether the GPUs are drawn a line each: three or more that do not fit as cards in
+    ``room`` rows."""
+    return gpus >= ROWS_FROM and cards_height(gpus, note_shown) > room
 
 
 class GpuCard(Vertical):
@@ -88,11 +112,38 @@ class GaugesPane(VerticalScroll):
         self.note = Line("reading GPUs…", id="gpu-note")
         self.host = HostCard(id="host")
         self.cards = Vertical(id="gpu-cards")
+        self.rows = GpuRows(id="gpu-rows")
+        self.rows.display = False
+        self.compact = False  # the GPUs are drawn a line each
+        self._gpu_count = 0
 
     def compose(self) -> ComposeResult:
         yield self.note
         yield self.host  # before the GPUs: in view whatever their number
         yield self.cards
+        yield self.rows
+
+    def room(self) -> int:
+        """Rows of content the pane may grow to: its max height (a share of its column)
+        less its border and padding."""
+        parent = self.parent
+        if not isinstance(parent, Widget) or parent.size.height == 0:
+            return self.size.height
+        limit = parent.size.height
+        max_height = self.styles.max_height
+        if max_height is not None:
+            limit = min(limit, int(max_height.resolve(parent.size, self.app.size)))
+        return limit - self.styles.gutter.height
+
+    def _choose_form(self) -> None:
+        compact = use_rows(self._gpu_count, self.room(), bool(self.note.display))
+        if compact != self.compact:
+            self.compact = compact
+            self.cards.display = not compact
+            self.rows.display = compact
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._choose_form()
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         if not self.cards.is_attached:
@@ -114,6 +165,9 @@ class GaugesPane(VerticalScroll):
                 card = GpuCard(reading.index)
                 cards.mount(card)
             card.show(reading, snapshot.time)
+        self.rows.show(list(snapshot.gpus))
+        self._gpu_count = len(snapshot.gpus)
+        self._choose_form()
         self.host.show(snapshot.host)
         self.snapshots_shown += 1
 

@@ -1,15 +1,17 @@
-"""The progress pane: samples done/total as a bar, then the run's rates and batch figures."""
+"""The progress pane: samples done/total as a bar, then the run's rates and batch figures;
+in a run of several processes, a row for each one's share below them."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 
 from tui_eval.events import Progress, RunStarted
 from tui_eval.formatting import format_duration
 from tui_eval.results import RunMetrics, batch_size_text
 from tui_eval.ui.widgets.line import Line
 from tui_eval.ui.widgets.meter import Meter
+from tui_eval.ui.widgets.ranks import RankRows
 
 
 def rates_line(samples_per_s: float, tokens_per_s: float, eta_s: float | None) -> str:
@@ -28,22 +30,38 @@ class ProgressPane(Vertical):
         self.bar = Meter("", label_width=0, warn_above=2.0, id="progress-bar")
         self.rates = Line(idle_text, id="progress-rates")
         self.batch = Line("", id="progress-batch")
+        self.rank_rows = RankRows(id="progress-rank-rows")
+        # hidden in a run of one, so that it looks as it always has; scrolls past a few ranks
+        self.ranks = VerticalScroll(self.rank_rows, id="progress-ranks")
+        self.ranks.display = False
+        self.ranks.can_focus = False
         self.last: Progress | None = None
 
     def compose(self) -> ComposeResult:
         yield self.bar
         yield self.rates
         yield self.batch
+        yield self.ranks
+
+    def _show_ranks(self, event: Progress | None) -> None:
+        several = event is not None and len(event.ranks) >= 2
+        if several:
+            assert event is not None
+            self.rank_rows.show(event.ranks)
+        if self.ranks.display != several:
+            self.ranks.display = several
 
     def reset(self, text: str | None = None) -> None:
         self.last = None
         self.bar.show(None, "")
         self.rates.set(text or self.idle_text)
         self.batch.set("")
+        self._show_ranks(None)
 
     def show_started(self, event: RunStarted) -> None:
         self.bar.show(0.0, f"0/{event.total}")
-        self.rates.set(f"{event.model} on {event.device} ({event.dtype})")
+        processes = f" · {event.world_size} processes" if event.world_size > 1 else ""
+        self.rates.set(f"{event.model} on {event.device} ({event.dtype}){processes}")
         self.batch.set(batch_line(event.batch_size, 0, 0))
 
     def show_progress(self, event: Progress) -> None:
@@ -51,6 +69,7 @@ class ProgressPane(Vertical):
         self.bar.show(event.done / max(event.total, 1), f"{event.done}/{event.total}")
         self.rates.set(rates_line(event.samples_per_s, event.tokens_per_s, event.eta_s))
         self.batch.set(batch_line(event.batch_size, event.fallbacks, event.errors))
+        self._show_ranks(event)
 
     def show_finished(self, metrics: RunMetrics) -> None:
         done, total = metrics.n, metrics.n_total
