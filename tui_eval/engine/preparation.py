@@ -153,6 +153,10 @@ def run_description(config: EvalConfig, backend: HFBackend) -> RunConfig:
 def for_rank(config: EvalConfig, local_rank: int) -> EvalConfig:
     """In a run of several processes each holds its own copy of the model: on CUDA the
     rank's own GPU (``cuda:LOCAL_RANK``), elsewhere the device asked for."""
+    if config.device_map is not None:
+        raise UsageError("device_map spreads one model over the GPUs, while under torchrun "
+                         "(or --gpus) each process holds a whole model on its own GPU: use "
+                         "one or the other")
     if config.device not in ("auto", "cuda"):
         return config
     import torch
