@@ -162,10 +162,12 @@ def forward_shared(model: Any, rows: Sequence[tuple[int, ...]], firsts: Sequence
         # right padding: causal attention keeps it out of every real prefix position
         out = model(input_ids=prefix.to(device), use_cache=True,
                     **({"logits_to_keep": 1} if keeps_logits else {}))
-        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        cache = getattr(out, "cache", None)
+        if cache is None:  # transformers 4 names it past_key_values
+            cache = getattr(out, "past_key_values", None)
         if not _copyable(cache):
             return None
-        cache.batch_select_indices(torch.tensor(plan.group, device=prefix.device).to(device))
+        cache.batch_select_indices(torch.tensor(plan.group, dtype=torch.long, device=device))
         options: dict[str, Any] = {cache_name: cache}
         if keeps_logits:
             options["logits_to_keep"] = suffix_width - first
