@@ -7,6 +7,11 @@ contexts: ``short`` (one phrase, about 20 tokens a row with the choice, like ARC
 forward passes, slicing and sums; tokenizing is timed once apart, since it does not depend
 on the batch size. Each figure is the best of ``--repeats`` runs.
 
+Each batch size runs twice: ``unshared`` feeds every (context, choice) row whole;
+``shared`` lets the scorer run a context once with the KV cache and its choices against
+copies of it, in the batches where that feeds fewer tokens (``share_prefix = "auto"``).
+Speed-ups are against the unshared bs 1.
+
     OMP_NUM_THREADS=1 python benchmarks/loglikelihood.py --sizes 1,2,4,8,16,32,64
 """
 
@@ -31,37 +36,50 @@ def contexts(kind: str, count: int) -> list[str]:
     return [f"Question {i}. {p}" for i, p in enumerate(prompts)]
 
 
-def run(scorer: Any, samples: list[Any], sizes: list[int], repeats: int) -> None:
+def timed(scorer: Any, pairs: list[Any], size: int, repeats: int) -> tuple[float, list[float]]:
+    best = float("inf")
+    scores: list[Any] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        scores = scorer.score(pairs, batch_size=size)
+        best = min(best, time.perf_counter() - started)
+    return best, [s.logprob for s in scores]
+
+
+def run(scorers: dict[str, Any], samples: list[Any], sizes: list[int], repeats: int) -> None:
+    unshared = scorers["unshared"]
     started = time.perf_counter()
-    pairs = scorer.encode_samples(samples)
+    pairs = unshared.encode_samples(samples)
     encode_seconds = time.perf_counter() - started
-    inputs = [scorer.model_input(p) for p in pairs]
+    inputs = [unshared.model_input(p) for p in pairs]
     shared = sum(len(p.context) for p in pairs[::len(CHOICES)]) + sum(
         len(p.continuation) - 1 for p in pairs)
-    scorer.score(pairs[:8], batch_size=4)  # warm-up: first calls are slower
+    for scorer in scorers.values():
+        scorer.score(pairs[:8], batch_size=4)  # warm-up: first calls are slower
     results = []
-    reference = None
+    reference: list[float] = []
     for size in sizes:
-        best = float("inf")
-        for _ in range(repeats):
-            started = time.perf_counter()
-            scores = scorer.score(pairs, batch_size=size)
-            best = min(best, time.perf_counter() - started)
-        logprobs = [s.logprob for s in scores]
-        reference = reference or logprobs
-        drift = max(abs(a - b) for a, b in zip(logprobs, reference, strict=True))
-        results.append((size, best, drift))
+        row = [size]
+        for scorer in scorers.values():
+            seconds, logprobs = timed(scorer, pairs, size, repeats)
+            reference = reference or logprobs
+            drift = max(abs(a - b) for a, b in zip(logprobs, reference, strict=True))
+            row += [seconds, drift]
+        results.append(row)
     print(f"{len(pairs)} pairs, {len(set(inputs))} distinct model inputs, "
           f"{min(map(len, inputs))}-{max(map(len, inputs))} tokens a row, "
           f"{sum(map(len, inputs))} tokens fed ({shared} if each context were fed once); "
           f"tokenizing {encode_seconds * 1000:.0f} ms once")
-    print("| batch_size | time | pairs/s | speedup | max |Δ logprob| vs bs1 |")
-    print("|-----------:|-----:|--------:|--------:|---------------------:|")
+    names = list(scorers)
+    print("| batch_size | " + " | ".join(f"{n} pairs/s | {n} speedup" for n in names)
+          + " | max |Δ logprob| vs bs1 |")
+    print("|-----------:|" + "-----:|-----:|" * len(names) + "-----:|")
     base = results[0][1]
-    for size, seconds, drift in results:
-        speedup = "baseline" if size == results[0][0] else f"{base / seconds:.1f}x"
-        print(f"| {size} | {seconds:.3f}s | {len(pairs) / seconds:.0f} | {speedup} | "
-              f"{drift:.1e} |")
+    for size, *figures in results:
+        cells = []
+        for seconds in figures[::2]:
+            cells += [f"{len(pairs) / seconds:.0f}", f"{base / seconds:.1f}x"]
+        print(f"| {size} | " + " | ".join(cells) + f" | {max(figures[1::2]):.1e} |")
 
 
 def main() -> None:
@@ -88,13 +106,14 @@ def main() -> None:
                                      num_layers=args.layers)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    scorer = ChoiceScorer(model, tokenizer, "cpu")
+    scorers = {mode: ChoiceScorer(model, tokenizer, "cpu", share_prefix=share)
+               for mode, share in (("unshared", "never"), ("shared", "auto"))}
     print(describe_machine(args).replace(f", {args.max_tokens} new tokens", ""))
     for kind in args.contexts.split(","):
         samples = [ChoiceSample(index=i, id=str(i), prompt=c, choices=CHOICES, gold=0)
                    for i, c in enumerate(contexts(kind, args.samples))]
         print(f"\n{kind} contexts:")
-        run(scorer, samples, sizes, args.repeats)
+        run(scorers, samples, sizes, args.repeats)
 
 
 if __name__ == "__main__":

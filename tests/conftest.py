@@ -104,6 +104,29 @@ def long_jsonl(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "long.jsonl", long_rows())
 
 
+class SharedForwards:
+    """Counts the forwards that shared a context through the KV cache, by wrapping the
+    scorer's ``forward_shared``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from tui_eval.model import loglikelihood
+
+        self.ran = 0
+        real = loglikelihood.forward_shared
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            found = real(*args, **kwargs)
+            self.ran += found is not None
+            return found
+
+        monkeypatch.setattr(loglikelihood, "forward_shared", counted)
+
+
+@pytest.fixture()
+def shared_forwards(monkeypatch: pytest.MonkeyPatch) -> SharedForwards:
+    return SharedForwards(monkeypatch)
+
+
 class Collect:
     """An event sink that keeps every event, for assertions."""
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import PROMPTS, Collect, write_jsonl
+from conftest import PROMPTS, Collect, SharedForwards, write_jsonl
 
 from tui_eval.cli import main
 from tui_eval.config import EvalConfig
@@ -160,6 +160,50 @@ def test_a_pair_failing_alone_fails_its_sample_only(base: EvalConfig, tmp_path: 
     assert all(lp is None for r in rows for lp in r["logprobs"])
     assert any(line.endswith("Sample q1, choice 0, failed on its own: CUDA out of memory")
                for line in sink.logs())
+
+
+def long_choice_rows() -> list[dict]:
+    """Twelve samples whose contexts are long against their four choices: sharing pays."""
+    return [{"id": pid, "question": f"{question} {'Please answer. ' * 24}{question}",
+             "choices": CHOICES[:4], "answer": number % 4}
+            for number, (pid, question, _) in enumerate(PROMPTS)]
+
+
+def choice_fields(rows: list[dict]) -> list[tuple]:
+    return [(r["id"], r["choices"], r["is_greedy"], r["pred"], r["pred_norm"], r["gold"],
+             r["prediction"], r["scores"], r["error"]) for r in rows]
+
+
+@pytest.fixture()
+def long_choice(base: EvalConfig, tmp_path: Path) -> EvalConfig:
+    data = write_jsonl(tmp_path / "long_choice.jsonl", long_choice_rows())
+    return replace(base, data=str(data))
+
+
+def test_shared_contexts_write_the_rows_of_batch_size_one(
+        long_choice: EvalConfig, tmp_path: Path, shared_forwards: SharedForwards) -> None:
+    one_by_one, expected, _ = run(long_choice)
+    assert shared_forwards.ran == 0  # one pair a forward: nothing to share
+    shared, rows, _ = run(replace(long_choice, batch_size=8, output_dir=str(tmp_path / "bs8")))
+    assert shared_forwards.ran == 6  # every batch of two samples shared their contexts
+    assert_same_logprobs(rows, expected)
+    assert choice_fields(rows) == choice_fields(expected)
+    assert shared.metrics == one_by_one.metrics
+
+
+@pytest.mark.parametrize("policy", ["bisect", "single"])
+def test_injected_oom_with_shared_contexts_loses_nothing(
+        long_choice: EvalConfig, tmp_path: Path, policy: str,
+        shared_forwards: SharedForwards) -> None:
+    _, expected, _ = run(long_choice)
+    metrics, rows, _ = run(replace(long_choice, batch_size=16, simulate_oom_above=4,
+                                   oom_policy=policy, output_dir=str(tmp_path / policy)))
+    assert_same_logprobs(rows, expected)
+    assert choice_fields(rows) == choice_fields(expected)
+    assert metrics.n == 12 and metrics.n_errors == 0 and metrics.fallback_count > 0
+    if policy == "bisect":  # 16 pairs fail, then 8; each batch of 4 is one shared sample
+        assert (metrics.fallback_count, metrics.final_batch_size) == (2, 4)
+        assert shared_forwards.ran == 12
 
 
 class CancelAfter(Collect):

@@ -146,7 +146,9 @@ class ChoiceTask:
         self._scorer().score(self.pairs_of[sample.index])
 
     def tokens(self, outcomes: list[PairOutcome]) -> int:
-        """The tokens the forward passes read for the pairs scored."""
+        """The input tokens of the pairs scored, each pair's as if fed whole: a context
+        shared through the KV cache is read once, but counting it so keeps runs comparable
+        whatever the batch size."""
         return sum(self._input_length(o.pair) for o in outcomes if o.score is not None)
 
     def rows(self, outcomes: list[PairOutcome]) -> list[PredictionRow]:

@@ -14,6 +14,9 @@ lm-evaluation-harness 0.4 (``output_type: multiple_choice``), so figures are com
 * ``acc`` picks the highest sum, ``acc_norm`` the highest sum divided by the choice's length
   in characters (the choice alone, without the delimiter).
 
+Rows of one context can share it: its tokens run once with the KV cache and each choice
+runs against a copy (model/prefix_sharing.py), where that feeds fewer tokens.
+
 Scoring holds no state between calls, so a batch that fails (an OOM) can simply be scored
 again in smaller parts.
 """
@@ -27,6 +30,15 @@ from functools import cached_property
 from typing import Any
 
 from tui_eval.data import ChoiceSample
+from tui_eval.model.prefix_sharing import (
+    SHARE_MODES,
+    ShareMode,
+    forward_shared,
+    pays,
+    plan_sharing,
+    supports_sharing,
+    worth_grouping,
+)
 
 DEFAULT_TARGET_DELIMITER = " "
 DEFAULT_MAX_LENGTH = 2048  # when neither the model config nor the tokenizer names one
@@ -144,7 +156,11 @@ class ChoiceScorer:
                  target_delimiter: str = DEFAULT_TARGET_DELIMITER,
                  max_length: int | None = None, add_special_tokens: bool | None = None,
                  prefix_token_id: int | None = None,
-                 simulate_oom_above: int | None = None) -> None:
+                 simulate_oom_above: int | None = None,
+                 share_prefix: ShareMode = "auto") -> None:
+        if share_prefix not in SHARE_MODES:
+            raise ValueError(f"share_prefix is one of {', '.join(SHARE_MODES)}, "
+                             f"not {share_prefix!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.device = device if device is not None else str(next(model.parameters()).device)
@@ -160,6 +176,8 @@ class ChoiceScorer:
                              "empty context on; pass prefix_token_id")
         self.prefix_token_id: int = prefix_token_id
         self.simulate_oom_above = simulate_oom_above
+        # "auto": a batch's rows share their context where that feeds fewer tokens
+        self.share_prefix: ShareMode = share_prefix
 
     @classmethod
     def from_backend(cls, backend: Any, **options: Any) -> ChoiceScorer:
@@ -261,7 +279,8 @@ class ChoiceScorer:
         """Scores for encoded pairs, in their order: the unit an engine batches and an OOM
         policy retries. Pairs with the same model input (choices that differ only in their
         last token) share one row. Rows run longest first, ``batch_size`` rows per forward
-        (all of them in one when None)."""
+        (all of them in one when None); where rows of one context can share it, the rows of
+        a context stay together."""
         if not pairs:
             return []
         row_of: dict[tuple[int, ...], int] = {}
@@ -274,16 +293,39 @@ class ChoiceScorer:
                 rows.append(tokens)
                 members.append([])
             members[row].append(position)
-        # longest first: padding stays small, and an OOM comes on the first batch
-        order = sorted(range(len(rows)), key=lambda r: (-len(rows[r]), rows[r]))
+        keys = [pairs[positions[0]].context for positions in members]
+        order = self._order(rows, keys, [self._first(rows[r], pairs, members[r])
+                                         for r in range(len(rows))])
         size = batch_size or len(order)
         scores: list[PairScore | None] = [None] * len(pairs)
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
             self._score_rows([rows[r] for r in chunk],
                              [[(p, pairs[p].continuation) for p in members[r]] for r in chunk],
-                             scores)
+                             scores, [keys[r] for r in chunk])
         return scores  # type: ignore[return-value]
+
+    @staticmethod
+    def _first(row: tuple[int, ...], pairs: Sequence[Pair], positions: list[int]) -> int:
+        """The first position of ``row`` whose logits score one of its pairs."""
+        return len(row) - max(len(pairs[p].continuation) for p in positions)
+
+    def _order(self, rows: list[tuple[int, ...]], keys: list[tuple[int, ...]],
+               firsts: list[int]) -> list[int]:
+        """Rows longest first, which keeps padding small and brings an OOM on the first
+        batch; a context's rows together when sharing contexts would feed fewer tokens."""
+        longest = sorted(range(len(rows)), key=lambda r: (-len(rows[r]), rows[r]))
+        if not self._can_share:
+            return longest
+        plan = plan_sharing(rows, firsts, keys)
+        if plan is None:
+            return longest
+        if self.share_prefix == "auto" and not worth_grouping(plan, rows):
+            return longest
+        by_key: dict[tuple[int, ...], list[int]] = {}
+        for r in longest:
+            by_key.setdefault(keys[r], []).append(r)
+        return [r for group in by_key.values() for r in group]  # a group's longest row first
 
     @cached_property
     def _keeps_logits(self) -> bool:
@@ -294,30 +336,28 @@ class ChoiceScorer:
         except (TypeError, ValueError):
             return False
 
+    @cached_property
+    def _can_share(self) -> bool:
+        return self.share_prefix != "never" and supports_sharing(self.model)
+
     def _score_rows(self, rows: list[tuple[int, ...]],
                     wanted: list[list[tuple[int, tuple[int, ...]]]],
-                    scores: list[PairScore | None]) -> None:
-        """One forward over right-padded rows; fills ``scores`` for the pairs of each row."""
+                    scores: list[PairScore | None], keys: list[tuple[int, ...]]) -> None:
+        """Fills ``scores`` for the pairs of each row: one forward over right-padded rows, or
+        two where the rows share their contexts."""
         import torch
 
         if self.simulate_oom_above is not None and len(rows) > self.simulate_oom_above:
             raise torch.OutOfMemoryError(
                 f"CUDA out of memory. Tried to allocate a batch of {len(rows)} rows "
                 f"(simulated: --simulate-oom-above {self.simulate_oom_above})")
-        width = max(len(r) for r in rows)
-        batch = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            batch[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        # right padding: causal attention keeps the padding out of every real position
-        first = min(len(row) - len(cont) for row, ps in zip(rows, wanted, strict=True)
-                    for _, cont in ps)
-        options: dict[str, Any] = {}
-        offset = 0
-        if self._keeps_logits:
-            options["logits_to_keep"] = width - first
-            offset = first
+        firsts = [len(row) - max(len(cont) for _, cont in ps)
+                  for row, ps in zip(rows, wanted, strict=True)]
+        found = self._forward_shared(rows, firsts, keys) if self._can_share else None
+        if found is None:
+            found = self._forward(rows, min(firsts))
+        logits, starts = found
         with torch.inference_mode():
-            logits = self.model(input_ids=batch.to(self.device), **options).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             greedy = logits.argmax(dim=-1)
             row_index: list[int] = []
@@ -328,7 +368,8 @@ class ChoiceScorer:
                 for position, cont in pair_list:
                     start = len(targets)
                     row_index.extend([i] * len(cont))
-                    positions.extend(range(len(row) - len(cont) - offset, len(row) - offset))
+                    positions.extend(range(len(row) - len(cont) - starts[i],
+                                           len(row) - starts[i]))
                     targets.extend(cont)
                     spans.append((position, start, len(targets)))
             index = torch.tensor(row_index, device=logits.device)
@@ -339,3 +380,34 @@ class ChoiceScorer:
         for position, start, end in spans:
             scores[position] = PairScore(logprob=sum(values[start:end]),
                                          is_greedy=all(hits[start:end]))
+
+    def _forward_shared(self, rows: list[tuple[int, ...]], firsts: list[int],
+                        keys: list[tuple[int, ...]]) -> tuple[Any, list[int]] | None:
+        """The shared plan's logits and each row's first logits position, or None where it
+        does not pay (or the model's cache cannot be copied across rows)."""
+        plan = plan_sharing(rows, firsts, keys)
+        if plan is None or (self.share_prefix == "auto" and not pays(plan, rows)):
+            return None
+        found = forward_shared(self.model, rows, firsts, plan, self.device, self._keeps_logits)
+        if found is None:
+            self.__dict__["_can_share"] = False  # ask once: the model's cache will not change
+        return found
+
+    def _forward(self, rows: list[tuple[int, ...]], first: int) -> tuple[Any, list[int]]:
+        """Logits of one forward over right-padded rows, from position ``first`` where the
+        model can keep only those."""
+        import torch
+
+        width = max(len(r) for r in rows)
+        batch = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            batch[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        # right padding: causal attention keeps the padding out of every real position
+        options: dict[str, Any] = {}
+        offset = 0
+        if self._keeps_logits:
+            options["logits_to_keep"] = width - first
+            offset = first
+        with torch.inference_mode():
+            logits = self.model(input_ids=batch.to(self.device), **options).logits
+        return logits, [offset] * len(rows)
