@@ -56,6 +56,7 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
     directory, the others run their share silently."""
     # the engine: once the flags are valid, so that --help and bad flags answer at once
     from tui_eval.engine.evaluation import Evaluation
+    from tui_eval.engine.launch import LAUNCHED_ENV
     from tui_eval.engine.signals import HeadlessSignals, RunTracker
     from tui_eval.engine.world import world_from_env
 
@@ -83,7 +84,11 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
                     signals.hint_resume()
                 return EXIT_RUN_FAILED
         if signals.stop_signal is not None and metrics.partial:
-            return signals.exit_interrupted(metrics) if world.is_main else EXIT_INTERRUPTED
+            # started by --gpus, a SIGTERM is the launcher's, which says why itself
+            launched = os.environ.get(LAUNCHED_ENV) and signals.stop_signal == "SIGTERM"
+            if world.is_main and not launched:
+                return signals.exit_interrupted(metrics)
+            return EXIT_INTERRUPTED
         return EXIT_OK
     finally:
         world.leave()

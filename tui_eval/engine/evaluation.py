@@ -412,8 +412,7 @@ class Evaluation:
     def _gather_ranks(self, board: RankBoard, own: RankFinished,
                       generation_started: float) -> tuple[list[PredictionRow], RankFinished]:
         """This try's rows of every rank, from their files (a rank that died has its
-        finished batches there too), and the ranks' reports summed: the run's time is
-        rank 0's wall clock until the last rank reported."""
+        finished batches there too), and the ranks' reports summed."""
         assert self.run_dir is not None
         kept = self.resumed.done_indices
         rows: dict[int, PredictionRow] = {}
@@ -423,10 +422,15 @@ class Evaluation:
                     rows.setdefault(row.index, row)
         reports = list(board.finished.values()) or [own]
         compile_seconds = max(report.compile_seconds for report in reports)
+        if len(reports) == self.world.size:
+            # the ranks started together (after the batch size was broadcast): the run
+            # took as long as its slowest rank, by that rank's own clock
+            seconds = max(report.generation_seconds for report in reports)
+        else:  # a rank never reported: rank 0's clock until it stopped waiting
+            seconds = max(0.0, time.perf_counter() - generation_started - compile_seconds)
         summed = RankFinished(
             done=len(rows), generated_tokens=sum(r.generated_tokens for r in reports),
-            generation_seconds=max(0.0, time.perf_counter() - generation_started
-                                   - compile_seconds),
+            generation_seconds=seconds,
             fallbacks=sum(r.fallbacks for r in reports),
             final_batch_size=min(r.final_batch_size for r in reports),
             errors=sum(r.errors for r in reports), compiled=any(r.compiled for r in reports),

@@ -17,6 +17,10 @@ from typing import Any
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
 from tui_eval.results import EVENTS_FILE, resume_command
 
+# Set for the ranks this launcher starts: a SIGTERM then comes from the launcher, which says
+# itself why the run ended (rank 0 stays quiet about it).
+LAUNCHED_ENV = "TUI_EVAL_LAUNCHED"
+
 
 def gpu_count(requested: str) -> int:
     """How many processes ``--gpus`` asks for: a number, or ``all`` the GPUs torch sees."""
@@ -38,12 +42,14 @@ def gpu_count(requested: str) -> int:
 def launch_ranks(argv: list[str], processes: int, run_dir: Path) -> int:
     """Run ``tui-eval`` with ``argv`` (which names ``-o run_dir``) in ``processes`` processes
     on this machine; the exit code is the run's."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     # the launcher's own progress notes would bury the run's lines
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun does: N processes share the cores
+    os.environ[LAUNCHED_ENV] = "1"
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
         rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0,
@@ -58,7 +64,10 @@ def launch_ranks(argv: list[str], processes: int, run_dir: Path) -> int:
         elastic_launch(config, sys.executable)("-m", "tui_eval", *argv)
     except ChildFailedError as failed:
         return _report_failure(failed.failures, run_dir)
-    except _Stopped:
+    except (_Stopped, SignalException) as stopped:
+        name = getattr(stopped, "sigval", signal.SIGINT).name
+        print(f"tui-eval: stopped ({name}); finished batches are kept in {run_dir}; resume "
+              f"with: {resume_command(run_dir)}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     finally:
         for sig, handler in previous.items():
