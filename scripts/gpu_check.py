@@ -24,6 +24,11 @@ cli group (``--only cli``):
 8. a run whose first batch hits a real OOM under the same cap, every sample scored
    (default policy, then the seed's ``single`` policy with its two log lines).
 
+ranks group (``--only ranks``):
+9. one GPU against every GPU present (``--gpus all``, one process each): samples/s, each
+   rank's share, identical predictions, NVML of every GPU afterwards (on the CPU smoke:
+   torchrun with 2 CPU processes).
+
 Every stage catches and prints its own failure, output is flushed as it comes, and a time
 budget (default 420 s) skips a stage that would not fit (a CLI stage is also killed at what
 is left). ``--out FILE`` keeps a Markdown copy of the tables, rewritten after each stage.
@@ -156,16 +161,23 @@ def write_data(path: Path, count: int, min_words: int, max_words: int, seed: int
 
 # ── running the CLI ─────────────────────────────────────────────────────────────
 
-def run_cli(args: list[str], *, cwd: Path, timeout: float, cpu: bool = False) -> int:
-    """``tui-eval ARGS`` in a subprocess, its output streamed with a prefix; killed at the
-    timeout. Returns the exit code (124 on timeout)."""
+def run_cli(args: list[str], *, cwd: Path, timeout: float, cpu: bool = False,
+            processes: int = 1) -> int:
+    """``tui-eval ARGS`` in a subprocess (under torchrun with ``processes`` > 1), its output
+    streamed with a prefix; killed at the timeout. Returns the exit code (124 on timeout)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
         HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
     if cpu:  # a shared CPU: one thread avoids OpenMP stalls behind other processes
         env["OMP_NUM_THREADS"] = "1"
-    say(f"$ tui-eval {' '.join(args)}")
-    process = subprocess.Popen([sys.executable, "-c", LAUNCHER, *args], cwd=cwd, env=env,
+    command = [sys.executable, "-c", LAUNCHER, *args]
+    if processes > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc-per-node={processes}", "-m", "tui_eval", *args]
+        say(f"$ torchrun --nproc-per-node {processes} -m tui_eval {' '.join(args)}")
+    else:
+        say(f"$ tui-eval {' '.join(args)}")
+    process = subprocess.Popen(command, cwd=cwd, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def pump() -> None:
@@ -496,15 +508,62 @@ def cli_auto_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bo
     return code == 0 and code_again == 0 and cached.get("from_cache") is True
 
 
+def ranks_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bool,
+                left: float, report: Report) -> bool:
+    """One GPU against every GPU present, one process each: the same run, the same
+    predictions, and what each rank did."""
+    import torch
+
+    gpus = 2 if cpu else torch.cuda.device_count()
+    if gpus < 2:
+        say(f"{gpus} GPU: nothing to spread over")
+        report.add("one GPU against all of them", f"{gpus} GPU present: not run")
+        return True
+    deadline = time.monotonic() + left
+    flags = ["-m", str(model_dir), "-d", str(workdir / "auto.jsonl"), "-b", "8" if cpu
+             else "32", "--max-tokens", "16" if cpu else "64", "--compile", "off", "--lang",
+             "en", *device]
+    one, many = workdir / "ranks-1", workdir / f"ranks-{gpus}"
+    code_one = run_cli(["--no-ui", *flags, "-o", str(one)], cwd=workdir, cpu=cpu,
+                       timeout=min((deadline - time.monotonic()) / 2, 200))
+    many_args = ["--no-ui", *flags, "-o", str(many)]
+    if not cpu:
+        many_args[1:1] = ["--gpus", "all"]
+    code_many = run_cli(many_args, cwd=workdir, cpu=cpu, processes=gpus if cpu else 1,
+                        timeout=min(deadline - time.monotonic() - 5, 200))
+    first, second = read_json(one / "metrics.json"), read_json(many / "metrics.json")
+    same = predictions_by_id(one) == predictions_by_id(many)
+    events = [json.loads(line) for line in
+              (many / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    shares = {e["rank"]: e for e in events if e["event"] == "rank_finished"}
+    rows = [["1 process", 1, f"{first['samples_per_s']:.1f}",
+             f"{first['generation_seconds']:.2f}", f"{first['wall_seconds']:.1f}", "1.00×", "-"],
+            [f"{gpus} processes", gpus, f"{second['samples_per_s']:.1f}",
+             f"{second['generation_seconds']:.2f}", f"{second['wall_seconds']:.1f}",
+             f"{second['samples_per_s'] / max(first['samples_per_s'], 1e-9):.2f}×",
+             " · ".join(f"r{rank} {e['done']} in {e['generation_seconds']:.1f}s"
+                        for rank, e in sorted(shares.items()))]]
+    table = markdown_table(["run", "processes", "samples/s", "generation s", "wall s",
+                            "speed-up", "each rank"], rows)
+    note = f"{first['n']} prompts; predictions identical: {'yes' if same else 'NO'}."
+    if not cpu:
+        note += f" NVML afterwards: {nvml_readings()}"
+    say(table)
+    say(note)
+    report.add(f"one {'process' if cpu else 'GPU'} against {gpus}", table + "\n\n" + note)
+    return code_one == 0 and code_many == 0 and same and len(shares) == gpus
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny model on the CPU with simulated OOM (checks the script)")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds for all stages")
     parser.add_argument("--workdir", type=Path, help="keep the model and results here")
-    parser.add_argument("--only", choices=["all", "compile", "cli"], default="all",
+    parser.add_argument("--only", choices=["all", "compile", "cli", "ranks"], default="all",
                         help="compile: compiled generation and -b auto; cli: bench, tune "
-                             "under a memory cap and OOM recovery")
+                             "under a memory cap and OOM recovery; ranks: one GPU against "
+                             "all of them")
     parser.add_argument("--out", type=Path, help="write a Markdown copy of the tables here")
     parser.add_argument("--cpu-compile", action="store_true",
                         help="with --cpu-smoke: compile the decode-step stage on the CPU too")
@@ -543,6 +602,13 @@ def main() -> int:
 
     stages.run("build a random Llama model and datasets", 20 if not cpu else 5, build)
 
+    if args.only == "ranks":
+        stages.run("one GPU against every GPU (--gpus all)" if not cpu
+                   else "one process against 2 (torchrun, CPU)", 150 if not cpu else 60,
+                   lambda left: ranks_stage(workdir, model_dir, device, cpu=cpu, left=left,
+                                            report=report))
+        stages.summary(report)
+        return 0
     if args.only in ("all", "compile"):
         stages.run("bench -b 64 --compile on,off, 64 new tokens" if not cpu
                    else "bench -b 8 --compile on,off", 150 if not cpu else 40,
@@ -639,6 +705,10 @@ def main() -> int:
                fallback("bisect", "32"))
     stages.run("real OOM mid-run, seed policy (single): the seed's two lines", 50,
                fallback("single", "8"))
+    stages.run("one GPU against every GPU (--gpus all)" if not cpu
+               else "one process against 2 (torchrun, CPU)", 150 if not cpu else 60,
+               lambda left: ranks_stage(workdir, model_dir, device, cpu=cpu, left=left,
+                                        report=report))
     stages.summary(report)
     return 0
 

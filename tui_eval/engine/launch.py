@@ -11,7 +11,6 @@ import signal
 import sys
 import uuid
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
@@ -54,42 +53,25 @@ def launch_ranks(argv: list[str], processes: int, run_dir: Path) -> int:
         min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
         rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0,
         monitor_interval=0.1, start_method="spawn",
-        # Ctrl+C reaches every rank from the terminal, and each stops after its batch; the
-        # launcher stopping them at once as well would lose those batches
-        signals_to_handle="SIGTERM,SIGQUIT")
-    previous = {sig: signal.signal(sig, _StopTwice()) for sig in (signal.SIGINT,)}
-    if hasattr(signal, "SIGHUP"):  # the ranks log a hang-up and go on; so does this
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: None)
+        # The ranks run in sessions of their own, out of the terminal's reach: the launcher
+        # passes Ctrl+C (or SIGTERM) on to them, and each stops after its batch in flight.
+        signals_to_handle="SIGTERM,SIGINT,SIGQUIT")
+    hangup = getattr(signal, "SIGHUP", None)
+    previous = signal.signal(hangup, signal.SIG_IGN) if hangup is not None else None
     try:
         elastic_launch(config, sys.executable)("-m", "tui_eval", *argv)
     except ChildFailedError as failed:
         return _report_failure(failed.failures, run_dir)
-    except (_Stopped, SignalException) as stopped:
-        name = getattr(stopped, "sigval", signal.SIGINT).name
-        print(f"tui-eval: stopped ({name}); finished batches are kept in {run_dir}; resume "
-              f"with: {resume_command(run_dir)}", file=sys.stderr, flush=True)
+    except SignalException as stopped:
+        if stopped.sigval != signal.SIGINT:  # rank 0 says where a Ctrl+C left the run
+            print(f"tui-eval: stopped ({stopped.sigval.name}); finished batches are kept in "
+                  f"{run_dir}; resume with: {resume_command(run_dir)}", file=sys.stderr,
+                  flush=True)
         return EXIT_INTERRUPTED
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if hangup is not None:
+            signal.signal(hangup, previous)
     return EXIT_OK
-
-
-class _Stopped(Exception):
-    pass
-
-
-class _StopTwice:
-    """SIGINT: the first is the ranks' to handle; a second stops the launcher, which stops
-    the ranks at once (as a second Ctrl+C does to a run of one)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-        if self.count > 1:
-            raise _Stopped
 
 
 def _report_failure(failures: dict[int, Any], run_dir: Path) -> int:

@@ -117,23 +117,35 @@ class HeadlessPrinter:
 
     def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
                  width: int | None = None) -> None:
-        self.stream = stream or sys.stdout
+        self.stream: TextIO | None = stream or sys.stdout
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.width = width  # None: ask the terminal at each update (it may be resized)
         self._last_plain = 0.0
         self._bar_shown = False
 
     def _clear_bar(self) -> None:
+        assert self.stream is not None
         if self._bar_shown:
             self.stream.write("\r\033[K")
             self._bar_shown = False
 
     def _print(self, text: str) -> None:
+        assert self.stream is not None
         self._clear_bar()
         self.stream.write(text + "\n")
         self.stream.flush()
 
     def __call__(self, event: Event) -> None:
+        if self.stream is None:
+            return
+        try:
+            self._show(event)
+        except OSError:
+            # the terminal went away (an SSH session closed under a process that does not
+            # get the hang-up, such as a rank started by --gpus): run.log keeps the record
+            self.stream = None
+
+    def _show(self, event: Event) -> None:
         if isinstance(event, LogLine):
             self._print(format_log_line(event))
         elif isinstance(event, Progress):
@@ -144,6 +156,7 @@ class HeadlessPrinter:
             self._print(f"run failed: {event.error}")
 
     def _progress(self, event: Progress) -> None:
+        assert self.stream is not None
         if self.interactive:
             width = self.width or shutil.get_terminal_size().columns
             self.stream.write(f"\r\033[K{progress_line(event, width)}")
