@@ -230,3 +230,20 @@ def test_a_killed_rank_ends_the_run_in_one_line_and_one_process_completes_it(
     assert reference.returncode == 0
     assert answers(done) == answers(rows_of(tmp_path / "ref"))
 
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["tune"], "tui-eval tune runs in one process"),
+    (["bench", "-b", "1,2"], "tui-eval bench runs in one process"),
+    ([], "under torchrun tui-eval runs headless: add --no-ui"),
+    (["--no-ui", "--gpus", "2"], "--gpus starts the processes itself"),
+])
+def test_commands_that_cannot_run_per_rank_say_so(argv: list[str], says: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

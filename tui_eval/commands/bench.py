@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from tui_eval.commands.options import ArgumentParser, add_config_flags, config_from_args
+from tui_eval.commands.options import (
+    ArgumentParser,
+    add_config_flags,
+    config_from_args,
+    refuse_under_torchrun,
+)
 from tui_eval.config import COMPILE_MODES
 from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.headless.printer import HeadlessPrinter
@@ -61,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    refuse_under_torchrun("bench")
     sizes = parse_batch_sizes(args.batch_sizes)
     modes = parse_compile_modes(args.compile_modes) if args.compile_modes else None
     config = config_from_args(args)

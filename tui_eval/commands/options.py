@@ -8,6 +8,7 @@ eval.toml give the same message.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -67,3 +68,18 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         raise UsageError(f"{config_file}: config file not found")
     flags = {name: getattr(args, name, None) for name in KEYS}
     return resolve_config(config_file, flags, base=base)
+
+
+def world_size_of_environment() -> int:
+    """The processes torchrun says this run has (1 outside torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return 1
+
+
+def refuse_under_torchrun(command: str) -> None:
+    """Commands that measure one process must not run once per rank."""
+    if world_size_of_environment() > 1:
+        raise UsageError(f"tui-eval {command} runs in one process: start it without torchrun "
+                         "(an evaluation, tui-eval --no-ui, runs under torchrun)")

@@ -10,7 +10,12 @@ from pathlib import Path
 
 from tui_eval import __version__
 from tui_eval.commands import SUBCOMMANDS
-from tui_eval.commands.options import ArgumentParser, add_config_flags, config_from_args
+from tui_eval.commands.options import (
+    ArgumentParser,
+    add_config_flags,
+    config_from_args,
+    world_size_of_environment,
+)
 from tui_eval.config import EvalConfig, find_default_config
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, QuietExit, UsageError
 from tui_eval.events import EventSink, FanOut
@@ -125,7 +130,7 @@ def main(argv: list[str]) -> int:
     if args.gpus is not None and not GPUS_TEXT.match(args.gpus):
         raise UsageError(f"--gpus {args.gpus!r}: expected a number of GPUs (1, 2, …) or all")
     config = config_from_args(args)
-    under_torchrun = _world_size() > 1
+    under_torchrun = world_size_of_environment() > 1
     if args.gpus is not None:
         if not args.no_ui:
             raise UsageError("--gpus runs headless: add --no-ui, and follow the run from "
@@ -145,9 +150,3 @@ def main(argv: list[str]) -> int:
                        run_options=options)
     return run_headless(config, resume=args.resume, overwrite=args.overwrite)
 
-
-def _world_size() -> int:
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1") or 1)
-    except ValueError:
-        return 1

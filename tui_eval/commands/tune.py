@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from tui_eval.commands.options import ArgumentParser, add_config_flags, config_from_args
+from tui_eval.commands.options import (
+    ArgumentParser,
+    add_config_flags,
+    config_from_args,
+    refuse_under_torchrun,
+)
 from tui_eval.errors import EXIT_OK
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.i18n import default_language, message
@@ -26,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    refuse_under_torchrun("tune")
     config = config_from_args(args)
     from tui_eval.engine.tuning import run_tuning  # the engine: once the flags are valid
 
