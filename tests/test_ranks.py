@@ -215,7 +215,8 @@ def test_a_killed_rank_ends_the_run_in_one_line_and_one_process_completes_it(
     assert launcher.returncode == 1, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
-    assert lines[0].startswith("tui-eval: rank 1 was killed by SIGKILL")
+    assert lines[0].startswith("tui-eval: rank 1 was killed by SIGKILL; its last report: ")
+    assert "of its samples done" in lines[0]
     assert f"complete the run with: tui-eval --no-ui --resume -o {out}" in lines[0]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["partial"] and 0 < metrics["n"] < len(rows)
@@ -247,3 +248,18 @@ def test_commands_that_cannot_run_per_rank_say_so(argv: list[str], says: str, tm
     err = capsys.readouterr().err
     assert says in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_bad_input_under_two_ranks_is_one_line_from_rank_0(tiny_model: Path,
+                                                           tmp_path: Path) -> None:
+    flags = args_for(tiny_model, tmp_path / "missing.jsonl", tmp_path / "run")
+    launched = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from tui_eval.engine.launch import launch_ranks; "
+         f"sys.exit(launch_ranks({flags!r}, 2, Path({str(tmp_path / 'run')!r})))"],
+        cwd=tmp_path, env=environment(), text=True, capture_output=True, timeout=300)
+    assert launched.returncode == 2
+    lines = [line for line in launched.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tui-eval: error: ")
+    assert "missing.jsonl" in lines[0]

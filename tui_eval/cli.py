@@ -5,6 +5,7 @@ or textual before a command needs them)."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from tui_eval.commands import DEFAULT_COMMAND, SUBCOMMANDS
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     except QuietExit as exc:
         return exc.code
     except UsageError as exc:
-        print(f"tui-eval: error: {exc}", file=sys.stderr)
+        print(f"tui-eval: {_rank_prefix()}error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("\ntui-eval: interrupted", file=sys.stderr)
@@ -29,3 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the run failed; its events and finished batches are on disk
         print(f"tui-eval: run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
+
+
+def _rank_prefix() -> str:
+    """'rank 2: ' in a process of a run of several other than rank 0 (whose errors are the
+    run's), so that the line says which process could not go on."""
+    rank = os.environ.get("RANK", "0")
+    return f"rank {rank}: " if rank not in ("", "0") else ""

@@ -38,7 +38,7 @@ from tui_eval.engine.resume import (
 from tui_eval.engine.tasks import RunTask, make_task
 from tui_eval.engine.tuning import tune_batch_size
 from tui_eval.engine.world import RankEventCollector, RankEventSender, World
-from tui_eval.errors import EXIT_OK, EXIT_USAGE, QuietExit, UsageError
+from tui_eval.errors import EXIT_OK, QuietExit, UsageError
 from tui_eval.events import (
     Event,
     EventSink,
@@ -81,13 +81,13 @@ STOP_GRACE_S = 10.0
 @dataclass
 class Decision:
     """What rank 0 decided about the run, broadcast before any other rank does anything: a
-    refused run (bad input) or one already complete ends every rank; otherwise all write
-    to ``run_dir`` and skip the samples ``done``."""
+    run rank 0 stopped (bad input, a failure) or one already complete ends every rank;
+    otherwise all write to ``run_dir`` and skip the samples ``done``."""
 
     run_dir: str = ""
     done: list[int] = field(default_factory=list)
     complete: bool = False
-    refused: bool = False
+    stopped: bool = False  # rank 0 could not go on (bad input, a failure, a stop)
 
 
 class RankTag:
@@ -182,8 +182,8 @@ class Evaluation:
             if finished is None:
                 # before anything is written: a rerun with a smaller --max-tokens starts afresh
                 task.check(self.resumed.remaining(dataset.samples), self.log)
-        except BaseException:
-            self.world.broadcast(Decision(refused=True))  # the other ranks stop too
+        except BaseException:  # the other ranks stop too; rank 0 says why
+            self.world.broadcast(Decision(stopped=True))
             raise
         self.world.broadcast(Decision(run_dir=str(self.run_dir),
                                       done=sorted(self.resumed.done_indices),
@@ -210,9 +210,9 @@ class Evaluation:
         """A rank other than 0: wait for rank 0's decision, then prepare the same way,
         quietly (rank 0 has said it all), and run this rank's share."""
         decision: Decision = self.world.broadcast()
-        if decision.refused:
-            raise QuietExit(EXIT_USAGE)  # rank 0 says why
-        if decision.complete:
+        if decision.stopped or decision.complete:
+            # Rank 0 says why and gives the run's exit code; this rank leaves quietly, and
+            # with 0, which torchrun does not take for a failure that ends rank 0 at once.
             raise QuietExit(EXIT_OK)
 
         def quiet(level: str, key: str, **values: object) -> None:

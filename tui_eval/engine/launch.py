@@ -76,40 +76,43 @@ def launch_ranks(argv: list[str], processes: int, run_dir: Path) -> int:
 
 def _report_failure(failures: dict[int, Any], run_dir: Path) -> int:
     """The exit code of a run some rank did not finish, and one line for the rank that ended
-    it (the first to fail) unless that rank said it itself: a bad input (exit 2, told by
-    rank 0) or a stop (exit 130, told by rank 0)."""
-    codes = {rank: failure.exitcode for rank, failure in failures.items()}
-    if any(code == EXIT_USAGE for code in codes.values()):
+    it (the first to fail), unless rank 0 said it itself: a bad input (exit 2). A rank that
+    fails first makes torchrun stop the others, rank 0 writing partial metrics."""
+    if failures.get(0) is not None and failures[0].exitcode == EXIT_USAGE:
         return EXIT_USAGE
     first_rank, first = min(failures.items(), key=lambda item: item[1].timestamp)
-    if first.exitcode == EXIT_INTERRUPTED and all(
-            code in (EXIT_INTERRUPTED, -signal.SIGTERM) for code in codes.values()):
-        return EXIT_INTERRUPTED
     how = (f"was killed by {signal.Signals(-first.exitcode).name}" if first.exitcode < 0
            else f"exited with code {first.exitcode}")
     last = last_rank_line(run_dir, first_rank)
-    said = f"; its last line: {last}" if last else ""
+    said = f"; its last report: {last}" if last else ""
     print(f"tui-eval: rank {first_rank} {how}{said}; finished batches are kept in {run_dir}; "
           f"complete the run with: {resume_command(run_dir)}", file=sys.stderr, flush=True)
-    return EXIT_RUN_FAILED
+    return EXIT_INTERRUPTED if first.exitcode == EXIT_INTERRUPTED else EXIT_RUN_FAILED
 
 
 def last_rank_line(run_dir: Path, rank: int) -> str:
-    """The last log line (or failure) events.jsonl holds from ``rank``; rank 0's own lines
-    outside its batches carry no rank."""
+    """What events.jsonl last holds from ``rank``: its last log line or failure (rank 0's own
+    lines outside its batches carry no rank), else how far its share had come."""
     try:
         lines = (run_dir / EVENTS_FILE).read_text(encoding="utf-8").splitlines()
     except OSError:
         return ""
+    share = ""
     for line in reversed(lines):
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if event.get("rank") not in (rank, None if rank == 0 else rank):
+        kind = event.get("event")
+        if kind == "progress" and not share:
+            share = next((f"{r['done']}/{r['total']} of its samples done"
+                          for r in event.get("ranks") or [] if r.get("rank") == rank), "")
+        if event.get("rank") not in ((rank, None) if rank == 0 else (rank,)):
             continue
-        if event.get("event") == "log":
+        if kind == "log":
             return str(event.get("message", ""))
-        if event.get("event") == "failed":
+        if kind == "failed":
             return f"run failed: {event.get('error', '')}"
-    return ""
+        if kind == "try_started":
+            break
+    return share
