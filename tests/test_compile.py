@@ -266,7 +266,7 @@ def test_compile_auto_decides_after_the_eager_first_batch(
         seen.append((first_batch_seconds, batches_left))
         return CompileDecision(on=pays, eager_seconds_left=100.0, seconds_saved=80.0)
 
-    monkeypatch.setattr(generation, "starting_mode", lambda requested, device: "auto")
+    monkeypatch.setattr(generation, "starting_mode", lambda requested, device, spread: "auto")
     monkeypatch.setattr(generation, "decide", decide)
     out = tmp_path / "auto"
     sink = Collect()
@@ -329,6 +329,9 @@ def test_the_compile_rule() -> None:
     assert starting_mode("auto", "cuda") == "auto" and starting_mode("auto", "cuda:1") == "auto"
     assert starting_mode("auto", "cpu") == "off" and starting_mode("auto", "mps") == "off"
     assert starting_mode("on", "cpu") == "on" and starting_mode("off", "cuda") == "off"
+    # a model spread over several GPUs stays eager unless compile is asked for
+    assert starting_mode("auto", "cuda:0", spread=True) == "off"
+    assert starting_mode("on", "cuda:0", spread=True) == "on"
     # 16 batches left at 4.2 s each eager: 67 s, 56 s saved at 6x: more than 40 s of compile
     long_run = decide(4.2, 16)
     assert long_run.on and long_run.eager_seconds_left == pytest.approx(67.2)

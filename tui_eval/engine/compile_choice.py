@@ -23,10 +23,14 @@ COMPILED_SPEEDUP = 6.0
 DECIDE_AFTER_FIRST_BATCH = "auto"
 
 
-def starting_mode(requested: str, device: str) -> str:
-    """"on" or "off" from the start, or "auto": eager for the first batch, then decide."""
+def starting_mode(requested: str, device: str, *, spread: bool = False) -> str:
+    """"on" or "off" from the start, or "auto": eager for the first batch, then decide.
+    A model spread over several devices (device_map) stays eager under "auto": its
+    compiled path is unmeasured."""
     if requested in ("on", "off"):
         return requested
+    if spread:
+        return "off"
     return DECIDE_AFTER_FIRST_BATCH if resolve_compile("auto", device) else "off"
 
 

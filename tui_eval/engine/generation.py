@@ -49,7 +49,8 @@ class GenerationTask:
         self._lengths: dict[int, int] = {}  # sample index → its prompt's tokens, as fed
         self.truncated: set[int] = set()  # samples whose prompts were cut to fit
         # "on", "off", or "auto": eager for the first batch, then decide
-        self.compile_mode = starting_mode(config.compile, backend.device)
+        self.compile_mode = starting_mode(config.compile, backend.device,
+                                          spread=config.device_map is not None)
         # the path the first batch takes, which the batch-size probes take too
         self.compiled = backend.compile = self.compile_mode == "on"
         self.compile_seconds = 0.0  # this try's compiling, apart from generation time
