@@ -19,7 +19,8 @@ compile group (``--only compile``):
 5. ``-b auto --compile on``: tuning on the static cache, then the compiled run;
 
 cli group (``--only cli``):
-6. ``tui-eval bench`` at 1, 4, 16, 64 in bfloat16;
+6. ``tui-eval bench`` at 1, 4, 16, 64 in bfloat16, then ``--task choice`` (pairs/s) on
+   256 four-choice records;
 7. ``tui-eval tune`` under ``--max-memory`` (the tuner starts from the size predicted to fit);
 8. a run whose first batch hits a real OOM under the same cap, every sample scored
    (default policy, then the seed's ``single`` policy with its two log lines).
@@ -149,6 +150,17 @@ def build_model(directory: Path, *, cpu: bool) -> dict[str, Any]:
         torch.cuda.empty_cache()
     return {"parameters": params, "vocab": len(fast), "bytes": params * (4 if cpu else 2),
             **shape}
+
+
+def write_choice_data(path: Path, count: int, min_words: int, max_words: int,
+                      seed: int) -> Path:
+    """Multiple-choice records: a context and four candidate continuations."""
+    rng = random.Random(seed)
+    rows = [{"id": f"c{i}", "question": words(rng, rng.randint(min_words, max_words)),
+             "choices": [words(rng, rng.randint(1, 4)) for _ in range(4)],
+             "answer": rng.randrange(4)} for i in range(count)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 def write_data(path: Path, count: int, min_words: int, max_words: int, seed: int) -> Path:
@@ -598,6 +610,8 @@ def main() -> int:
                    *((10, 16) if cpu else (60, 64)), seed=3)
         write_data(workdir / "auto.jsonl", 200 if cpu else 1024,
                    *((4, 30) if cpu else (8, 130)), seed=4)
+        write_choice_data(workdir / "choice.jsonl", 32 if cpu else 256,
+                          *((4, 20) if cpu else (40, 120)), seed=5)
         return True
 
     stages.run("build a random Llama model and datasets", 20 if not cpu else 5, build)
@@ -676,6 +690,22 @@ def main() -> int:
              for p in result["probes"]]) + f"\n\nchosen {chosen}, cap {cap}")
         return code == 0 and chosen >= 1
 
+    def choice(left: float) -> bool:
+        sizes = "1,4,16" if cpu else "1,4,16,64"
+        out = workdir / "bench-choice"
+        code = run_cli(["bench", "-m", str(model_dir), "-d", str(workdir / "choice.jsonl"),
+                        "--task", "choice", "-b", sizes, "--lang", "en", "-o", str(out),
+                        *device], cwd=workdir, timeout=min(left - 5, 150), cpu=cpu)
+        if (out / "bench.md").exists():
+            say((out / "bench.md").read_text(encoding="utf-8"))
+            report.add("multiple choice: pairs/s by batch size (tui-eval bench --task choice)",
+                       (out / "bench.md").read_text(encoding="utf-8"))
+        rows = read_json(out / "bench.json")["rows"]
+        return code == 0 and len(rows) == len(sizes.split(",")) and all(
+            row.get("pairs_per_s") for row in rows)
+
+    stages.run("multiple choice: pairs/s at 1, 4, 16, 64" if not cpu
+               else "multiple choice: pairs/s at 1, 4, 16", 60 if not cpu else 30, choice)
     stages.run("tune under --max-memory (start from the predicted size)", 40, tune)
 
     def fallback(policy: str, max_tokens: str) -> Callable[[float], bool]:
