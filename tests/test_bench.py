@@ -12,6 +12,7 @@ from tui_eval.cli import main
 from tui_eval.commands.bench import parse_batch_sizes, parse_compile_modes
 from tui_eval.engine.bench import BenchRow, bench_table, with_speedups
 from tui_eval.errors import UsageError
+from tui_eval.results import BenchResult
 
 ROW_KEYS = {"batch_size", "seconds", "speedup", "samples_per_s", "tokens_per_s",
             "peak_memory_bytes", "gpu_util_percent"}
@@ -73,6 +74,9 @@ def test_bench_command(tiny_model: Path, qa_jsonl: Path, tmp_path: Path,
     assert columns(table[0]) == COLUMNS and len(table) == 2 + 3
     printed = capsys.readouterr().out
     assert any(line.startswith("| batch_size") for line in printed.splitlines())
+    assert printed.splitlines()[-1] == f"As a chart: tui-eval watch {out}"
+    # the chart's reader reads what the bench wrote
+    assert [r.to_dict() for r in BenchResult.read(out).rows] == report["rows"]
     # each size is a full run of the same samples, and greedy output does not depend on it
     predictions = []
     for size in (1, 2, 4):

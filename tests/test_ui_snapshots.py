@@ -32,7 +32,15 @@ from tui_eval.events import (
     TuneFinished,
 )
 from tui_eval.formatting import GIB
-from tui_eval.results import EVENTS_FILE, PredictionRow, RunConfig, RunMetrics, TuneProbe
+from tui_eval.results import (
+    EVENTS_FILE,
+    BenchResult,
+    BenchRow,
+    PredictionRow,
+    RunConfig,
+    RunMetrics,
+    TuneProbe,
+)
 from tui_eval.ui.app import EvalApp
 from tui_eval.ui.samples import SamplesScreen
 from tui_eval.ui.watch_app import WatchApp
@@ -202,6 +210,37 @@ def test_tune_chart_80x24(snap_compare):
 
 def test_tune_chart_120x40(snap_compare):
     assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=tune_chart)
+
+
+@pytest.fixture()
+def bench_dir(tmp_path, monkeypatch) -> Path:
+    """A bench at 1…32 on an H100, as `tui-eval bench` writes it."""
+    monkeypatch.chdir(tmp_path)  # a relative directory: the note does not vary
+    rows = [BenchRow(batch_size=size, seconds=seconds, speedup=96.0 / seconds,
+                     samples_per_s=200 / seconds, tokens_per_s=6400 / seconds,
+                     peak_memory_bytes=int((16.2 + 0.9 * size) * GIB), gpu_util_percent=util)
+            for size, seconds, util in [(1, 96.0, 24.0), (2, 51.0, 41.0), (4, 28.5, 63.0),
+                                        (8, 17.2, 84.0), (16, 12.9, 95.0), (32, 12.1, 98.0)]]
+    Path("bench-h100").mkdir()
+    BenchResult(rows, {"model": "models/llama-3-8b", "samples": 200, "max_tokens": 256,
+                       "device": "cuda", "device_name": H100}).write(Path("bench-h100"))
+    return Path("bench-h100")
+
+
+async def bench_chart(pilot: Any) -> None:
+    await fill_gauge_history(pilot)
+    await pilot.press("g")
+    await pilot.pause()
+
+
+def test_bench_chart_80x24(snap_compare, bench_dir):
+    assert snap_compare(snapshot_app(output_dir=str(bench_dir)), terminal_size=(80, 24),
+                        run_before=bench_chart)
+
+
+def test_bench_chart_120x40(snap_compare, bench_dir):
+    assert snap_compare(snapshot_app(output_dir=str(bench_dir)), terminal_size=(120, 40),
+                        run_before=bench_chart)
 
 
 # ── compare with another run ──────────────────────────────────────────────────────────

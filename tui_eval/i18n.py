@@ -272,6 +272,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Written: {json} and {md}",
         "zh": "已写入：{json} 和 {md}",
     },
+    "bench_chart": {
+        "en": "As a chart: tui-eval watch {out}",
+        "zh": "图表：tui-eval watch {out}",
+    },
     # resume, overwrite and signals
     "resume_auto": {
         "en": "{run_dir} holds a run of the same config: resuming it ({done}/{total} samples "

@@ -9,6 +9,10 @@ tune.json         the batch-size probes and the size chosen          ``TuneResul
 run.log           the log lines, as the terminal shows them
 events.jsonl      every engine event, one JSON object per line (tui_eval.events)
 
+A bench directory (``tui-eval bench``) holds one run directory per size (``bs_N/``) and:
+bench.json        one row per size and compile setting, and what was run  ``BenchResult``
+bench.md          the same table in markdown, for people and scripts
+
 Each file has one writer (the run that owns the directory) and typed readers here; code
 elsewhere reads these types, not string keys. A crash at any moment loses at most the
 batch in flight: rows are flushed per batch and JSON files are replaced atomically.
@@ -35,6 +39,8 @@ METRICS_FILE = "metrics.json"
 TUNE_FILE = "tune.json"
 LOG_FILE = "run.log"
 EVENTS_FILE = "events.jsonl"
+BENCH_FILE = "bench.json"
+BENCH_MD_FILE = "bench.md"
 # Files a run writes; --overwrite removes exactly these (and their temporary twins, and
 # the ranks' prediction files), predictions first: a kill half-way then leaves at worst a
 # config with no rows.
@@ -615,3 +621,51 @@ class TuneResult:
     @classmethod
     def read(cls, run_dir: Path) -> TuneResult:
         return cls.from_dict(_read_json_object(run_dir / TUNE_FILE))
+
+
+# ── bench.json ────────────────────────────────────────────────────────────────────────
+
+@dataclass
+class BenchRow:
+    batch_size: int
+    seconds: float
+    speedup: float
+    samples_per_s: float
+    tokens_per_s: float
+    peak_memory_bytes: int | None
+    gpu_util_percent: float | None
+    fallbacks: int = 0
+    final_batch_size: int | None = None
+    pairs_per_s: float | None = None  # choice tasks: (context, choice) pairs scored per second
+    compile: str = "off"  # as the run resolved it: "on" or "off"
+    compile_seconds: float = 0.0  # not in ``seconds``
+    requested_compile: str = "off"  # as asked: "auto", "on" or "off"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class BenchResult:
+    rows: list[BenchRow]
+    context: dict[str, Any]  # model, data, samples, device…: what was run
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        rows = [from_known_fields(BenchRow, row) for row in data.get("rows", [])
+                if isinstance(row, dict)]
+        return cls(rows, {k: v for k, v in data.items() if k != "rows"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": [row.to_dict() for row in self.rows], **self.context}
+
+    def write(self, bench_dir: Path) -> None:
+        write_json_atomic(bench_dir / BENCH_FILE, self.to_dict())
+
+    @classmethod
+    def read(cls, bench_dir: Path) -> BenchResult:
+        return cls.from_dict(_read_json_object(bench_dir / BENCH_FILE))
+
+
+def holds_bench(directory: Path) -> bool:
+    return (directory / BENCH_FILE).is_file()

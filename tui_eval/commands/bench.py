@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from tui_eval.commands.options import (
     ArgumentParser,
@@ -71,12 +72,15 @@ def main(argv: list[str]) -> int:
     modes = parse_compile_modes(args.compile_modes) if args.compile_modes else None
     config = config_from_args(args)
     # the engine: once the flags are valid
-    from tui_eval.engine.bench import BENCH_JSON, BENCH_MD, bench_table, run_bench
+    from tui_eval.engine.bench import bench_table, run_bench
+    from tui_eval.results import BENCH_FILE, BENCH_MD_FILE
 
     lang = config.lang or default_language()
     rows, out = run_bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
                           compile_modes=modes)
     print()
     print(bench_table(rows, lang))
-    print(message("bench_written", lang, json=out / BENCH_JSON, md=out / BENCH_MD))
+    print(message("bench_written", lang, json=out / BENCH_FILE, md=out / BENCH_MD_FILE))
+    if rows:
+        print(message("bench_chart", lang, out=shlex.quote(str(out))))
     return EXIT_OK

@@ -4,6 +4,9 @@ In a terminal it opens the app in its watch mode (this machine's gauges, the run
 progress, log and results); with ``--no-ui`` (or when stdout is not a terminal) it prints
 plain lines and exits when the run ends. Neither writes to the run directory.
 
+A bench directory (``tui-eval bench -o DIR``, holding bench.json) is shown as its chart
+of samples/s and peak memory against batch size; with ``--no-ui``, bench.md is printed.
+
 Exit codes of ``--no-ui``: 0 the run finished, 1 it failed, stopped without a final event
 or did not start within ``--wait``, 2 bad usage, 130 the run was interrupted (partial; a
 watcher that finds it so first waits ``--grace`` seconds for a resumed try).
@@ -16,8 +19,9 @@ import sys
 from pathlib import Path
 
 from tui_eval.commands.options import ArgumentParser
-from tui_eval.errors import UsageError
+from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.headless.watcher import RESUME_GRACE_S, PlainWatcher
+from tui_eval.results import BENCH_MD_FILE, holds_bench
 
 POLL_INTERVAL_S = 0.5
 
@@ -29,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "mode in a terminal, plain lines with --no-ui. Works for runs going, "
                     "finished, failed or not started yet.")
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                        help="the run's results directory (its -o)")
+                        help="the run's results directory (its -o); a bench directory "
+                             "shows its chart")
     parser.add_argument("--no-ui", action="store_true",
                         help="print plain progress lines; exit when the run ends")
     parser.add_argument("--once", action="store_true",
@@ -45,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def print_bench(bench_dir: Path) -> int:
+    """bench.md as written (the table for scripts), else the table from bench.json."""
+    try:
+        print((bench_dir / BENCH_MD_FILE).read_text(encoding="utf-8"), end="")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{bench_dir / BENCH_MD_FILE}: cannot read: {exc}") from None
+    return EXIT_OK
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     run_dir: Path = args.run_dir
@@ -56,7 +70,14 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--wait: must be a number ≥ 0, got {args.wait:g}")
     if args.grace < 0:
         raise UsageError(f"--grace: must be a number ≥ 0, got {args.grace:g}")
-    if args.no_ui or args.once or not sys.stdout.isatty():
+    plain = args.no_ui or args.once or not sys.stdout.isatty()
+    if holds_bench(run_dir):  # a finished bench: nothing to follow, its table or chart
+        if plain:
+            return print_bench(run_dir)
+        from tui_eval.ui.watch_app import run_bench_chart  # Textual: only for the app
+
+        return run_bench_chart(run_dir)
+    if plain:
         watcher = PlainWatcher(run_dir, interval=args.interval, wait=args.wait,
                                resume_grace=args.grace)
         return watcher.run(once=args.once)

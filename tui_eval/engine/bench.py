@@ -10,7 +10,7 @@ compile time; ``time`` and the rates are generation only, compile time apart.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,13 @@ from tui_eval.events import Event, EventSink, LogLine, Progress, RunLog
 from tui_eval.formatting import format_bytes, format_percent, format_seconds, markdown_table
 from tui_eval.i18n import default_language, message
 from tui_eval.model.backend import HFBackend
-from tui_eval.results import prepare_run_dir, write_json_atomic
-
-BENCH_JSON = "bench.json"
-BENCH_MD = "bench.md"
+from tui_eval.results import (
+    BENCH_FILE,
+    BENCH_MD_FILE,
+    BenchResult,
+    BenchRow,
+    prepare_run_dir,
+)
 
 HEADERS = {
     "en": ("batch_size", "time", "speedup", "samples/s", "peak memory", "GPU util"),
@@ -44,26 +47,6 @@ HEADERS = {
 # A choice task's batch unit is the (context, choice) pair: its rate follows samples/s.
 PAIRS_HEADER = {"en": "pairs/s", "zh": "选项/秒"}
 COMPILE_HEADERS = {"en": ("compile", "compile time"), "zh": ("编译", "编译用时")}
-
-
-@dataclass
-class BenchRow:
-    batch_size: int
-    seconds: float
-    speedup: float
-    samples_per_s: float
-    tokens_per_s: float
-    peak_memory_bytes: int | None
-    gpu_util_percent: float | None
-    fallbacks: int = 0
-    final_batch_size: int | None = None
-    pairs_per_s: float | None = None  # choice tasks: (context, choice) pairs scored per second
-    compile: str = "off"  # as the run resolved it: "on" or "off"
-    compile_seconds: float = 0.0  # not in ``seconds``
-    requested_compile: str = "off"  # as asked: "auto", "on" or "off"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def run_dir_name(size: int, mode: str, modes: list[str]) -> str:
@@ -141,7 +124,7 @@ def refuse_existing_bench(out: Path, sizes: list[int], modes: list[str] | None =
     --overwrite: its sub-runs would be 'resumed' with nothing left to generate."""
     modes = modes or ["off"]
     runs = [run_dir_name(size, mode, modes) for mode in modes for size in sizes]
-    existing = [name for name in (BENCH_JSON, BENCH_MD, *runs) if (out / name).exists()]
+    existing = [name for name in (BENCH_FILE, BENCH_MD_FILE, *runs) if (out / name).exists()]
     if existing:
         raise UsageError(f"{out}: holds a bench already ({', '.join(existing[:3])}); choose "
                          "another -o, or pass --overwrite to measure again")
@@ -203,8 +186,8 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
                "device_name": device_description(backend.device), "dtype": backend.dtype_name}
     if len(modes) > 1:
         context["compile"] = ",".join(modes)
-    write_json_atomic(out / BENCH_JSON, {"rows": [r.to_dict() for r in rows], **context})
-    (out / BENCH_MD).write_text(bench_markdown(rows, context, lang), encoding="utf-8")
+    BenchResult(rows, context).write(out)
+    (out / BENCH_MD_FILE).write_text(bench_markdown(rows, context, lang), encoding="utf-8")
     return rows, out
 
 

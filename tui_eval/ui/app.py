@@ -39,9 +39,9 @@ from tui_eval.events import (
     TuneFinished,
     TuneStep,
 )
-from tui_eval.results import PREDICTIONS_FILE, RunMetrics
+from tui_eval.results import PREDICTIONS_FILE, RunMetrics, holds_bench
 from tui_eval.ui.bridge import EngineEvent, EventBridge, GaugeReadings, ProgressReady
-from tui_eval.ui.chart import TuneChartScreen
+from tui_eval.ui.chart import BENCH_TAB, ChartScreen
 from tui_eval.ui.compare import CompareAskScreen, CompareScreen
 from tui_eval.ui.config_text import save_config
 from tui_eval.ui.samples import SamplesScreen
@@ -93,7 +93,7 @@ class EvalApp(App[int]):
         Binding("p", "samples", "Samples", tooltip="Browse the run's samples: w wrong only, "
                 "/ search, enter opens one"),
         Binding("g", "chart", "Chart", show=False,
-                tooltip="samples/s and peak memory against batch size, from auto-tune"),
+                tooltip="samples/s and peak memory against batch size: auto-tune, bench"),
         Binding("v", "compare", "Compare", show=False,
                 tooltip="Compare this run with another: metrics and changed verdicts"),
         Binding("ctrl+s", "save_config", "Save", tooltip="Save the settings to the config file"),
@@ -414,9 +414,18 @@ class EvalApp(App[int]):
     def action_samples(self) -> None:
         self.push_screen(SamplesScreen(self.samples_dir))
 
+    def bench_dir(self) -> Path | None:
+        """The bench the chart draws: the output directory set in the config."""
+        output = self.config_pane.values().get("output_dir")
+        return Path(output) if output else None
+
     def action_chart(self) -> None:
         results = self.results_pane
-        self.push_screen(TuneChartScreen(lambda: (results.probes, results.chosen_batch_size)))
+        bench_dir = self.bench_dir()
+        # no tune to draw but a bench: the bench first
+        bench_first = not results.probes and bench_dir is not None and holds_bench(bench_dir)
+        self.push_screen(ChartScreen(lambda: (results.probes, results.chosen_batch_size),
+                                     self.bench_dir, initial=BENCH_TAB if bench_first else None))
 
     def action_compare(self) -> None:
         run_a = self.samples_dir()
@@ -490,8 +499,8 @@ class EvalApp(App[int]):
         yield SystemCommand("Focus log", "Scroll the run's log (l)", self.action_focus_log)
         yield SystemCommand("Browse samples", "Every finished sample: wrong ones, search, "
                             "one in full (p)", self.action_samples)
-        yield SystemCommand("Tune chart", "samples/s and peak memory against batch size (g)",
-                            self.action_chart)
+        yield SystemCommand("Chart", "samples/s and peak memory against batch size: the "
+                            "auto-tune, the output directory's bench (g)", self.action_chart)
         yield SystemCommand("Compare with another run…", "Metrics side by side and the "
                             "samples whose verdict changed (v)", self.action_compare)
 

@@ -1,137 +1,153 @@
-"""The tune chart (key ``g``): samples/s and peak memory against batch size, one bar per
-probe, for the latest auto-tune of this app or of the run ``tui-eval watch`` follows.
+"""The chart screen (key ``g``; ``tui-eval watch BENCH_DIR``): samples/s and peak memory
+against batch size, for the latest auto-tune (its probes, the chosen size marked) and for
+a bench directory's results (bench.json, the fastest size marked).
 
-The bars are drawn here with block characters: two small horizontal bar charts need no
-plotting library. tune.json and the log's table stay the figures for scripts.
+tune.json, the log's tune table and bench.md stay the figures for scripts; this reads the
+same types (``TuneProbe``, ``BenchResult``) and draws them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
 
-from rich.style import Style
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
+from tui_eval.errors import UsageError
 from tui_eval.formatting import GIB
-from tui_eval.results import TuneProbe
+from tui_eval.results import BenchResult, BenchRow, TuneProbe, holds_bench
+from tui_eval.ui.widgets.batch_plot import BatchChart, BatchPlot, Series
 
-BLOCKS = " ▏▎▍▌▋▊▉█"  # eighths of a cell, so that close figures still differ
-LABEL_WIDTH = 6  # "bs 256"
-FIGURE_WIDTH = 12  # "1234.5 /s", "OOM"
+TUNE_TAB = "tune-tab"
+BENCH_TAB = "bench-tab"
 
-
-def bar(fraction: float, width: int) -> str:
-    """A bar ``fraction`` of ``width`` cells long, to an eighth of a cell."""
-    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
-    full, part = divmod(eighths, 8)
-    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+ProbesSource = Callable[[], tuple[list[TuneProbe], int | None]]
+BenchDirSource = Callable[[], Path | None]
 
 
-@dataclass(frozen=True)
-class ChartRow:
-    label: str
-    value: float | None  # None: no bar (the probe ran out of memory, or no reading)
-    figure: str
-    chosen: bool
+def tune_chart(probes: list[TuneProbe], chosen: int | None) -> BatchChart:
+    """The probes that fitted; one that ran out of memory has no rate to draw."""
+    fitted = sorted((p for p in probes if p.ok), key=lambda p: p.batch_size)
+    measured = [p for p in fitted if p.peak_memory_bytes is not None]
+    speed = Series("samples/s", tuple(p.batch_size for p in fitted),
+                   tuple(p.samples_per_s for p in fitted))
+    memory = Series("peak GiB", tuple(p.batch_size for p in measured),
+                    tuple((p.peak_memory_bytes or 0) / GIB for p in measured))
+    marked = chosen if any(p.batch_size == chosen for p in fitted) else None
+    return BatchChart(tuple(s for s in (speed,) if s.sizes),
+                      tuple(s for s in (memory,) if s.sizes), marked, "chosen")
 
 
-def chart_lines(rows: list[ChartRow], width: int, styles: dict[str, Style]) -> Text:
-    """One line per row: the label, the bar scaled to the largest value, the figure."""
-    room = max(4, width - LABEL_WIDTH - FIGURE_WIDTH - 3)
-    top = max((row.value for row in rows if row.value is not None), default=0.0)
-    text = Text()
-    for row in rows:
-        style = styles["chosen"] if row.chosen else styles["bar"]
-        fraction = (row.value / top) if row.value is not None and top > 0 else 0.0
-        mark = "▶" if row.chosen else " "
-        text.append(mark + row.label.rjust(LABEL_WIDTH) + " ", style=style if row.chosen else "")
-        text.append(bar(fraction, room), style=style)
-        text.append(" " + row.figure, style=style if row.chosen else styles["figure"])
-        text.append("\n")
-    text.rstrip()
-    return text
+def tune_note(probes: list[TuneProbe], chosen: int | None) -> str:
+    if not probes:
+        return ("no auto-tune yet: press a (or run with batch size auto) and its probes "
+                "are drawn here")
+    oom = [str(p.batch_size) for p in probes if not p.ok]
+    choice = f"chosen batch size {chosen}" if chosen else "tuning…"
+    return f"{len(probes)} probes, {choice}" + (f"; out of memory at {', '.join(oom)}"
+                                                 if oom else "")
 
 
-def speed_rows(probes: list[TuneProbe], chosen: int | None) -> list[ChartRow]:
-    return [ChartRow(f"bs {p.batch_size}", p.samples_per_s if p.ok else None,
-                     f"{p.samples_per_s:.1f} /s" if p.ok else "OOM",
-                     p.ok and p.batch_size == chosen) for p in probes]
+def bench_chart(result: BenchResult) -> BatchChart:
+    """One series per compile setting compared (``--compile on,off``); the fastest row is
+    marked."""
+    groups: dict[str, list[BenchRow]] = {}
+    for row in result.rows:
+        groups.setdefault(row.requested_compile, []).append(row)
+    speed, memory = [], []
+    for mode, rows in groups.items():
+        rows = sorted(rows, key=lambda r: r.batch_size)
+        tail = f" compile {mode}" if len(groups) > 1 else ""
+        speed.append(Series("samples/s" + tail, tuple(r.batch_size for r in rows),
+                            tuple(r.samples_per_s for r in rows)))
+        measured = [r for r in rows if r.peak_memory_bytes is not None]
+        memory.append(Series("peak GiB" + tail, tuple(r.batch_size for r in measured),
+                             tuple((r.peak_memory_bytes or 0) / GIB for r in measured)))
+    fastest = max(result.rows, key=lambda r: r.samples_per_s, default=None)
+    return BatchChart(tuple(s for s in speed if s.sizes), tuple(s for s in memory if s.sizes),
+                      fastest.batch_size if fastest else None, "fastest")
 
 
-def memory_rows(probes: list[TuneProbe], chosen: int | None) -> list[ChartRow]:
-    rows = []
-    for p in probes:
-        peak = p.peak_memory_bytes
-        figure = "N/A" if peak is None else f"{peak / GIB:.1f} GiB"
-        rows.append(ChartRow(f"bs {p.batch_size}", None if peak is None else peak / GIB,
-                             figure + (" OOM" if not p.ok else ""),
-                             p.ok and p.batch_size == chosen))
-    return rows
+def bench_note(bench_dir: Path, result: BenchResult) -> str:
+    about = [str(result.context[key]) for key in ("model", "device_name", "samples")
+             if result.context.get(key) not in (None, "")]
+    if "samples" in result.context:
+        about[-1] += " samples"
+    return f"{bench_dir}: " + ", ".join([f"{len(result.rows)} sizes", *about])
 
 
-class TuneChartScreen(Screen[None]):
-    """``probes`` is asked again when the screen is drawn: a tune still going grows."""
+def read_bench_chart(bench_dir: Path | None) -> tuple[str, BatchChart | None]:
+    """The note above the bench plot and the chart, read from bench.json."""
+    if bench_dir is None or not holds_bench(bench_dir):
+        return ("no bench results: run tui-eval bench -o DIR, then set the output "
+                "directory to DIR (or tui-eval watch DIR)", None)
+    try:
+        result = BenchResult.read(bench_dir)
+    except UsageError as exc:
+        return str(exc), None
+    return bench_note(bench_dir, result), bench_chart(result)
 
-    AUTO_FOCUS = "#chart-body"
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"chart--bar", "chart--chosen", "chart--figure"}
-    DEFAULT_CSS = """
-    TuneChartScreen > .chart--bar { color: $primary; }
-    TuneChartScreen > .chart--chosen { color: $success; text-style: bold; }
-    TuneChartScreen > .chart--figure { color: $text-muted; }
-    """
-    BINDINGS = [Binding("escape", "back", "Back", tooltip="Back to the run")]
 
-    def __init__(self, probes: Callable[[], tuple[list[TuneProbe], int | None]]) -> None:
+class ChartScreen(Screen[None]):
+    """``probes`` and ``bench_dir`` are asked again every second: a tune still going grows,
+    and a bench finishing writes its bench.json. ``probes=None``: a bench only."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", tooltip="Back to the run"),
+        Binding("1", "show_tab('tune-tab')", "Tune", tooltip="The latest auto-tune's probes"),
+        Binding("2", "show_tab('bench-tab')", "Bench",
+                tooltip="The bench results of the output directory"),
+    ]
+
+    def __init__(self, probes: ProbesSource | None, bench_dir: BenchDirSource,
+                 *, initial: str | None = None) -> None:
         super().__init__()
         self.probes_of = probes
-        self.note = Static("", markup=False, id="chart-note")
-        self.speed = Static("", id="chart-speed", classes="chart")
-        self.memory = Static("", id="chart-memory", classes="chart")
+        self.bench_dir_of = bench_dir
+        self.initial = initial or (TUNE_TAB if probes is not None else BENCH_TAB)
+        self.tune_note = Static("", markup=False, id="tune-note", classes="chart-note")
+        self.bench_note = Static("", markup=False, id="bench-note", classes="chart-note")
+        self.tune_plot = BatchPlot(id="tune-plot")
+        self.bench_plot = BatchPlot(id="bench-plot")
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="chart-body"):
-            yield self.note
-            yield Static("samples/s by batch size", classes="chart-title")
-            yield self.speed
-            yield Static("peak memory by batch size", classes="chart-title")
-            yield self.memory
+        with TabbedContent(initial=self.initial, id="chart-tabs"):
+            if self.probes_of is not None:
+                with TabPane("Auto-tune", id=TUNE_TAB):
+                    yield self.tune_note
+                    yield self.tune_plot
+            with TabPane("Bench", id=BENCH_TAB):
+                yield self.bench_note
+                yield self.bench_plot
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "tune chart"
-        self.set_interval(1.0, self.draw)  # a tune still going adds probes
-
-    def on_resize(self) -> None:
+        self.sub_title = "chart"
         self.draw()
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()  # the bars' colours come from the theme
-        if self.is_mounted:
-            self.call_after_refresh(self.draw)
+        self.set_interval(1.0, self.draw)
 
     def draw(self) -> None:
-        probes, chosen = self.probes_of()
-        if not probes:
-            self.note.update("no auto-tune yet: press a (or run with batch size auto) and "
-                             "its probes are drawn here")
-        else:
-            choice = f"chosen batch size {chosen}" if chosen else "tuning…"
-            self.note.update(f"{len(probes)} probes, {choice}; ▶ marks the choice")
-        styles = {"bar": self.get_component_rich_style("chart--bar"),
-                  "chosen": self.get_component_rich_style("chart--chosen"),
-                  "figure": self.get_component_rich_style("chart--figure")}
-        width = self.query_one("#chart-body").scrollable_content_region.width
-        for widget, rows in ((self.speed, speed_rows(probes, chosen)),
-                             (self.memory, memory_rows(probes, chosen))):
-            widget.update(chart_lines(rows, width, styles) if rows else "")
+        if self.probes_of is not None:
+            probes, chosen = self.probes_of()
+            self.tune_note.update(tune_note(probes, chosen))
+            self.tune_plot.show(tune_chart(probes, chosen))
+            self.tune_plot.display = bool(probes)
+        note, chart = read_bench_chart(self.bench_dir_of())
+        self.bench_note.update(note)
+        self.bench_plot.display = chart is not None
+        if chart is not None:
+            self.bench_plot.show(chart)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # a bench alone has one tab: nothing to switch to
+        return not (action == "show_tab" and self.probes_of is None)
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
 
     def action_back(self) -> None:
         self.dismiss()

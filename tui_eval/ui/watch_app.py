@@ -1,4 +1,5 @@
-"""``tui-eval watch RUN_DIR`` in a terminal: the app in read-only mode, fed by events.jsonl.
+"""``tui-eval watch RUN_DIR`` in a terminal: the app in read-only mode, fed by events.jsonl;
+``tui-eval watch BENCH_DIR``: the chart of a bench's results.
 
 A thread worker follows the file (only the bytes appended since its last look) and hands
 each event to the app's bridge, the same way into the panes as a run started in the app.
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from textual import work
+from textual.app import App
+from textual.binding import Binding
 from textual.worker import get_current_worker
 
 from tui_eval.config import EvalConfig
@@ -23,6 +26,8 @@ from tui_eval.events import RunStarted, TryStarted
 from tui_eval.events.follow import EventFollower, RunState, liveness, stopped_line
 from tui_eval.results import CONFIG_FILE, EVENTS_FILE
 from tui_eval.ui.app import EvalApp
+from tui_eval.ui.chart import ChartScreen
+from tui_eval.ui.themes import DEFAULT_THEME, terminal_has_few_colours
 
 # The watcher's own display settings, not the run's.
 WATCHER_KEYS = ("theme", "gpu_poll_seconds")
@@ -104,6 +109,28 @@ class WatchApp(EvalApp):
         self.log_pane.add_line("ERROR", text)
         self.sub_title = f"{self.run_dir} — stopped"
         self.notify(text, title="Run stopped", severity="error", timeout=30)
+
+
+class BenchChartApp(App[None]):
+    """``tui-eval watch BENCH_DIR``: a bench has no events to follow, only its chart."""
+
+    CSS_PATH = Path(__file__).parent / "app.tcss"
+    TITLE = "tui-eval"
+    BINDINGS = [Binding("q", "quit", "Quit")]
+
+    def __init__(self, bench_dir: Path) -> None:
+        super().__init__()
+        self.bench_dir = bench_dir
+        self.theme = "ansi-dark" if terminal_has_few_colours() else DEFAULT_THEME
+
+    def on_mount(self) -> None:
+        self.sub_title = f"bench {self.bench_dir}"
+        self.push_screen(ChartScreen(None, lambda: self.bench_dir), lambda _: self.exit())
+
+
+def run_bench_chart(bench_dir: Path) -> int:
+    BenchChartApp(bench_dir).run()
+    return 0
 
 
 def run_watch_app(run_dir: Path, *, interval: float = 0.5) -> int:
