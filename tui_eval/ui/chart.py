@@ -60,9 +60,10 @@ def chart_lines(rows: list[ChartRow], width: int, styles: dict[str, Style]) -> T
 
 
 def speed_rows(probes: list[TuneProbe], chosen: int | None) -> list[ChartRow]:
-    return [ChartRow(f"bs {p.batch_size}", p.samples_per_s if p.ok else None,
-                     f"{p.samples_per_s:.1f} /s" if p.ok else "OOM",
-                     p.ok and p.batch_size == chosen) for p in probes]
+    return [ChartRow(f"bs {p.batch_size}", p.samples_per_s if p.has_rate else None,
+                     f"{p.samples_per_s:.1f} /s" + ("" if p.ok else " predicted")
+                     if p.has_rate else "OOM",
+                     p.has_rate and p.batch_size == chosen) for p in probes]
 
 
 def memory_rows(probes: list[TuneProbe], chosen: int | None) -> list[ChartRow]:
@@ -71,8 +72,8 @@ def memory_rows(probes: list[TuneProbe], chosen: int | None) -> list[ChartRow]:
         peak = p.peak_memory_bytes
         figure = "N/A" if peak is None else f"{peak / GIB:.1f} GiB"
         rows.append(ChartRow(f"bs {p.batch_size}", None if peak is None else peak / GIB,
-                             figure + (" OOM" if not p.ok else ""),
-                             p.ok and p.batch_size == chosen))
+                             figure + (" OOM" if not p.has_rate else ""),
+                             p.has_rate and p.batch_size == chosen))
     return rows
 
 
