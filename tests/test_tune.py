@@ -329,22 +329,87 @@ def test_the_run_is_estimated_batch_by_batch_over_its_prompt_lengths() -> None:
 # ── the budget ──────────────────────────────────────────────────────────────────
 
 def test_the_budget_ends_the_search_and_keeps_the_best_size() -> None:
-    # each call costs 0.01 s + 1 ms per row; 100 samples. After the warm-up and sizes 1
-    # and 2, 34 ms are spent; 4 rows would run at 286 samples/s, leaving a budget of a
-    # tenth of 0.35 s, less than 34 ms and its own 14 ms: the search ends at 2
+    # each call costs 0.01 s + 1 ms per row; 100 samples. After the warm-up and size 1 the
+    # budget (a tenth of the run at 91 samples/s) affords a jump to 8; after 8, 16 would
+    # run at 615 samples/s, leaving a budget of a tenth of 0.16 s, less than what is spent:
+    # the search ends at 8
     events: list[Event] = []
     backend = FakeBackend(1000)
     tuner = tuner_for(backend, 100, budget_share=0.1, sink=events.append)
     result = tuner.run()
-    assert [p.batch_size for p in tuner.probes] == [1, 2]
-    assert result.stopped_by == "budget" and result.chosen_batch_size == 2
-    assert result.budget_seconds == pytest.approx(0.1 * 100 / (2 / 0.012))
-    assert result.estimated_run_seconds == pytest.approx(100 * 0.012 / 2)
+    assert [p.batch_size for p in tuner.probes] == [1, 8]
+    assert result.stopped_by == "budget" and result.chosen_batch_size == 8
+    assert result.budget_seconds == pytest.approx(0.1 * 100 / (8 / 0.018))
+    assert result.estimated_run_seconds == pytest.approx(100 * 0.018 / 8)
     assert any("Tuning budget reached" in e.message for e in events
                if isinstance(e, LogLine))
     # a run ten times longer affords more probes, and finds a faster size
     longer = tuner_for(FakeBackend(1000), 100, budget_share=0.1, n_samples=1000).run()
-    assert len(longer.probes) > 3 and longer.chosen_batch_size > 4
+    assert len(longer.probes) >= 3 and longer.chosen_batch_size > 8
+
+
+def peaked(size: int) -> float:
+    """Throughput rises until 128 rows, then falls (90% of the best at 64 and 256)."""
+    return 0.05 + 0.001 * size + 0.05 * size * size / 16384
+
+
+def best_rate(cost: Callable[[int], float]) -> float:
+    return max(size / cost(size) for size in range(1, 257))
+
+
+@pytest.mark.parametrize("n_samples", [500, 2000, 20000])
+def test_jumps_reach_the_peak_of_a_curve_rising_until_128(n_samples: int) -> None:
+    # doubling from 1 would spend a 500-sample run's budget by 32 (67% of the best); jumps
+    # to the largest affordable size skip the cheap, uninformative sizes in between
+    tuner = tuner_for(FakeBackend(10_000, peaked), 256, max_tokens=64, budget_share=0.1,
+                      n_samples=n_samples)
+    result = tuner.run()
+    chosen = result.chosen_batch_size
+    assert chosen / peaked(chosen) >= 0.9 * best_rate(peaked)
+    assert result.seconds <= 0.1 * (result.seconds + result.estimated_run_seconds)
+    assert 2 not in [p.batch_size for p in tuner.probes]  # jumped past it
+
+
+def test_a_skipped_size_next_to_the_peak_is_probed() -> None:
+    # a jump from 8 to 64 passes the peak at 8; 16 (and 4), skipped, are probed after
+    tuner = tuner_for(FakeBackend(10_000, declining), 256, max_tokens=64, budget_share=0.1,
+                      n_samples=2000)
+    result = tuner.run()
+    sizes = [p.batch_size for p in tuner.probes]
+    assert sizes[:3] == [1, 8, 64] and 16 in sizes and 4 in sizes
+    assert result.chosen_batch_size == 8 and result.stopped_by == "done"
+
+
+def test_a_budget_cut_search_on_a_rising_curve_chooses_a_predicted_size() -> None:
+    # 200 samples: the budget ends the search at 16 while throughput still rises; the
+    # line through 8 and 16 predicts 64 (exact on this linear cost), within tuning's share
+    events: list[Event] = []
+    tuner = tuner_for(FakeBackend(10_000, growing), 256, max_tokens=64, budget_share=0.1,
+                      n_samples=200, sink=events.append)
+    result = tuner.run()
+    assert result.stopped_by == "budget"
+    predicted = [p for p in result.probes if p.status == "predicted"]
+    assert [p.batch_size for p in predicted] == [result.chosen_batch_size] == [64]
+    largest = max(p.batch_size for p in result.probes if p.status == "ok")
+    assert result.chosen_batch_size <= 4 * largest
+    assert predicted[0].samples_per_s == pytest.approx(64 / growing(64))
+    assert predicted[0].probe_seconds == 0.0 and predicted[0].new_tokens == 0
+    assert result.seconds <= 0.1 * (result.seconds + result.estimated_run_seconds)
+    assert any("not probed" in e.message for e in events if isinstance(e, LogLine))
+    assert [e for e in events if isinstance(e, TuneStep)][-1].status == "predicted"
+    assert "64 ◀" in tune_table(result) and "none" in tune_table(result)
+
+
+def test_no_size_is_predicted_past_an_oom_a_decline_or_a_finished_search() -> None:
+    def predicted(backend: FakeBackend, n_samples: int, **options: Any) -> list[int]:
+        result = tuner_for(backend, 256, max_tokens=64, budget_share=0.1,
+                           n_samples=n_samples, **options).run()
+        return [p.batch_size for p in result.probes if p.status == "predicted"]
+
+    assert predicted(FakeBackend(12, growing), 200) == []  # 16 ran out of memory
+    assert predicted(FakeBackend(12, growing), 200, mode="binsearch") == []
+    assert predicted(FakeBackend(10_000, declining), 200) == []  # past its peak
+    assert predicted(FakeBackend(10_000, growing), 20000) == []  # measured to the ceiling
 
 
 @pytest.mark.parametrize("cost", [growing, saturating, declining])

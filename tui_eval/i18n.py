@@ -167,6 +167,13 @@ MESSAGES: dict[str, dict[str, str]] = {
               "{batch_size}: no larger size probed",
         "zh": "吞吐量连续两次下降 10% 以上（到 batch_size={batch_size}）：不再尝试更大的",
     },
+    "tune_extrapolated": {
+        "en": "The budget ended the search on a throughput still rising: batch size "
+              "{batch_size}, not probed, should reach {rate:.1f} samples/s (extrapolated from "
+              "the probes up to {probed})",
+        "zh": "预算在吞吐量仍在上升时结束了搜索：batch_size={batch_size}（未探测）预计可达 "
+              "{rate:.1f} 样本/秒（由最大到 {probed} 的探测外推）",
+    },
     "tune_confirmed": {
         "en": "Measured the fastest sizes again: {sizes}",
         "zh": "再次测量最快的几个 batch_size：{sizes}",

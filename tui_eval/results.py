@@ -565,7 +565,7 @@ class TuneProbe:
     batch that generates ``max_tokens`` (``full_length`` when it generated them all)."""
 
     batch_size: int
-    status: str  # "ok" | "oom"
+    status: str  # "ok" | "oom" | "predicted" (not probed: extrapolated from the probes)
     seconds: float  # per full-length generate call, predicted (or until the OOM)
     samples_per_s: float
     tokens_per_s: float
@@ -580,6 +580,11 @@ class TuneProbe:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def has_rate(self) -> bool:
+        """Whether its time and rates are figures: measured, or predicted."""
+        return self.status in ("ok", "predicted")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -17,7 +17,14 @@ them. The search depends on what limits the size:
   a size over the headroom or, in ``power`` mode, two sizes in a row at least 10% slower
   than the fastest (measured again to confirm); ``binsearch`` then bisects between the last
   success and the first OOM; the sizes within 15% of the fastest are measured again back
-  to back.
+  to back. Under a budget, while the throughput still rises, the search jumps to the
+  largest size up to 8× larger that the budget affords (a search costs mostly its largest
+  probe: the sizes in between would spend the budget and tell less), then probes the
+  sizes it skipped next to the fastest when the budget allows. When the budget ends the
+  search on a throughput still rising, the time of a call is extrapolated along the line
+  through the two largest probes, and a size up to 4× the largest probed is chosen
+  (status "predicted") if it should be at least 10% faster and tuning stays within its
+  share of the run at that size.
 
 The budget: no probe starts that would take the time spent past ``budget_share`` (a tenth)
 of the estimated run time; the search ends there and keeps the best size so far. The run
@@ -65,9 +72,12 @@ DECLINE = 0.10  # a size this much slower than the fastest so far is past the pe
 DECLINES_TO_STOP = 2  # in a row, before ``power`` stops doubling: one can be bad luck
 CONFIRM_WITHIN = 0.15  # sizes this close to the fastest are measured again before choosing
 CONFIRM_AT_MOST = 3
-WARM_UP_TOKENS = 4
+WARM_UP_TOKENS = 2  # the prefill and one decode step pay the one-time costs
 SLOPE_PROBE_ROWS = 8  # with 1 row, gives the memory per row
 BUDGET_SHARE = 0.1  # of the estimated run time
+JUMP_AT_MOST = 8  # under a budget, a rising throughput is probed this much larger at most
+EXTRAPOLATE_AT_MOST = 4  # a size never probed is chosen at most this much larger than probed
+EXTRAPOLATED_GAIN = 0.10  # ... and only when predicted this much faster: a guess has a cost
 FULL_LENGTH_TRIES = 3
 
 HEADERS = {
@@ -107,13 +117,15 @@ def choose_batch_size(probes: list[TuneProbe], capacity: int | None = None,
 
 def probe_cell(probe: TuneProbe) -> str:
     """How much the probe generated: 'full', or the tokens per row it stopped after."""
+    if probe.status == "predicted":
+        return "none"
     if probe.status != "ok":
         return "-"
     return "full" if probe.full_length else f"{probe.new_tokens} tok"
 
 
 def table_row(probe: TuneProbe) -> list[str]:
-    ok = probe.status == "ok"
+    ok = probe.has_rate
     return [str(probe.batch_size), probe.status, format_seconds(probe.seconds),
             f"{probe.samples_per_s:.1f}" if ok else "-",
             f"{probe.tokens_per_s:.0f}" if ok else "-",
@@ -139,7 +151,7 @@ def tune_table(result: TuneResult, lang: str = "en") -> str:
     rows = []
     for probe in result.probes:
         row = table_row(probe)
-        if probe.batch_size == result.chosen_batch_size and probe.status == "ok":
+        if probe.batch_size == result.chosen_batch_size and probe.has_rate:
             row[0] += " ◀"
         rows.append(row)
     return markdown_table(headers(lang, result.unit), rows)
@@ -220,8 +232,11 @@ class BatchSizeTuner:
                 last_ok, first_oom = self._double(ceiling)
                 if self.mode == "binsearch" and first_oom is not None and last_ok > 0:
                     self._bisect(last_ok, first_oom)
+                self._fill_skipped()
                 self._confirm_fastest()
             chosen = self._choose()
+            if not self.memory_limited:
+                chosen = self._extrapolate(chosen, ceiling)
             if self.memory_limited and not self.static_cache:
                 chosen = self._confirm_full_length(chosen)
         if self.cancel.cancelled:
@@ -230,7 +245,7 @@ class BatchSizeTuner:
 
     def _result(self, chosen: int) -> TuneResult:
         seconds = self.clock() - self.started
-        chosen_probe = self._ok_probe(chosen)
+        chosen_probe = self._rated_probe(chosen)
         estimate = self.run_seconds(chosen_probe) if chosen_probe is not None else None
         result = TuneResult(chosen_batch_size=chosen, mode=self.mode, probes=self.probes,
                             seconds=seconds, max_tokens=self.max_tokens,
@@ -266,8 +281,54 @@ class BatchSizeTuner:
                     self._log("INFO", "tune_declined", batch_size=size)
                     return last_ok, None
                 declines = 0
-            size = min(size * 2, ceiling)
+            size = self._next_size(size, ceiling)
         return last_ok, None
+
+    def _next_size(self, size: int, ceiling: int) -> int:
+        """Twice ``size``; under a budget, while the throughput still rises, the largest
+        size up to ``JUMP_AT_MOST`` times larger that the budget affords."""
+        double = min(size * 2, ceiling)
+        if self.budget_share is None or not self._rising():
+            return double
+        factor = JUMP_AT_MOST
+        while factor > 2:
+            jump = min(size * factor, ceiling)
+            if jump > double and self._affordable(self._probe_cost(jump), size=jump,
+                                                  say=False):
+                return jump
+            factor //= 2
+        return double
+
+    def _rising(self) -> bool:
+        """Whether the largest size probed so far is the fastest (or the only one)."""
+        fitting = [p for p in self.probes if p.status == "ok" and self._fits(p)]
+        if not fitting:
+            return False
+        largest = max(fitting, key=lambda p: p.batch_size)
+        return largest is self._fastest()
+
+    def _fill_skipped(self) -> None:
+        """Once a larger size was slower, probe the sizes a jump skipped next to the
+        fastest: twice and half its size, when no probe is that close and the budget
+        allows. (While the fastest is the largest, the sizes below it are slower.)"""
+        for _ in range(2):
+            fastest = self._fastest()
+            if fastest is None or self.cancel.cancelled:
+                return
+            sizes = sorted(p.batch_size for p in self.probes)
+            above = [s for s in sizes if s > fastest.batch_size]
+            below = [s for s in sizes if s < fastest.batch_size]
+            if not above:
+                return
+            gaps = []
+            if above and above[0] >= 4 * fastest.batch_size:
+                gaps.append(2 * fastest.batch_size)
+            if below and below[-1] * 4 <= fastest.batch_size:
+                gaps.append(fastest.batch_size // 2)
+            gaps = [g for g in gaps if self._can_probe(g)]
+            if not gaps:
+                return
+            self.probe(gaps[0])
 
     def _bisect(self, low: int, high: int) -> None:
         while high - low > 1 and not self.cancel.cancelled:
@@ -534,6 +595,61 @@ class BatchSizeTuner:
             self.sink(TuneStep.of(probe))
 
     # ── choosing ────────────────────────────────────────────────────────────────
+
+    def _extrapolate(self, chosen: int, ceiling: int) -> int:
+        """When the budget ended the search on a throughput still rising: a larger size,
+        never probed, along the line through the two largest probes' call times (and peaks),
+        up to ``EXTRAPOLATE_AT_MOST`` times the largest, below any OOM and the ceiling, if
+        predicted ``EXTRAPOLATED_GAIN`` faster than ``chosen`` and tuning stays within its
+        share of the run at that size. Recorded as a "predicted" probe."""
+        best = self._rated_probe(chosen)
+        if self.stopped_by != "budget" or self.cancel.cancelled or best is None \
+                or not self._rising():
+            return chosen
+        top = max((p for p in self.probes if p.status == "ok" and self._fits(p)),
+                  key=lambda p: p.batch_size)
+        limit = min([ceiling, top.batch_size * EXTRAPOLATE_AT_MOST]
+                    + [p.batch_size - 1 for p in self.probes if p.status == "oom"])
+        size = top.batch_size * 2
+        candidates = []
+        while size <= limit:
+            candidates.append(size)
+            size *= 2
+        if limit > top.batch_size and limit not in candidates and limit == ceiling:
+            candidates.append(limit)
+        for size in reversed(candidates):
+            guess = self._predicted_probe(size)
+            if guess.samples_per_s < best.samples_per_s * (1 + EXTRAPOLATED_GAIN) \
+                    or not self._fits(guess):
+                continue
+            spent = self.spent()
+            if spent > (self.budget_share or 0.0) * (spent + self.run_seconds(guess)):
+                continue
+            self.probes.append(guess)
+            self.sink(TuneStep.of(guess))
+            self._log("INFO", "tune_table_row", row=fixed_width_row(table_row(guess)))
+            self._log("INFO", "tune_extrapolated", batch_size=size, rate=guess.samples_per_s,
+                      probed=top.batch_size)
+            return size
+        return chosen
+
+    def _predicted_probe(self, size: int) -> TuneProbe:
+        """The figures of ``size`` along the probes nearest in size: time, first token and
+        peak memory."""
+        seconds = self._along_nearest(size, lambda p: p.seconds)
+        rate = size / seconds if seconds > 0 else 0.0
+        peak = self._along_nearest(size, lambda p: float(p.peak_memory_bytes or 0))
+        first = self._along_nearest(size, lambda p: p.first_token_seconds or 0.0)
+        return TuneProbe(batch_size=size, status="predicted", seconds=seconds,
+                         samples_per_s=rate, tokens_per_s=rate * self.max_tokens,
+                         peak_memory_bytes=int(peak) if peak > 0 else None,
+                         gpu_util_percent=None,
+                         first_token_seconds=first if first > 0 else None)
+
+    def _rated_probe(self, size: int) -> TuneProbe | None:
+        """The probe of ``size`` with figures: measured, or predicted."""
+        return self._ok_probe(size) or next(
+            (p for p in self.probes if p.batch_size == size and p.status == "predicted"), None)
 
     def _fits(self, probe: TuneProbe) -> bool:
         return fits_in_memory(probe, self.memory_capacity, self.memory_headroom)

@@ -29,8 +29,9 @@ BenchDirSource = Callable[[], Path | None]
 
 
 def tune_chart(probes: list[TuneProbe], chosen: int | None) -> BatchChart:
-    """The probes that fitted; one that ran out of memory has no rate to draw."""
-    fitted = sorted((p for p in probes if p.ok), key=lambda p: p.batch_size)
+    """The probes that fitted, and a size the tuner predicted without probing it; one that
+    ran out of memory has no rate to draw."""
+    fitted = sorted((p for p in probes if p.has_rate), key=lambda p: p.batch_size)
     measured = [p for p in fitted if p.peak_memory_bytes is not None]
     speed = Series("samples/s", tuple(p.batch_size for p in fitted),
                    tuple(p.samples_per_s for p in fitted))
@@ -45,10 +46,12 @@ def tune_note(probes: list[TuneProbe], chosen: int | None) -> str:
     if not probes:
         return ("no auto-tune yet: press a (or run with batch size auto) and its probes "
                 "are drawn here")
-    oom = [str(p.batch_size) for p in probes if not p.ok]
+    oom = [str(p.batch_size) for p in probes if not p.has_rate]
+    predicted = [str(p.batch_size) for p in probes if p.has_rate and not p.ok]
     choice = f"chosen batch size {chosen}" if chosen else "tuning…"
-    return f"{len(probes)} probes, {choice}" + (f"; out of memory at {', '.join(oom)}"
-                                                 if oom else "")
+    return (f"{len(probes) - len(predicted)} probes, {choice}"
+            + (f" (predicted: {', '.join(predicted)})" if predicted else "")
+            + (f"; out of memory at {', '.join(oom)}" if oom else ""))
 
 
 def bench_chart(result: BenchResult) -> BatchChart:

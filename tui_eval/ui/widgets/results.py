@@ -35,9 +35,9 @@ def probe_row(probe: TuneProbe, chosen: bool) -> tuple[str, ...]:
         CHOSEN_MARK if chosen else "",
         str(probe.batch_size),
         probe.status + (" chosen" if chosen else ""),
-        f"{probe.seconds:.2f}" if probe.ok else "-",
-        f"{probe.samples_per_s:.2f}" if probe.ok else "-",
-        f"{probe.tokens_per_s:.0f}" if probe.ok else "-",
+        f"{probe.seconds:.2f}" if probe.has_rate else "-",
+        f"{probe.samples_per_s:.2f}" if probe.has_rate else "-",
+        f"{probe.tokens_per_s:.0f}" if probe.has_rate else "-",
         gib(probe.peak_memory_bytes),
         format_percent(probe.gpu_util_percent),
     )
@@ -165,7 +165,7 @@ class ResultsPane(VerticalScroll):
                                 animate=False)
 
     def _is_chosen(self, probe: TuneProbe) -> bool:
-        return probe.batch_size == self.chosen_batch_size and probe.ok
+        return probe.batch_size == self.chosen_batch_size and probe.has_rate
 
     def tune_room(self) -> int:
         """The cells the tune table may take: the pane's width, less the metrics block and
