@@ -90,6 +90,22 @@ class Decision:
     stopped: bool = False  # rank 0 could not go on (bad input, a failure, a stop)
 
 
+@dataclass
+class Share:
+    """What one process runs: its samples (all of them in a run of one) as planned items,
+    at the run's batch size, reporting to ``sink``; on rank 0 of several, the board and
+    the collector of the other ranks' events too."""
+
+    total: int  # this try's samples, over every rank
+    batch_size: int
+    samples: list[Any]
+    items: list[Any]
+    started_line: tuple[str, dict[str, object]]
+    sink: EventSink
+    board: RankBoard | None = None
+    collector: RankEventCollector | None = None
+
+
 class RankTag:
     """Tags the events of this process's own batches with its rank (a run of several)."""
 
@@ -266,39 +282,40 @@ class Evaluation:
         world = self.world
         assert self.run_dir is not None
         samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
-        total = len(samples)  # this try's samples, over every rank
         items = task.plan(samples)
         # rank 0 tunes on the run's longest items and tells the others the size
         batch_size = world.broadcast(self._batch_size(task, items, backend)
                                      if world.is_main else None)
-        started_key, started_values = task.started_line(total, batch_size)
-        if world.several:  # each rank runs its share, about as many tokens as the others
-            samples = share_by_cost(samples, task.costs(samples), world.size)[world.rank]
-            items = task.plan(samples)
-        loop_sink = RankTag(self.sink, world.rank) if world.several else self.sink
-        collector: RankEventCollector | None = None
-        board: RankBoard | None = None
-        if world.several and world.is_main:
-            board = RankBoard(self.sink, world.size, total)
-            self.sink = board
-            loop_sink = RankTag(board, world.rank)
-            collector = RankEventCollector(world.store, world.size, board)
-            collector.start()
+        share = Share(total=len(samples), batch_size=batch_size, samples=samples, items=items,
+                      started_line=task.started_line(len(samples), batch_size),
+                      sink=self.sink)
+        if not world.several:
+            return self._run_batches(task, backend, dataset, share)
+        # each rank runs its share, about as many tokens as the others'
+        share.samples = share_by_cost(samples, task.costs(samples), world.size)[world.rank]
+        share.items = task.plan(share.samples)
+        if not world.is_main:
+            share.sink = RankTag(self.sink, world.rank)
+            return self._run_batches(task, backend, dataset, share)
+        board = share.board = RankBoard(self.sink, world.size, share.total)
+        self.sink = board  # the collector's thread writes through it too
+        share.sink = RankTag(board, world.rank)
+        collector = share.collector = RankEventCollector(world.store, world.size, board)
+        collector.start()
         try:
-            return self._run_batches(task, backend, dataset, samples, items, batch_size,
-                                     total, loop_sink, started_key, started_values, board,
-                                     collector)
+            return self._run_batches(task, backend, dataset, share)
         finally:
-            if collector is not None:
-                collector.stop()
+            collector.stop()
 
     def _run_batches(self, task: RunTask, backend: HFBackend,
-                     dataset: Dataset | ChoiceDataset, samples: list[Any], items: list[Any],
-                     batch_size: int, total: int, loop_sink: EventSink, started_key: str,
-                     started_values: dict[str, object], board: RankBoard | None,
-                     collector: RankEventCollector | None) -> RunMetrics:
+                     dataset: Dataset | ChoiceDataset, share: Share) -> RunMetrics:
+        """This process's share of the batches; then, on rank 0, the run's metrics."""
         config, world = self.config, self.world
         assert self.run_dir is not None
+        samples, items, batch_size, total = (share.samples, share.items, share.batch_size,
+                                             share.total)
+        loop_sink = share.sink
+        started_key, started_values = share.started_line
         loop_log = RunLog(loop_sink, self.lang)
         policy = make_oom_policy(config.oom_policy, task.work(), loop_sink, self.lang,
                                  batch_size)
@@ -310,9 +327,8 @@ class Evaluation:
                                  device=backend.device, dtype=backend.dtype_name,
                                  pid=os.getpid(), world_size=world.size))
             self.log("INFO", started_key, **started_values)
-        share = len(samples)  # this rank's samples (all of them in a run of one)
         if world.several:
-            loop_sink(RankStarted(total=share, batch_size=batch_size, device=backend.device,
+            loop_sink(RankStarted(total=len(samples), batch_size=batch_size, device=backend.device,
                                   pid=os.getpid(), host=socket.gethostname()))
         task.start(items, batch_size, loop_log)
         rows: list[PredictionRow] = []
@@ -342,9 +358,9 @@ class Evaluation:
                 elapsed = time.perf_counter() - generation_started - task.compile_seconds
                 rate = len(rows) / elapsed if elapsed > 0 else 0.0
                 loop_sink(Progress(
-                    done=len(rows), total=share, samples_per_s=rate,
+                    done=len(rows), total=len(samples), samples_per_s=rate,
                     tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
-                    eta_s=(share - len(rows)) / rate if rate > 0 else None,
+                    eta_s=(len(samples) - len(rows)) / rate if rate > 0 else None,
                     batch_size=policy.batch_size, fallbacks=policy.fallbacks, errors=errors))
         finally:
             writer.close()
@@ -355,15 +371,15 @@ class Evaluation:
             done=len(rows), generated_tokens=tokens, generation_seconds=generation_seconds,
             fallbacks=policy.fallbacks, final_batch_size=policy.batch_size, errors=errors,
             compiled=task.compiled, compile_seconds=task.compile_seconds,
-            stopped=len(rows) < share)
+            stopped=len(rows) < len(samples))
         if world.several:
             loop_sink(finished)
             if not world.is_main:  # rank 0 writes the run's metrics
-                return self._rank_metrics(rows, share, finished, backend)
-            assert board is not None and collector is not None
-            self._wait_for_ranks(board)
-            collector.stop()
-            rows, finished = self._gather_ranks(board, finished, generation_started)
+                return self._rank_metrics(rows, len(samples), finished, backend)
+            assert share.board is not None and share.collector is not None
+            self._wait_for_ranks(share.board)
+            share.collector.stop()
+            rows, finished = self._gather_ranks(share.board, finished, generation_started)
         # Rows kept from earlier tries count like rows made now; rates stay this try's.
         all_rows = self.resumed.rows + rows
         metrics = build_run_metrics(
@@ -377,6 +393,7 @@ class Evaluation:
             generated_tokens=finished.generated_tokens, device=backend.device,
             dtype=backend.dtype_name, model=str(config.model), extract=config.extract,
             task=task.name)
+        board = share.board
         if board is not None and (len(board.finished) == world.size or not metrics.partial):
             # every rank has closed its file (or every sample has its row): one
             # predictions.jsonl, as a run of one leaves
