@@ -263,3 +263,25 @@ def test_bad_input_under_two_ranks_is_one_line_from_rank_0(tiny_model: Path,
     lines = [line for line in launched.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("tui-eval: error: ")
     assert "missing.jsonl" in lines[0]
+
+
+def test_events_of_other_ranks_arrive_in_order_through_the_store() -> None:
+    import torch.distributed as dist
+
+    from tui_eval.engine.world import RankEventCollector, RankEventSender
+    from tui_eval.events import LogLine
+
+    server = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    store = dist.PrefixStore("tui-eval/", server)
+    got: list[object] = []
+    collector = RankEventCollector(store, 3, got.append)
+    senders = {rank: RankEventSender(store, rank) for rank in (1, 2)}
+    for number in range(5):
+        for rank, send in senders.items():
+            send(LogLine(level="INFO", message=f"{rank}-{number}"))
+    store.add("events/2/count", 1)  # a slot reserved by a rank that died before filling it
+    collector.poll()
+    assert [(e.rank, e.message) for e in got if isinstance(e, LogLine)] == [
+        (rank, f"{rank}-{number}") for rank in (1, 2) for number in range(5)]
+    collector.poll()  # nothing read twice, and the empty slot waits without blocking
+    assert len(got) == 10
