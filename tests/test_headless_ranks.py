@@ -137,3 +137,17 @@ def test_the_plain_watcher_of_a_run_of_one_prints_no_ranks_line(tmp_path: Path) 
     text = out.getvalue()
     assert SINGLE_LINE in text
     assert "ranks:" not in text and "processes" not in text
+
+
+def test_a_failure_of_another_rank_names_it() -> None:
+    import io
+
+    from tui_eval.events import RunFailed
+    from tui_eval.headless.printer import HeadlessPrinter
+
+    stream = io.StringIO()
+    printer = HeadlessPrinter(stream, interactive=False)
+    printer(RunFailed(error="RuntimeError: CUDA error", rank=3))
+    printer(RunFailed(error="OSError: disk full"))
+    assert stream.getvalue().splitlines() == ["run failed: rank 3: RuntimeError: CUDA error",
+                                              "run failed: OSError: disk full"]

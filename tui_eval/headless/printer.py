@@ -153,7 +153,8 @@ class HeadlessPrinter:
         elif isinstance(event, RunFinished):
             self._print("\n" + metrics_table(event.metrics))
         elif isinstance(event, RunFailed):
-            self._print(f"run failed: {event.error}")
+            rank = "" if event.rank is None else f"rank {event.rank}: "
+            self._print(f"run failed: {rank}{event.error}")
 
     def _progress(self, event: Progress) -> None:
         assert self.stream is not None
