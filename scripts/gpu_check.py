@@ -616,11 +616,14 @@ def main() -> int:
 
     stages.run("build a random Llama model and datasets", 20 if not cpu else 5, build)
 
-    if args.only == "ranks":
+    def ranks() -> None:
         stages.run("one GPU against every GPU (--gpus all)" if not cpu
                    else "one process against 2 (torchrun, CPU)", 150 if not cpu else 60,
                    lambda left: ranks_stage(workdir, model_dir, device, cpu=cpu, left=left,
                                             report=report))
+
+    if args.only == "ranks":
+        ranks()
         stages.summary(report)
         return 0
     if args.only in ("all", "compile"):
@@ -735,10 +738,7 @@ def main() -> int:
                fallback("bisect", "32"))
     stages.run("real OOM mid-run, seed policy (single): the seed's two lines", 50,
                fallback("single", "8"))
-    stages.run("one GPU against every GPU (--gpus all)" if not cpu
-               else "one process against 2 (torchrun, CPU)", 150 if not cpu else 60,
-               lambda left: ranks_stage(workdir, model_dir, device, cpu=cpu, left=left,
-                                        report=report))
+    ranks()
     stages.summary(report)
     return 0
 

@@ -8,7 +8,6 @@ sent to a sink.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
@@ -31,16 +30,15 @@ from tui_eval.engine.rank_board import RankBoard
 from tui_eval.engine.resume import (
     ProgressOffset,
     ResumePlan,
-    merge_rank_files,
     plan_resume,
-    read_done_rows,
+    read_run_rows,
+    replace_rank_files,
 )
 from tui_eval.engine.tasks import RunTask, make_task
 from tui_eval.engine.tuning import tune_batch_size
-from tui_eval.engine.world import RankEventCollector, RankEventSender, World
+from tui_eval.engine.world import RankEventCollector, RankEventSender, RankTag, World
 from tui_eval.errors import EXIT_OK, QuietExit, UsageError
 from tui_eval.events import (
-    Event,
     EventSink,
     FanOut,
     Progress,
@@ -68,9 +66,7 @@ from tui_eval.results import (
     default_run_dir,
     holds_run,
     prepare_run_dir,
-    rank_prediction_paths,
     rank_predictions_file,
-    write_predictions_atomic,
 )
 
 # After a stop, how long rank 0 waits for the other ranks to report before it writes the
@@ -104,17 +100,6 @@ class Share:
     sink: EventSink
     board: RankBoard | None = None
     collector: RankEventCollector | None = None
-
-
-class RankTag:
-    """Tags the events of this process's own batches with its rank (a run of several)."""
-
-    def __init__(self, sink: EventSink, rank: int) -> None:
-        self.sink = sink
-        self.rank = rank
-
-    def __call__(self, event: Event) -> None:
-        self.sink(dataclasses.replace(event, rank=self.rank) if event.rank is None else event)
 
 
 class Evaluation:
@@ -396,12 +381,10 @@ class Evaluation:
         board = share.board
         if board is not None and (len(board.finished) == world.size or not metrics.partial):
             # every rank has closed its file (or every sample has its row): one
-            # predictions.jsonl, as a run of one leaves
-            merge_rank_files(self.run_dir)
-        if not metrics.partial:
-            path = self.run_dir / PREDICTIONS_FILE
-            write_predictions_atomic(path, sorted(read_done_rows(path).rows,
-                                                  key=lambda row: row.index))
+            # predictions.jsonl in dataset order, as a run of one leaves
+            replace_rank_files(self.run_dir, sorted(all_rows, key=lambda row: row.index))
+        elif board is None and not metrics.partial:
+            writer.restore_dataset_order()
         metrics.write(self.run_dir)
         if metrics.partial:
             self.log("INFO", "run_cancelled", done=metrics.n, total=metrics.n_total,
@@ -432,11 +415,7 @@ class Evaluation:
         finished batches there too), and the ranks' reports summed."""
         assert self.run_dir is not None
         kept = self.resumed.done_indices
-        rows: dict[int, PredictionRow] = {}
-        for path in rank_prediction_paths(self.run_dir):
-            for row in read_done_rows(path).rows:
-                if row.index not in kept:
-                    rows.setdefault(row.index, row)
+        rows = [row for row in read_run_rows(self.run_dir)[0] if row.index not in kept]
         reports = list(board.finished.values()) or [own]
         compile_seconds = max(report.compile_seconds for report in reports)
         if len(reports) == self.world.size:
@@ -452,7 +431,7 @@ class Evaluation:
             final_batch_size=min(r.final_batch_size for r in reports),
             errors=sum(r.errors for r in reports), compiled=any(r.compiled for r in reports),
             compile_seconds=compile_seconds, stopped=any(r.stopped for r in reports))
-        return list(rows.values()), summed
+        return rows, summed
 
     def _rank_metrics(self, rows: list[PredictionRow], share: int, finished: RankFinished,
                       backend: HFBackend) -> RunMetrics:

@@ -4,7 +4,6 @@ line which rank ended the run when one dies."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from tui_eval.events import LogLine, Progress, RunFailed, TryStarted
+from tui_eval.events.follow import EventFollower
 from tui_eval.results import EVENTS_FILE, resume_command
 
 # Set for the ranks this launcher starts: a SIGTERM then comes from the launcher, which says
@@ -93,26 +94,19 @@ def _report_failure(failures: dict[int, Any], run_dir: Path) -> int:
 def last_rank_line(run_dir: Path, rank: int) -> str:
     """What events.jsonl last holds from ``rank``: its last log line or failure (rank 0's own
     lines outside its batches carry no rank), else how far its share had come."""
-    try:
-        lines = (run_dir / EVENTS_FILE).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return ""
+    events = EventFollower(run_dir / EVENTS_FILE).poll()
+    ranks = (rank, None) if rank == 0 else (rank,)
     share = ""
-    for line in reversed(lines):
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
+    for event in reversed(events):
+        if isinstance(event, Progress) and not share:
+            share = next((f"{r.done}/{r.total} of its samples done"
+                          for r in event.ranks if r.rank == rank), "")
+        if event.rank not in ranks:
             continue
-        kind = event.get("event")
-        if kind == "progress" and not share:
-            share = next((f"{r['done']}/{r['total']} of its samples done"
-                          for r in event.get("ranks") or [] if r.get("rank") == rank), "")
-        if event.get("rank") not in ((rank, None) if rank == 0 else (rank,)):
-            continue
-        if kind == "log":
-            return str(event.get("message", ""))
-        if kind == "failed":
-            return f"run failed: {event.get('error', '')}"
-        if kind == "try_started":
+        if isinstance(event, LogLine):
+            return event.message
+        if isinstance(event, RunFailed):
+            return f"run failed: {event.error}"
+        if isinstance(event, TryStarted):
             break
     return share

@@ -225,25 +225,32 @@ def merge_rank_files(run_dir: Path) -> int:
     stopped, or a rank died) into predictions.jsonl, so that a resume on any number of
     processes starts from one file. A row already in predictions.jsonl is not added again
     (a merge stopped between writing and removing). Returns the torn bytes dropped."""
-    parts = rank_prediction_paths(run_dir)
-    if not parts:
+    if not rank_prediction_paths(run_dir):
         return 0
-    path = run_dir / PREDICTIONS_FILE
-    merged = read_done_rows(path)
-    rows = list(merged.rows)
-    seen = {row.index for row in rows}
-    torn = merged.torn_bytes
-    for part in parts:
-        done = read_done_rows(part)
+    rows, torn = read_run_rows(run_dir)
+    replace_rank_files(run_dir, rows)
+    return torn
+
+
+def read_run_rows(run_dir: Path) -> tuple[list[PredictionRow], int]:
+    """Every row a run holds, in predictions.jsonl and the ranks' files (each sample once,
+    the first found), and the torn bytes after the last whole line of each file."""
+    rows: dict[int, PredictionRow] = {}
+    torn = 0
+    for path in (run_dir / PREDICTIONS_FILE, *rank_prediction_paths(run_dir)):
+        done = read_done_rows(path)
         torn += done.torn_bytes
         for row in done.rows:
-            if row.index not in seen:
-                seen.add(row.index)
-                rows.append(row)
-    write_predictions_atomic(path, rows)
-    for part in parts:
+            rows.setdefault(row.index, row)
+    return list(rows.values()), torn
+
+
+def replace_rank_files(run_dir: Path, rows: list[PredictionRow]) -> None:
+    """predictions.jsonl becomes ``rows``, whole, and then the ranks' files go: a stop
+    between the two leaves rows twice, which the next merge reads once."""
+    write_predictions_atomic(run_dir / PREDICTIONS_FILE, rows)
+    for part in rank_prediction_paths(run_dir):
         part.unlink(missing_ok=True)
-    return torn
 
 
 def cut_torn_tail(path: Path, valid_bytes: int) -> None:

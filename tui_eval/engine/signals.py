@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
-from tui_eval.engine.resume import ResumePlan, read_done_rows
+from tui_eval.engine.resume import ResumePlan, read_run_rows
 from tui_eval.errors import EXIT_INTERRUPTED
 from tui_eval.events import Event, Progress, RunFinished, RunLog, RunStarted
 from tui_eval.events.recorder import EventRecorder
@@ -165,8 +165,7 @@ class HeadlessSignals:
         if not any(path.exists() for path in paths):
             return None
         try:  # a run of several processes: each rank's file too
-            by_index = {row.index: row for path in paths for row in read_done_rows(path).rows}
-            rows = list(by_index.values())
+            rows, _ = read_run_rows(run_dir)
         except Exception:  # noqa: BLE001 - a damaged file is left for --resume to explain
             return None
         started, progress = self.tracker.started, self.tracker.progress

@@ -103,26 +103,27 @@ def world_from_env(environ: Mapping[str, str] | None = None) -> World:
     return World(rank=rank, size=size, local_rank=local_rank)
 
 
-def rank_of_environment() -> int:
-    """This process's rank without joining anything (0 outside torchrun)."""
-    try:
-        return int(os.environ.get("RANK", "0") or 0)
-    except ValueError:
-        return 0
+class RankTag:
+    """Tags the events of this process with its rank (a run of several)."""
+
+    def __init__(self, sink: Callable[[Event], None], rank: int) -> None:
+        self.sink = sink
+        self.rank = rank
+
+    def __call__(self, event: Event) -> None:
+        self.sink(dataclasses.replace(event, rank=self.rank) if event.rank is None else event)
 
 
-class RankEventSender:
+class RankEventSender(RankTag):
     """The event sink of a rank other than 0: each event, tagged with the rank, goes to the
     store, where rank 0 collects it. A slot is reserved before it is filled, so a line
     logged from a signal handler cannot overwrite one being sent."""
 
     def __init__(self, store: Any, rank: int) -> None:
+        super().__init__(self._send, rank)
         self.store = store
-        self.rank = rank
 
-    def __call__(self, event: Event) -> None:
-        if event.rank is None:
-            event = dataclasses.replace(event, rank=self.rank)
+    def _send(self, event: Event) -> None:
         slot = self.store.add(f"events/{self.rank}/count", 1) - 1
         self.store.set(f"events/{self.rank}/{slot}", json.dumps(event.to_dict()))
 
