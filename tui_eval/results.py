@@ -168,6 +168,9 @@ class PredictionRow:
     index: int  # position in the dataset
     id: str
     prompt: str = ""
+    # the prompt as the model saw it, wrapped in the chat template; None (and left out of
+    # the line) when no chat template was applied
+    rendered: str | None = None
     prediction: str | None = None  # None when the sample failed
     # the answer cut out of the prediction and scored; None without an extract spec
     extracted: str | None = None
@@ -208,6 +211,8 @@ class PredictionRow:
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
+        if self.rendered is None:
+            del data["rendered"]
         if not self.is_choice:
             for name in CHOICE_ROW_FIELDS:
                 del data[name]

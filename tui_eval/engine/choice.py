@@ -28,6 +28,7 @@ from tui_eval.model.loglikelihood import (
     ScoringError,
     choice_result,
     resolve_max_length,
+    resolve_target_delimiter,
 )
 from tui_eval.model.oom_policies import BatchWork
 from tui_eval.model.tuner import PairScoringTuner
@@ -72,20 +73,24 @@ class ChoiceTask:
         self.backend = backend
         self.samples = dataset.samples
         tokenizer = backend.tokenizer
+        self.target_delimiter = resolve_target_delimiter(config.target_delimiter,
+                                                         backend.use_chat_template)
         self.options: dict[str, Any] = {
-            "target_delimiter": config.target_delimiter,
+            "target_delimiter": self.target_delimiter,
             "max_length": resolve_max_length(backend.model_config(), tokenizer),
             "simulate_oom_above": config.simulate_oom_above,
             # a chat template's rendering already holds the BOS token
             "add_special_tokens": False if backend.use_chat_template else None,
         }
         self.encoder = ChoiceScorer(None, tokenizer, backend.device, **self.options)
-        contexts = [replace(s, prompt=backend.render(s.prompt)) for s in self.samples]
+        # sample index → the context as the model sees it (rendered by the chat template)
+        self.rendered = {s.index: backend.render(s.prompt) for s in self.samples}
+        contexts = [replace(s, prompt=self.rendered[s.index]) for s in self.samples]
         try:
             pairs = self.encoder.encode_samples(contexts)
         except ScoringError as exc:
             raise DataError(f"{dataset.path}: {exc} (target_delimiter is "
-                            f"{config.target_delimiter!r})") from None
+                            f"{self.target_delimiter!r})") from None
         # Pair.sample is the position in dataset.samples, which is the sample's index
         self.pairs_of: dict[int, list[Pair]] = {s.index: [] for s in self.samples}
         for pair in pairs:
@@ -167,6 +172,7 @@ class ChoiceTask:
         outcomes = [scored[choice] for choice in range(len(sample.choices))]
         row = PredictionRow(
             index=sample.index, id=sample.id, prompt=sample.prompt,
+            rendered=self.rendered[sample.index] if self.backend.use_chat_template else None,
             reference=sample.choices[sample.gold], choices=list(sample.choices),
             logprobs=[o.score.logprob if o.score else None for o in outcomes],
             is_greedy=[o.score.is_greedy if o.score else None for o in outcomes],

@@ -188,7 +188,10 @@ class GenerationTask:
                                              self.config.metrics, self.config.extract)
         reference: str | list[str] = (sample.references[0] if len(sample.references) == 1
                                       else sample.references)
+        rendered = (self._rendered.get(sample.index) if self.backend.use_chat_template
+                    else None)
         return PredictionRow(index=sample.index, id=sample.id, prompt=sample.prompt,
-                             prediction=prediction, extracted=extracted, reference=reference,
+                             rendered=rendered, prediction=prediction, extracted=extracted,
+                             reference=reference,
                              scores=scores, new_tokens=outcome.new_tokens, error=outcome.error,
                              truncated=sample.index in self.truncated)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _one_line(exc: BaseException) -> str:
+    """The whole message on one line: transformers' tokenizer errors put their list of
+    what they tried on the lines after "from one of:"."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def resolve_device(requested: str) -> str:
     import torch
 
@@ -94,16 +101,101 @@ def resolve_compile(requested: str, device: str) -> bool:
     return device.startswith("cuda")
 
 
+# Files of which a model directory holds at least one when it ships its tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+GGUF_SUFFIX = ".gguf"
+
+
 def check_model_path(model: str) -> str:
-    """Fail fast, naming the path, when a local model path is missing or holds no model."""
+    """Fail fast, naming the path, when a local model path is missing or holds no model.
+    Returns the path to load: a model directory, a GGUF file (given, or the one GGUF file
+    of a directory without config.json), or a hub id found in the local cache."""
     path = Path(model).expanduser()
     if path.exists():
-        if not path.is_dir() or not (path / "config.json").is_file():
-            raise ModelLoadError(f"{model}: not a model directory (no config.json)")
-        return str(path)
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        if path.is_file() and path.suffix.lower() == GGUF_SUFFIX:
+            require_gguf(model)
+            return str(path)
+        if path.is_dir() and (path / "config.json").is_file():
+            return str(path)
+        ggufs = sorted(path.glob(f"*{GGUF_SUFFIX}")) if path.is_dir() else []
+        if len(ggufs) == 1:
+            require_gguf(model)
+            return str(ggufs[0])
+        if len(ggufs) > 1:
+            raise ModelLoadError(f"{model}: holds {len(ggufs)} GGUF files and no config.json: "
+                                 f"pass one of them, e.g. -m {ggufs[0]}")
+        raise ModelLoadError(f"{model}: not a model directory (no config.json)")
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or model.endswith(
+            GGUF_SUFFIX):
         raise ModelLoadError(f"{model}: model path not found")
-    return model  # a hub id: only the local cache is consulted when loading
+    return check_cached_hub_id(model)
+
+
+def check_cached_hub_id(model: str) -> str:
+    """A hub id is only looked up in the local Hugging Face cache: nothing reaches the
+    network, and one missing there is named with the cache searched and the way out."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed id is simply not in the cache
+        found = None
+    if not isinstance(found, str):
+        raise ModelLoadError(f"{model}: not a local directory and not in the Hugging Face "
+                             f"cache ({constants.HF_HUB_CACHE}): download it first or pass "
+                             "a path")
+    return model
+
+
+def stay_offline() -> None:
+    """Nothing reaches the network: models come from disk or the local cache. Set before
+    huggingface_hub is first imported, which reads it once; ``local_files_only`` on every
+    load covers a process that imported it earlier. A user's own setting is kept."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def require_gguf(model: str) -> None:
+    """transformers reads GGUF files with the gguf package, an optional extra."""
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        raise UsageError(f"{model}: loading a GGUF file needs the gguf package: "
+                         "pip install 'tui-eval[gguf]'") from None
+
+
+@contextlib.contextmanager
+def quiet_gguf_conversion() -> Iterator[None]:
+    """transformers dequantises a GGUF file under a tqdm bar of its own, which its logging
+    switches do not reach and which would garble our log: turned off while loading."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # a transformers without GGUF support: nothing to quieten
+        yield
+        return
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
+def load_source(model_path: str) -> tuple[str, dict[str, Any]]:
+    """What ``from_pretrained`` takes for ``model_path``: the directory or hub id, and for
+    a GGUF file its directory with the file's name as ``gguf_file``."""
+    path = Path(model_path)
+    if path.suffix.lower() == GGUF_SUFFIX and path.is_file():
+        return str(path.parent), {"gguf_file": path.name}
+    return model_path, {}
+
+
+def tokenizer_missing(model_path: str) -> bool:
+    """Whether a local model directory holds no tokenizer file at all."""
+    path = Path(model_path)
+    return path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES)
 
 
 def require_accelerate() -> None:
@@ -145,6 +237,7 @@ class HFBackend:
         ``max_memory`` when given (sizes per device: "0=70GiB,cpu=200GiB"); ``device`` is
         then where the inputs go, known once the weights are loaded."""
         self.model_name = model
+        stay_offline()
         self.model_path = check_model_path(model)
         self.device_map = device_map
         self.max_memory = parse_device_budgets(max_memory) if max_memory else None
@@ -184,11 +277,15 @@ class HFBackend:
     def _load_tokenizer(self) -> Any:
         from transformers import AutoTokenizer
 
+        if tokenizer_missing(self.model_path):
+            raise ModelLoadError(f"{self.model_name}: no tokenizer in the model directory "
+                                 f"(none of {', '.join(TOKENIZER_FILES)})")
+        source, options = load_source(self.model_path)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **options)
         except Exception as exc:  # transformers raises many types for a bad directory
             raise ModelLoadError(f"{self.model_name}: cannot load tokenizer: "
-                                 f"{_first_line(exc)}") from None
+                                 f"{_one_line(exc)}") from None
         tokenizer.padding_side = "left"  # generation appends on the right
         tokenizer.truncation_side = "left"  # a cut prompt keeps its end, next to the answer
         if tokenizer.pad_token is None:
@@ -205,9 +302,11 @@ class HFBackend:
         placement: dict[str, Any] = {}
         if self.device_map is not None:
             placement = {"device_map": self.device_map, "max_memory": self.max_memory}
+        source, options = load_source(self.model_path)
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                self.model_path, dtype=self.dtype, local_files_only=True, **placement)
+            with quiet_gguf_conversion():
+                model = AutoModelForCausalLM.from_pretrained(
+                    source, dtype=self.dtype, local_files_only=True, **placement, **options)
         except Exception as exc:
             raise ModelLoadError(f"{self.model_name}: cannot load model: "
                                  f"{_first_line(exc)}") from None
@@ -227,9 +326,10 @@ class HFBackend:
         if self._config_file is None:  # read once: every check of a run asks again
             from transformers import AutoConfig
 
+            source, options = load_source(self.model_path)
             try:
-                self._config_file = AutoConfig.from_pretrained(self.model_path,
-                                                               local_files_only=True)
+                self._config_file = AutoConfig.from_pretrained(source, local_files_only=True,
+                                                               **options)
             except Exception as exc:  # transformers raises many types for a bad directory
                 raise ModelLoadError(f"{self.model_name}: cannot load model config: "
                                      f"{_first_line(exc)}") from None

@@ -41,6 +41,16 @@ from tui_eval.model.prefix_sharing import (
 )
 
 DEFAULT_TARGET_DELIMITER = " "
+AUTO = "auto"
+
+
+def resolve_target_delimiter(setting: str, chat_template: bool) -> str:
+    """The delimiter a run scores with: the one set, or for "auto" a space without a chat
+    template and nothing with one, where the choice follows the assistant header (as
+    lm-eval does with --apply_chat_template)."""
+    if setting != AUTO:
+        return setting
+    return "" if chat_template else DEFAULT_TARGET_DELIMITER
 DEFAULT_MAX_LENGTH = 2048  # when neither the model config nor the tokenizer names one
 _TOKENIZER_INFINITY = 1000000000000000019884624838656  # transformers' "no limit" marker
 _LENGTH_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")

@@ -260,9 +260,11 @@ class SampleScreen(Screen[None]):
         self.row = row
         self.chat_model = chat_model
         verdict = "right" if row.passed() else "wrong"
-        self.prompt_title = Static("Prompt, as the model saw it", classes="sample-heading")
-        self.prompt = Static(row.prompt, markup=False, id="sample-prompt",
-                             classes="sample-text")
+        title, text = "Prompt, as the model saw it", row.prompt
+        if row.rendered is not None:  # the run kept the text the model saw
+            title, text = f"{title} (with the chat template)", row.rendered
+        self.prompt_title = Static(title, classes="sample-heading")
+        self.prompt = Static(text, markup=False, id="sample-prompt", classes="sample-text")
         self.heading = Static(f"Sample {row.id} (#{row.index + 1} in the dataset): {verdict}",
                               markup=False, id="sample-verdict")
 
@@ -292,7 +294,8 @@ class SampleScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = f"sample {self.row.id}"
-        if self.chat_model is not None:
+        if self.chat_model is not None and self.row.rendered is None:
+            # a run from before rows kept the rendered text: render it as the engine did
             self.prompt_title.update("Prompt, as the model saw it (applying the chat "
                                      "template…)")
             self._render_chat_prompt(self.chat_model)
@@ -303,7 +306,7 @@ class SampleScreen(Screen[None]):
         from tui_eval.model.backend import HFBackend
 
         try:
-            text = HFBackend(model, device="cpu").render(self.row.prompt)
+            text = HFBackend(model, device="cpu", chat_template=True).render(self.row.prompt)
             title = "Prompt, as the model saw it (with the chat template)"
         except Exception as exc:  # noqa: BLE001 - the sample is still worth showing
             text = self.row.prompt
