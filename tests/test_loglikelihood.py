@@ -18,6 +18,7 @@ from tui_eval.model.loglikelihood import (
     argmax,
     choice_result,
     resolve_max_length,
+    resolve_target_delimiter,
 )
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "tui_eval" / "demo"
@@ -292,3 +293,15 @@ def test_demo_choice_set_scores_high_on_the_demo_model() -> None:
     figures = accuracy(scorer.score_samples(dataset.samples, batch_size=32))
     assert figures["acc"] >= 0.9
     assert figures["acc_norm"] >= 0.9
+
+
+def test_auto_target_delimiter_is_a_space_or_nothing_under_a_chat_template() -> None:
+    from tui_eval.config import DEFAULTS, resolve_config
+
+    assert DEFAULTS["target_delimiter"] == "auto"
+    assert resolve_target_delimiter("auto", chat_template=False) == " "
+    assert resolve_target_delimiter("auto", chat_template=True) == ""
+    for explicit in (" ", "", "\n"):  # set by the user: kept, chat template or not
+        assert resolve_target_delimiter(explicit, chat_template=True) == explicit
+        config = resolve_config(None, {"target_delimiter": explicit})
+        assert config.target_delimiter == explicit

@@ -131,3 +131,26 @@ def test_the_watch_app_browses_the_run_it_follows(tmp_path: Path) -> None:
 
     run(scenario())
     assert sorted(path.name for path in run_dir.iterdir()) == ["predictions.jsonl"]
+
+
+def test_a_sample_shows_the_prompt_the_chat_template_made(tmp_path: Path) -> None:
+    """A row that kept its rendered prompt shows it, for a choice run as for generation,
+    without loading the tokenizer again."""
+    rendered = "<|im_start|>user\nCows drink<|im_end|>\n<|im_start|>assistant\n"
+    row = PredictionRow(index=0, id="c0", prompt="Cows drink", rendered=rendered,
+                        prediction="water", reference="water", choices=["milk", "water"],
+                        logprobs=[-3.0, -1.0], is_greedy=[False, True], pred=1, pred_norm=1,
+                        gold=1, scores={"acc": 1.0, "acc_norm": 1.0})
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            app.push_screen(SampleScreen(row, chat_model=str(tmp_path / "no-model")))
+            await wait_for(pilot, lambda: isinstance(app.screen, SampleScreen), timeout=5)
+            await pilot.pause()
+            detail = app.screen
+            assert str(detail.prompt.render()) == rendered
+            assert str(detail.prompt_title.render()) == (
+                "Prompt, as the model saw it (with the chat template)")
+
+    run(scenario())
