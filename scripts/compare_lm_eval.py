@@ -1,13 +1,24 @@
 """Score a multiple-choice set with lm-evaluation-harness and with tui-eval, and compare
-acc, acc_norm and every pair's log-likelihood.
+acc, acc_norm and every pair's log-likelihood; or generate for a set of prompts with both
+and compare every text (``--task generate``).
 
 lm-eval runs in its own environment (``--lm-eval-python``), from a task YAML written here:
 ``output_type: multiple_choice`` over the local JSONL, with ``doc_to_text: prompt``,
-``doc_to_choice: choices`` and ``doc_to_target: answer``. tui-eval runs in this interpreter.
+``doc_to_choice: choices`` and ``doc_to_target: answer`` (``generate_until`` with
+``until`` and ``max_gen_toks`` for generation). tui-eval runs in this interpreter.
 
     python scripts/compare_lm_eval.py --lm-eval-python /path/to/venv/bin/python \\
         --workdir /tmp/lmeval-compare --demo
     python scripts/compare_lm_eval.py --lm-eval-python ... --workdir ... --tiny --max-length 16
+    python scripts/compare_lm_eval.py --lm-eval-python ... --workdir ... \\
+        --model ~/.cache/tui-eval-test-models/SmolLM2-135M-Instruct --data choice.jsonl \\
+        --apply-chat-template
+    python scripts/compare_lm_eval.py ... --model ... --data qa.jsonl --task generate \\
+        --apply-chat-template --max-tokens 32
+
+``--apply-chat-template`` passes lm-eval its ``--apply_chat_template`` and runs tui-eval with
+``chat_template = true``: the prompt is the user turn and, for choices, the continuation
+follows the assistant header without the task's target delimiter (tui-eval's "auto").
 
 ``--demo`` is the shipped arithmetic model and choice set (target delimiter ""); ``--tiny``
 builds the test suite's random model and a set of boundary cases: trailing whitespace in
@@ -65,14 +76,31 @@ def write_task(task_dir: Path, name: str, data: Path, delimiter: str) -> None:
     (task_dir / f"{name}.yaml").write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
 
 
+def write_generation_task(task_dir: Path, name: str, data: Path, stop: list[str],
+                          max_tokens: int) -> None:
+    task_dir.mkdir(parents=True, exist_ok=True)
+    task = {
+        "task": name, "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}}, "test_split": "test",
+        "output_type": "generate_until", "doc_to_text": "prompt", "doc_to_target": "answer",
+        "generation_kwargs": {"until": stop, "max_gen_toks": max_tokens, "do_sample": False},
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean",
+                         "higher_is_better": True}],
+    }
+    (task_dir / f"{name}.yaml").write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
+
+
 def run_lm_eval(python: str, model: Path, task_dir: Path, name: str, out: Path,
-                max_length: int | None, batch_size: int) -> tuple[dict, list[dict]]:
+                max_length: int | None, batch_size: int,
+                chat: bool = False) -> tuple[dict, list[dict]]:
     model_args = f"pretrained={model},dtype=float32"
     if max_length:
         model_args += f",max_length={max_length}"
     command = [python, "-m", "lm_eval", "--model", "hf", "--model_args", model_args,
                "--device", "cpu", "--tasks", name, "--include_path", str(task_dir),
                "--batch_size", str(batch_size), "--log_samples", "--output_path", str(out)]
+    if chat:
+        command.append("--apply_chat_template")
     print("$ " + " ".join(command), flush=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false")
@@ -87,17 +115,59 @@ def run_lm_eval(python: str, model: Path, task_dir: Path, name: str, out: Path,
 
 
 def run_ours(model: Path, data: Path, delimiter: str, max_length: int | None,
-             batch_size: int) -> list:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+             batch_size: int, chat: bool = False) -> list:
+    """Every sample scored as the engine scores it: under a chat template the context is
+    the backend's rendering and the delimiter is resolved as the engine resolves it."""
+    from dataclasses import replace
 
     from tui_eval.data import load_choice_dataset
-    from tui_eval.model.loglikelihood import ChoiceScorer
+    from tui_eval.model.backend import HFBackend
+    from tui_eval.model.loglikelihood import ChoiceScorer, resolve_target_delimiter
 
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    weights = AutoModelForCausalLM.from_pretrained(model, dtype="float32").eval()
-    scorer = ChoiceScorer(weights, tokenizer, "cpu", target_delimiter=delimiter,
-                          max_length=max_length)
-    return scorer.score_samples(load_choice_dataset(data).samples, batch_size=batch_size)
+    backend = HFBackend(str(model), device="cpu", dtype="float32", chat_template=chat)
+    if chat and not backend.use_chat_template:
+        sys.exit(f"{model}: the tokenizer has no chat template")
+    backend.load_model()
+    samples = [replace(s, prompt=backend.render(s.prompt))
+               for s in load_choice_dataset(data).samples]
+    scorer = ChoiceScorer.from_backend(
+        backend, max_length=max_length,
+        target_delimiter=resolve_target_delimiter(delimiter, backend.use_chat_template))
+    return scorer.score_samples(samples, batch_size=batch_size)
+
+
+def generate_ours(model: Path, data: Path, workdir: Path, stop: list[str], max_tokens: int,
+                  batch_size: int, chat: bool) -> list[dict]:
+    """The rows of a tui-eval run of the engine over ``data``."""
+    import shutil
+
+    from tui_eval.config import EvalConfig
+    from tui_eval.engine.evaluation import Evaluation
+
+    out = workdir / "ours"
+    shutil.rmtree(out, ignore_errors=True)
+    config = EvalConfig(model=str(model), data=str(data), device="cpu", torch_dtype="float32",
+                        lang="en", output_dir=str(out), batch_size=batch_size, task="generate",
+                        max_tokens=max_tokens, stop=stop, chat_template=chat)
+    Evaluation(config, lambda event: None).run()
+    rows = [json.loads(line) for line in
+            (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    return sorted(rows, key=lambda row: row["index"])
+
+
+def compare_generations(theirs: list[dict], ours: list[dict]) -> None:
+    if len(theirs) != len(ours):
+        sys.exit(f"lm-eval generated for {len(theirs)} samples, tui-eval {len(ours)}")
+    differ = []
+    for row, mine in zip(theirs, ours, strict=True):
+        assert str(row["doc"]["id"]) == mine["id"]
+        their_text = row["filtered_resps"][0]
+        if their_text != mine["prediction"]:
+            differ.append((mine["id"], their_text, mine["prediction"]))
+    print(f"samples {len(ours)}: identical texts {len(ours) - len(differ)}/{len(ours)}")
+    print("| id | lm-eval | tui-eval |\n|---|---|---|")
+    for sample_id, their_text, my_text in differ:
+        print(f"| {sample_id} | {their_text!r} | {my_text!r} |")
 
 
 def main() -> None:
@@ -109,9 +179,25 @@ def main() -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--demo", action="store_true")
     which.add_argument("--tiny", action="store_true")
+    which.add_argument("--model", type=Path, help="a model directory (with --data)")
+    parser.add_argument("--data", type=Path,
+                        help="JSONL with id, prompt, answer (and choices for a choice task)")
+    parser.add_argument("--task", choices=("choice", "generate"), default="choice")
+    parser.add_argument("--apply-chat-template", action="store_true",
+                        help="lm-eval's --apply_chat_template, tui-eval's chat_template")
+    parser.add_argument("--target-delimiter", default=None,
+                        help="choice tasks with --model: the task's delimiter (default ' '; "
+                             "dropped under a chat template unless given here)")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--stop", action="append",
+                        help="a stop string for generation (repeatable; default \\n\\n)")
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
+    if (args.model is None) != (args.data is None):
+        parser.error("--model and --data go together")
+    if args.task == "generate" and args.model is None:
+        parser.error("--task generate needs --model and --data")
 
     from tui_eval.model.backend import quiet_transformers
     from tui_eval.model.loglikelihood import accuracy
@@ -119,7 +205,24 @@ def main() -> None:
     quiet_transformers()
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    if args.demo:
+    chat = args.apply_chat_template
+    if args.task == "generate":
+        stop = args.stop or ["\n\n"]
+        name = "tui_eval_generate"
+        write_generation_task(workdir / "tasks", name, args.data.resolve(), stop,
+                              args.max_tokens)
+        _, theirs = run_lm_eval(args.lm_eval_python, args.model, workdir / "tasks", name,
+                                workdir / "out", args.max_length, args.batch_size, chat)
+        compare_generations(theirs, generate_ours(args.model, args.data, workdir, stop,
+                                                  args.max_tokens, args.batch_size, chat))
+        return
+    if args.model is not None:
+        model, data, name = args.model, args.data.resolve(), "tui_eval_choice"
+        # lm-eval drops the task's delimiter under --apply_chat_template unless the task
+        # says otherwise; tui-eval's "auto" does the same
+        delimiter = args.target_delimiter if args.target_delimiter is not None else (
+            "auto" if chat else " ")
+    elif args.demo:
         model, data, delimiter, name = DEMO / "model", DEMO / "arithmetic_choice.jsonl", "", \
             "tui_eval_demo_choice"
     else:
@@ -131,10 +234,10 @@ def main() -> None:
         data = workdir / "boundary.jsonl"
         write_boundary_set(data)
         delimiter, name = "", "tui_eval_boundary_choice"
-    write_task(workdir / "tasks", name, data, delimiter)
+    write_task(workdir / "tasks", name, data, " " if delimiter == "auto" else delimiter)
     figures, theirs = run_lm_eval(args.lm_eval_python, model, workdir / "tasks", name,
-                                  workdir / "out", args.max_length, args.batch_size)
-    ours = run_ours(model, data, delimiter, args.max_length, args.batch_size)
+                                  workdir / "out", args.max_length, args.batch_size, chat)
+    ours = run_ours(model, data, delimiter, args.max_length, args.batch_size, chat)
 
     if len(theirs) != len(ours):
         sys.exit(f"lm-eval scored {len(theirs)} samples, tui-eval {len(ours)}")
@@ -155,7 +258,7 @@ def main() -> None:
     print(f"tui-eval: acc {mine['acc']:.4f}  acc_norm {mine['acc_norm']:.4f}")
     print(f"max |Δ log-likelihood| over pairs: {worst:.2e}; is_greedy differs on "
           f"{greedy_differs} pairs; per-sample acc/acc_norm differ {acc_differs} times")
-    for row, result in list(zip(theirs, ours, strict=True))[:0 if args.demo else None]:
+    for row, result in list(zip(theirs, ours, strict=True))[:0 if args.demo else 20]:
         print(f"  {result.sample.id} {result.sample.prompt!r}: lm-eval "
               f"{[round(float(lp), 4) for lp, _ in row['filtered_resps']]} tui-eval "
               f"{[round(lp, 4) for lp in result.logprobs]}")
