@@ -81,10 +81,12 @@ def build_real_model(target: Path) -> Path:
     Built in a temporary directory and renamed into place, so that a run stopped half-way
     or two runs at once never leave a half-written model behind."""
     source = smollm2_gguf()
-    stamp = {"gguf": source.name, "bytes": source.stat().st_size, "dtype": "float32"}
+    stamp = {"gguf": source.name, "bytes": source.stat().st_size, "dtype": "float32",
+             "format": 2}
     marker = target / "built-from.json"
     if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == stamp:
         return target
+    import copy
     import shutil
 
     import torch
@@ -94,7 +96,11 @@ def build_real_model(target: Path) -> Path:
 
     backend = HFBackend(str(source), device="cpu", dtype="float32")
     backend.load_model()
-    fresh = AutoModelForCausalLM.from_config(backend.model.config, dtype=torch.float32)
+    config = copy.deepcopy(backend.model.config)
+    # the GGUF load leaves a quantization_config naming the file: the copy is plain float32
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(backend.model.state_dict(), strict=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.parent / f".{target.name}.{os.getpid()}"

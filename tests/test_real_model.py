@@ -189,3 +189,9 @@ def test_a_gguf_file_or_its_directory_loads_the_same_tokenizer(real_model: Path)
     assert backend.tokenizer.encode(text) == saved.tokenizer.encode(text)
     assert backend.render("Hi") == saved.render("Hi")
     assert backend.model_config().num_hidden_layers == saved.model_config().num_hidden_layers
+
+
+def test_the_built_model_is_a_plain_float32_checkpoint(real_model: Path) -> None:
+    """Other tools (lm-eval's `--model hf`) load the directory without a gguf_file."""
+    config = json.loads((real_model / "config.json").read_text(encoding="utf-8"))
+    assert "quantization_config" not in config and config["dtype"] == "float32"
