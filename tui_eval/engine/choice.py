@@ -80,7 +80,7 @@ class ChoiceTask:
             "add_special_tokens": False if backend.use_chat_template else None,
         }
         self.encoder = ChoiceScorer(None, tokenizer, backend.device, **self.options)
-        contexts = [replace(s, prompt=backend.render(s.prompt)) for s in self.samples]
+        contexts = [replace(s, prompt=backend.render(s.prompt, s.turns)) for s in self.samples]
         try:
             pairs = self.encoder.encode_samples(contexts)
         except ScoringError as exc:
@@ -166,7 +166,7 @@ class ChoiceTask:
     def _row(self, sample: ChoiceSample, scored: dict[int, PairOutcome]) -> PredictionRow:
         outcomes = [scored[choice] for choice in range(len(sample.choices))]
         row = PredictionRow(
-            index=sample.index, id=sample.id, prompt=sample.prompt,
+            index=sample.index, id=sample.id, prompt=sample.prompt, turns=sample.turns,
             reference=sample.choices[sample.gold], choices=list(sample.choices),
             logprobs=[o.score.logprob if o.score else None for o in outcomes],
             is_greedy=[o.score.is_greedy if o.score else None for o in outcomes],
