@@ -189,6 +189,6 @@ class GenerationTask:
         reference: str | list[str] = (sample.references[0] if len(sample.references) == 1
                                       else sample.references)
         return PredictionRow(index=sample.index, id=sample.id, prompt=sample.prompt,
-                             turns=sample.turns, prediction=prediction, extracted=extracted, reference=reference,
-                             scores=scores, new_tokens=outcome.new_tokens, error=outcome.error,
+                             turns=sample.turns, prediction=prediction, extracted=extracted,
+                             reference=reference, scores=scores, new_tokens=outcome.new_tokens, error=outcome.error,
                              truncated=sample.index in self.truncated)

@@ -75,7 +75,8 @@ def with_task(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
     list under ``choices_field`` (or a choices_template is set), else generation."""
     if config.task is not None:
         return config
-    if config.choices_template is not None or is_choice_dataset(config.data or "", config.choices_field):
+    if config.choices_template is not None or is_choice_dataset(config.data or "",
+                                                                  config.choices_field):
         if log is not None:
             log("INFO", "task_choice_detected", field=config.choices_field)
         return replace(config, task="choice")
