@@ -190,5 +190,5 @@ class GenerationTask:
                                       else sample.references)
         return PredictionRow(index=sample.index, id=sample.id, prompt=sample.prompt,
                              turns=sample.turns, prediction=prediction, extracted=extracted,
-                             reference=reference, scores=scores, new_tokens=outcome.new_tokens, error=outcome.error,
-                             truncated=sample.index in self.truncated)
+                             reference=reference, scores=scores, new_tokens=outcome.new_tokens,
+                             error=outcome.error, truncated=sample.index in self.truncated)
