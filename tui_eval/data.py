@@ -192,8 +192,8 @@ class PromptSpec:
             template = getattr(self, key)
             if template is None:
                 continue
-            try:
-                check_template(template)
+            try:  # the target and choices templates are Jinja2 whatever their marks
+                check_template(template, jinja=key != "prompt_template" or None)
             except TemplateError as exc:
                 raise DataError(f"{key}: {exc}") from None
 

@@ -57,9 +57,9 @@ def _regex_replace(text: str, pattern: str, replacement: str, count: int = 0) ->
     return re.sub(pattern, replacement, text, count=count)
 
 
-def check_template(template: str) -> None:
+def check_template(template: str, *, jinja: bool | None = None) -> None:
     """Raise TemplateError when the template does not parse (before any record is read)."""
-    if is_jinja(template):
+    if jinja or (jinja is None and is_jinja(template)):
         _compiled(template)
         return
     try:
@@ -68,15 +68,16 @@ def check_template(template: str) -> None:
         raise TemplateError(str(exc)) from None
 
 
-def render(template: str, record: dict[str, Any]) -> str:
-    """The template filled from the record: Jinja2, or the older ``{field}`` format."""
-    if is_jinja(template):
+def render(template: str, record: dict[str, Any], *, jinja: bool | None = None) -> str:
+    """The template filled from the record: Jinja2, or the older ``{field}`` format (when
+    ``jinja`` is None, as ``is_jinja`` reads the template)."""
+    if jinja or (jinja is None and is_jinja(template)):
         import jinja2
 
         try:
             return str(_compiled(template).render(**record))
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"{exc.message}: no such field in the record") from None
+            raise TemplateError(f"uses a missing field ({exc.message})") from None
         except Exception as exc:  # noqa: BLE001 - a filter or an expression that fails
             raise TemplateError(f"cannot be filled: {type(exc).__name__}: {exc}") from None
     values = {key: "" if value is None else value for key, value in record.items()}
@@ -92,10 +93,11 @@ def render(template: str, record: dict[str, Any]) -> str:
 
 def render_value(template: str, record: dict[str, Any]) -> Any:
     """A target or choices template's value, read as lm-eval reads it: a template that
-    is just a field's name gives that field's value; a rendered ``[...]`` is a list."""
+    is just a field's name gives that field's value; otherwise Jinja2, and a rendered
+    ``[...]`` is a list."""
     if template in record:
         return record[template]
-    text = render(template, record)
+    text = render(template, record, jinja=True)
     stripped = text.strip()
     if len(stripped) >= 2 and stripped[0] == "[" and stripped[-1] == "]":
         try:
