@@ -60,7 +60,7 @@ def add_config_flags(parser: argparse.ArgumentParser, *, app: bool = False,
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    """defaults ◄ (a resumed run's config.json) ◄ task file ◄ config file ◄ flags."""
+    """defaults ◄ (a resumed run's config.json) ◄ config file ◄ task file ◄ flags."""
     base: dict[str, Any] | None = None
     if getattr(args, "resume", False):
         # The run's own config.json is the starting point; ./eval.toml is not consulted.
@@ -77,11 +77,13 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     task_file, data_dir = getattr(args, "task_file", None), getattr(args, "data_dir", None)
     if data_dir is not None and task_file is None:
         raise UsageError("--data-dir: names where a task file's data is; add --task-file")
+    flags = {name: getattr(args, name, None) for name in KEYS}
     if task_file is not None:
         from tui_eval.taskfile import task_file_values  # yaml: only when a task file is read
 
-        base = {**(base or {}), **task_file_values(task_file, data_dir)}
-    flags = {name: getattr(args, name, None) for name in KEYS}
+        # the task file names this benchmark: over eval.toml, under the flags typed
+        given = {name: value for name, value in flags.items() if value is not None}
+        flags = {**flags, **task_file_values(task_file, data_dir), **given}
     return resolve_config(config_file, flags, base=base)
 
 
