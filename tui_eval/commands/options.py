@@ -39,7 +39,8 @@ def add_config_flags(parser: argparse.ArgumentParser, *, app: bool = False,
     parser.add_argument("--task-file", type=Path, metavar="YAML",
                         help="an lm-evaluation-harness task file, read offline: its data, "
                         "templates, few-shot, generation and scoring keys become config keys "
-                        "(under eval.toml and flags); keys it cannot honour are refused")
+                        "(over eval.toml, under the flags given); keys it cannot honour are "
+                        "refused")
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="with --task-file: where its dataset's split files are "
                         "(<dataset_path>/<dataset_name>/<split>.jsonl and the like; default: "
