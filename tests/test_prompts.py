@@ -205,3 +205,21 @@ def test_a_missing_field_stops_before_the_run_directory(tmp_path: Path,
     assert err == (f"tui-eval: error: {data}:1: prompt_template uses a missing field "
                    "('question' is undefined)")
     assert not out.exists()
+
+
+def test_a_chat_choice_puts_no_delimiter_before_the_choice(tmp_path: Path,
+                                                           chat_model: Path) -> None:
+    """The choice is the assistant's turn itself: lm-eval scores it with no delimiter, so
+    target_delimiter cannot change a chat run's log-likelihoods."""
+    rows = [{"id": f"c{i}", "prompt": f"{i}+{i}=", "choices": [str(2 * i), str(2 * i + 1)],
+             "answer": 0} for i in range(1, 4)]
+    data = write_jsonl(tmp_path / "c.jsonl", rows)
+    eval_toml = tmp_path / "eval.toml"
+    eval_toml.write_text("chat_template = true\nnum_fewshot = 1\n", encoding="utf-8")
+    logprobs = []
+    for delimiter in ("", "+"):
+        out = tmp_path / f"out{delimiter}"
+        assert main(["--no-ui", "-c", str(eval_toml), "-m", str(chat_model), "-d", str(data),
+                     "-o", str(out), "--target-delimiter", delimiter]) == 0
+        logprobs.append([r.logprobs for r in run_rows(out)])
+    assert logprobs[0] == logprobs[1]

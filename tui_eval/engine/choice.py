@@ -73,7 +73,9 @@ class ChoiceTask:
         self.samples = dataset.samples
         tokenizer = backend.tokenizer
         self.options: dict[str, Any] = {
-            "target_delimiter": config.target_delimiter,
+            # with a chat template the choice is the assistant's turn itself: lm-eval puts
+            # no delimiter before it there
+            "target_delimiter": "" if backend.use_chat_template else config.target_delimiter,
             "max_length": resolve_max_length(backend.model_config(), tokenizer),
             "simulate_oom_above": config.simulate_oom_above,
             # a chat template's rendering already holds the BOS token
@@ -85,7 +87,7 @@ class ChoiceTask:
             pairs = self.encoder.encode_samples(contexts)
         except ScoringError as exc:
             raise DataError(f"{dataset.path}: {exc} (target_delimiter is "
-                            f"{config.target_delimiter!r})") from None
+                            f"{self.options['target_delimiter']!r})") from None
         # Pair.sample is the position in dataset.samples, which is the sample's index
         self.pairs_of: dict[int, list[Pair]] = {s.index: [] for s in self.samples}
         for pair in pairs:
