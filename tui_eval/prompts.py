@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import random
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,8 +53,6 @@ def _compiled(template: str) -> Any:
 
 
 def _regex_replace(text: str, pattern: str, replacement: str, count: int = 0) -> str:
-    import re
-
     return re.sub(pattern, replacement, text, count=count)
 
 

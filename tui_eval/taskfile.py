@@ -29,7 +29,7 @@ OUTPUT_TYPES = {"generate_until": "generate", "multiple_choice": "choice"}
 # fewshot seed): the same task file asks for the same prompts and lengths
 LM_EVAL_MAX_GEN_TOKS = 256
 # what a task file may hold that changes nothing here (names, bookkeeping)
-IGNORED_KEYS = ("task", "tag", "metadata", "should_decontaminate",
+IGNORED_KEYS = ("task", "tag", "group", "metadata", "should_decontaminate",
                 "doc_to_decontamination_query", "task_alias")
 SUPPORTED_KEYS = ("include", "dataset_path", "dataset_name", "test_split", "validation_split",
                   "training_split", "fewshot_split", "doc_to_text", "doc_to_target",
@@ -50,7 +50,7 @@ class FunctionRef:
     """A ``!function module.name`` tag: Python code that tui-eval does not run."""
 
     name: str
-    line: int
+    where: str  # file:line
 
 
 def _yaml_loader(path: Path) -> Any:
@@ -60,7 +60,8 @@ def _yaml_loader(path: Path) -> Any:
         pass
 
     def function(loader: Any, node: Any) -> FunctionRef:
-        return FunctionRef(str(loader.construct_scalar(node)), node.start_mark.line + 1)
+        return FunctionRef(str(loader.construct_scalar(node)),
+                           f"{path}:{node.start_mark.line + 1}")
 
     Loader.add_constructor("!function", function)
     return Loader
@@ -156,7 +157,7 @@ class TaskFile:
     def _refuse_functions(self, value: Any, keys: tuple[str, ...]) -> None:
         if isinstance(value, FunctionRef):
             name = ".".join(keys)
-            raise ConfigError(f"{self.path}:{value.line}: {name}: !function {value.name} is "
+            raise ConfigError(f"{value.where}: {name}: !function {value.name} is "
                               "Python code from lm-eval's task package, which tui-eval does "
                               "not run: write it as a Jinja2 template over the record's fields")
         if isinstance(value, dict):
