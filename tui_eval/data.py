@@ -24,6 +24,7 @@ from tui_eval.prompts import (
     TemplateError,
     chat_turns,
     check_template,
+    fill_format,
     is_jinja,
     plain_context,
     render,
@@ -229,8 +230,12 @@ def _record_text(record: dict[str, Any], spec: PromptSpec, *, required: bool) ->
     value = record[key]
     if required and (value is None or str(value).strip() == ""):
         raise BadRecord(f"empty prompt field '{key}'")
-    return _filled("prompt_template", template,
-                   {**record, "prompt": "" if value is None else value})
+    values = {k: "" if v is None else v for k, v in record.items()}
+    values["prompt"] = "" if value is None else value
+    try:
+        return fill_format(template, values)
+    except TemplateError as exc:
+        raise BadRecord(f"prompt_template {exc}") from None
 
 
 def _record_references(record: dict[str, Any], spec: PromptSpec) -> list[str]:

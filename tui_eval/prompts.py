@@ -32,6 +32,7 @@ class TemplateError(ValueError):
     """A template that does not parse or cannot be filled from a record."""
 
 
+@lru_cache(maxsize=64)
 def is_jinja(template: str) -> bool:
     """A prompt template is Jinja2 when it uses Jinja's marks; else it is the older
     ``{field}`` format, kept so that existing configs mean what they meant."""
@@ -79,9 +80,19 @@ def render(template: str, record: dict[str, Any], *, jinja: bool | None = None) 
             raise TemplateError(f"uses a missing field ({exc.message})") from None
         except Exception as exc:  # noqa: BLE001 - a filter or an expression that fails
             raise TemplateError(f"cannot be filled: {type(exc).__name__}: {exc}") from None
-    values = {key: "" if value is None else value for key, value in record.items()}
-    missing = {name for _, name, _, _ in string.Formatter().parse(template) if name} \
-        - set(values)
+    return fill_format(template, {key: "" if value is None else value
+                                  for key, value in record.items()})
+
+
+@lru_cache(maxsize=64)
+def _format_fields(template: str) -> frozenset[str]:
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+def fill_format(template: str, values: dict[str, Any]) -> str:
+    """The older ``{field}`` format filled from ``values`` as they are (nulls already
+    made empty): the loader's hot path, one call per record."""
+    missing = _format_fields(template) - values.keys()
     if missing:
         raise TemplateError(f"uses missing field '{sorted(missing)[0]}'")
     try:
@@ -128,6 +139,8 @@ class PromptStyle:
 def plain_context(shots: Sequence[Shot], text: str, style: PromptStyle) -> str:
     """The prompt as one text: lm-eval's plain-text rendering (the system prompt, when
     given, in front as it is, as lm-eval puts its system instruction)."""
+    if not shots and not style.system_prompt:
+        return text
     parts = [style.system_prompt or ""]
     for shot in shots:
         parts.append(shot.text + style.target_delimiter + shot.target + style.fewshot_delimiter)
