@@ -195,6 +195,13 @@ def test_chat_template_turns_few_shot_into_user_and_assistant_turns(
     assert seen == "<system>Add.<user>2+2=<assistant>4<user>1+1=<assistant>"
 
 
+def test_a_bad_template_flag_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    assert main(["--no-ui", "--prompt-template", "{{ question }"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tui-eval: error: --prompt-template: invalid Jinja2 template (line 1): "
+        "unexpected '}'")
+
+
 def test_a_missing_field_stops_before_the_run_directory(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
     data = write_jsonl(tmp_path / "d.jsonl", demo_rows())

@@ -182,7 +182,8 @@ def test_a_missing_field_names_the_record(tmp_path: Path,
 
 def test_a_bad_template_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     err = refused(tmp_path, capsys, GENERATION_TASK.replace("{{prompt}}", "{{prompt}"))
-    assert err.startswith("prompt_template: invalid Jinja2 template (line 1)")
+    assert err == (f"{tmp_path / 'sums.yaml'}:6: doc_to_text: invalid Jinja2 template "
+                   "(line 1): unexpected '}'")
 
 
 def test_metric_options_and_output_types_it_cannot_honour(

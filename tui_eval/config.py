@@ -31,6 +31,7 @@ from tui_eval.i18n import LANGUAGES
 from tui_eval.metrics import CHOICE_METRICS, METRIC_FUNCTIONS
 from tui_eval.model.oom_policies import OOM_POLICIES
 from tui_eval.model.tuner import TUNE_MODES
+from tui_eval.prompts import TemplateError, check_template
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,6 +85,26 @@ def parse_extract(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a preset name or a regex, got {value!r}")
     return check_extract_spec(value)
+
+
+def parse_prompt_template(value: Any) -> str:
+    """A prompt template that parses: Jinja2, or the older {field} form."""
+    return _parsed_template(value, jinja=None)
+
+
+def parse_jinja_template(value: Any) -> str:
+    """A target or choices template: Jinja2 (a field's name is one too)."""
+    return _parsed_template(value, jinja=True)
+
+
+def _parsed_template(value: Any, *, jinja: bool | None) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a template, got {value!r}")
+    try:
+        check_template(value, jinja=jinja)
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -214,16 +235,18 @@ class EvalConfig:
         "{prompt}", "Prompt text over each record's fields: a Jinja2 template "
         "('Question: {{question}}\\nAnswer:', as lm-eval task files write them) or, without "
         "Jinja's marks, {field} placeholders; {prompt} is the prompt field.", type="str",
-        flags=("--prompt-template",), metavar="TEMPLATE", label="template")
+        parse=parse_prompt_template, flags=("--prompt-template",), metavar="TEMPLATE",
+        label="template")
     target_template: str | None = setting(
         None, "The reference (a choice task: the gold choice, its text or index) as a Jinja2 "
         "template over the record's fields, or a field's name; also each few-shot example's "
         "answer. Unset reads the answer field.", type="str", optional=True,
-        label="target tmpl", placeholder="answer field")
+        parse=parse_jinja_template, label="target tmpl", placeholder="answer field")
     choices_template: str | None = setting(
         None, "Choice tasks: the choices as a Jinja2 template that gives a list "
         "('{{[opa, opb]}}'), a field's name or a list's text ('[\"yes\", \"no\"]'); unset "
-        "reads choices_field.", type="str", optional=True, label="choices tmpl",
+        "reads choices_field.", type="str", optional=True, parse=parse_jinja_template,
+        label="choices tmpl",
         placeholder="choices field")
     num_fewshot: int = setting(
         0, "Few-shot examples put before each prompt: each example's prompt, "

@@ -41,6 +41,13 @@ GENERATION_KWARGS = {"until": "stop", "max_gen_toks": "max_tokens", "do_sample":
 METRICS = {"exact_match": "exact_match"}  # lm-eval's name → ours (generation)
 CHOICE_METRIC_NAMES = ("acc", "acc_norm")
 METRIC_OPTIONS = {"aggregation": "mean", "higher_is_better": True}
+# the task file's key each config key comes from, to name it in an error
+SOURCE_KEYS = {"prompt_template": "doc_to_text", "target_template": "doc_to_target",
+               "choices_template": "doc_to_choice", "stop": "generation_kwargs",
+               "max_tokens": "generation_kwargs", "do_sample": "generation_kwargs",
+               "temperature": "generation_kwargs", "top_p": "generation_kwargs",
+               "data": "test_split", "fewshot_file": "fewshot_split", "extract": "filter_list",
+               "metrics": "metric_list", "system_prompt": "description", "task": "output_type"}
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LM_EVAL_REGEX_FALLBACK = "[invalid]"
 
@@ -151,7 +158,8 @@ class TaskFile:
             try:
                 values[key] = check_value(key, value)
             except ValueError as exc:
-                raise ConfigError(f"{self.path}: {key} (from the task file) {exc}") from None
+                source = SOURCE_KEYS.get(key, key)
+                raise self.fail(source, str(exc)) from None
         return values
 
     def _refuse_functions(self, value: Any, keys: tuple[str, ...]) -> None:
