@@ -142,6 +142,7 @@ def test_generation_run_with_few_shot_stores_the_prompt_it_generated_from(
     rows = run_rows(out)
     assert [r.prompt for r in rows] == ["2+2=4\n\n3+3=6\n\n1+1=", "1+1=2\n\n3+3=6\n\n2+2=",
                                         "1+1=2\n\n2+2=4\n\n3+3="]
+    assert all(r.error is None and r.prediction is not None for r in rows)
     saved = json.loads((out / "config.json").read_text(encoding="utf-8"))["config"]
     assert saved["num_fewshot"] == 2 and saved["fewshot_delimiter"] == "\n\n"
     # rescoring keeps the stored prompts as they are

@@ -38,7 +38,7 @@ num_fewshot: 2
 fewshot_config:
   sampler: first_n
 generation_kwargs:
-  until: ["<eos>"]
+  until: []  # the demo tokenizer cannot build transformers' stop-string tables
   max_gen_toks: 4
 metric_list:
   - metric: exact_match
@@ -80,7 +80,7 @@ def test_a_task_files_keys_become_config_keys(tmp_path: Path) -> None:
         "prompt_template": "{{prompt}}", "target_template": "answer",
         "target_delimiter": "", "num_fewshot": 2, "fewshot_seed": None,
         "fewshot_file": str(tmp_path / "sums" / "train.jsonl"), "max_tokens": 4,
-        "stop": ["<eos>"], "metrics": ["exact_match"]}
+        "stop": [], "metrics": ["exact_match"]}
 
 
 def test_generation_task_file_end_to_end(tmp_path: Path) -> None:
@@ -90,7 +90,8 @@ def test_generation_task_file_end_to_end(tmp_path: Path) -> None:
     rows = read_predictions(out / "predictions.jsonl")
     assert [r.prompt for r in rows] == [f"5+5=10\n\n6+6=12\n\n{i}+{i}=" for i in range(1, 5)]
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["n"] == 4 and "exact_match" in metrics["metrics"]
+    assert metrics["n"] == 4 and metrics["n_errors"] == 0
+    assert "exact_match" in metrics["metrics"]
 
 
 def test_flags_override_the_task_file(tmp_path: Path) -> None:
@@ -230,3 +231,11 @@ def test_include_merges_the_base_file(tmp_path: Path) -> None:
 def test_data_dir_needs_a_task_file(capsys: pytest.CaptureFixture) -> None:
     assert main(["--no-ui", "--data-dir", "x"]) == 2
     assert "--data-dir" in capsys.readouterr().err
+
+
+def test_without_until_generation_stops_at_the_fewshot_delimiter(tmp_path: Path) -> None:
+    task = sums(tmp_path)
+    task.write_text(GENERATION_TASK.replace("  until: []  # the demo tokenizer cannot build "
+                                            "transformers' stop-string tables\n", ""),
+                    encoding="utf-8")
+    assert task_file_values(task)["stop"] == ["\n\n"]  # lm-eval's default
