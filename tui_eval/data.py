@@ -250,9 +250,9 @@ def _make_sample(record: Any, index: int, number: int, spec: PromptSpec) -> Samp
         raise record
     if not isinstance(record, dict):
         raise BadRecord(f"expected an object, got {type(record).__name__}")
-    references = _record_references(record, spec)
-    return Sample(index=index, id=_sample_id(record, spec.id_field, number),
-                  prompt=_record_text(record, spec, required=True), references=references)
+    prompt = _record_text(record, spec, required=True)
+    return Sample(index=index, id=_sample_id(record, spec.id_field, number), prompt=prompt,
+                  references=_record_references(record, spec))
 
 
 def _sample_id(record: dict[str, Any], id_field: str | None, number: int) -> str:
@@ -292,7 +292,7 @@ def _read_samples(path: Path, spec: PromptSpec, on_bad_line: str, limit: int | N
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found")
     spec.check()  # a broken template fails before any reading
-    sampler = _shot_sampler(path, spec, on_bad_line, make, target_of)
+    sampler = _shot_sampler(path, spec, make, target_of)
     samples: list[S] = []
     skipped: list[str] = []
     seen_ids: set[str] = set()
@@ -319,7 +319,7 @@ def _read_samples(path: Path, spec: PromptSpec, on_bad_line: str, limit: int | N
     return samples, skipped
 
 
-def _shot_sampler(path: Path, spec: PromptSpec, on_bad_line: str, make: Make[S],
+def _shot_sampler(path: Path, spec: PromptSpec, make: Make[S],
                   target_of: Callable[[S], str]) -> ShotSampler | None:
     """The few-shot examples' pool, each rendered as the records are: from fewshot_file,
     or from the data itself (then a record is never its own example)."""
@@ -335,7 +335,7 @@ def _shot_sampler(path: Path, spec: PromptSpec, on_bad_line: str, make: Make[S],
         try:
             sample = make(record, len(pool), number, pool_spec)
         except BadRecord as exc:
-            if same_data and on_bad_line == "skip":  # reported once, as a record
+            if same_data:  # the record itself is reported (or skipped) as a record
                 continue
             raise DataError(f"{where}: {exc} (a few-shot example)") from None
         pool.append((record, Shot(text=sample.prompt, target=target_of(sample))))
@@ -345,7 +345,6 @@ def _shot_sampler(path: Path, spec: PromptSpec, on_bad_line: str, make: Make[S],
         raise DataError(f"{source}: num_fewshot {spec.num_fewshot} needs "
                         f"{spec.num_fewshot} examples{more}, the file has {len(pool)}")
     return sampler
-
 
 
 # ── multiple-choice datasets ────────────────────────────────────────────────────────────
