@@ -231,3 +231,11 @@ def test_a_chat_choice_puts_no_delimiter_before_the_choice(tmp_path: Path,
                      "-o", str(out), "--target-delimiter", delimiter]) == 0
         logprobs.append([r.logprobs for r in run_rows(out)])
     assert logprobs[0] == logprobs[1]
+
+
+def test_a_target_field_a_record_lacks_is_named(qa: Path) -> None:
+    with pytest.raises(DataError) as caught:
+        load_dataset(qa, spec=PromptSpec(prompt_template="{{question}}",
+                                         target_template="solution"))
+    assert str(caught.value) == (f"{qa}:1: target_template uses a missing field "
+                                 "('solution' is undefined)")

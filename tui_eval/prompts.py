@@ -26,6 +26,7 @@ from typing import Any
 # lm-eval's default sampler seed (``fewshot_seed`` of its evaluator)
 LM_EVAL_FEWSHOT_SEED = 1234
 JINJA_MARKS = ("{{", "{%", "{#")
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class TemplateError(ValueError):
@@ -107,6 +108,8 @@ def render_value(template: str, record: dict[str, Any]) -> Any:
     ``[...]`` is a list."""
     if template in record:
         return record[template]
+    if FIELD_NAME.fullmatch(template):  # a field's name, and the record lacks it
+        raise TemplateError(f"uses a missing field ('{template}' is undefined)")
     text = render(template, record, jinja=True)
     stripped = text.strip()
     if len(stripped) >= 2 and stripped[0] == "[" and stripped[-1] == "]":

@@ -21,7 +21,7 @@ from typing import Any
 
 from tui_eval.config import DEFAULTS, check_value
 from tui_eval.errors import ConfigError
-from tui_eval.prompts import LM_EVAL_FEWSHOT_SEED, is_jinja
+from tui_eval.prompts import FIELD_NAME, LM_EVAL_FEWSHOT_SEED, is_jinja
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 OUTPUT_TYPES = {"generate_until": "generate", "multiple_choice": "choice"}
@@ -48,7 +48,6 @@ SOURCE_KEYS = {"prompt_template": "doc_to_text", "target_template": "doc_to_targ
                "temperature": "generation_kwargs", "top_p": "generation_kwargs",
                "data": "test_split", "fewshot_file": "fewshot_split", "extract": "filter_list",
                "metrics": "metric_list", "system_prompt": "description", "task": "output_type"}
-FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LM_EVAL_REGEX_FALLBACK = "[invalid]"
 
 
@@ -235,7 +234,7 @@ class TaskFile:
             raise self.fail(key, "an index (lm-eval's several-inputs tasks) is not supported")
         if is_jinja(value):
             return value
-        if FIELD_NAME.match(value):  # lm-eval reads a bare name as the record's field
+        if FIELD_NAME.fullmatch(value):  # lm-eval reads a bare name as the record's field
             return "{{" + value + "}}" if field_as_jinja else value
         # plain text, the same for every record: a Jinja2 template that is only text
         return "{% raw %}" + value + "{% endraw %}"
