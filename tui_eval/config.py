@@ -31,6 +31,7 @@ from tui_eval.i18n import LANGUAGES
 from tui_eval.metrics import CHOICE_METRICS, METRIC_FUNCTIONS
 from tui_eval.model.oom_policies import OOM_POLICIES
 from tui_eval.model.tuner import TUNE_MODES
+from tui_eval.prompts import TemplateError, check_template
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,6 +85,26 @@ def parse_extract(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a preset name or a regex, got {value!r}")
     return check_extract_spec(value)
+
+
+def parse_prompt_template(value: Any) -> str:
+    """A prompt template that parses: Jinja2, or the older {field} form."""
+    return _parsed_template(value, jinja=None)
+
+
+def parse_jinja_template(value: Any) -> str:
+    """A target or choices template: Jinja2 (a field's name is one too)."""
+    return _parsed_template(value, jinja=True)
+
+
+def _parsed_template(value: Any, *, jinja: bool | None) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a template, got {value!r}")
+    try:
+        check_template(value, jinja=jinja)
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -211,11 +232,45 @@ class EvalConfig:
         None, "Dataset field with the sample id; unset uses 'id' or the line number.",
         type="str", optional=True, label="id field")
     prompt_template: str = setting(
-        "{prompt}", "Prompt text with {field} placeholders from each sample.", type="str",
+        "{prompt}", "Prompt text over each record's fields: a Jinja2 template "
+        "('Question: {{question}}\\nAnswer:', as lm-eval task files write them) or, without "
+        "Jinja's marks, {field} placeholders; {prompt} is the prompt field.", type="str",
+        parse=parse_prompt_template, flags=("--prompt-template",), metavar="TEMPLATE",
         label="template")
+    target_template: str | None = setting(
+        None, "The reference (a choice task: the gold choice, its text or index) as a Jinja2 "
+        "template over the record's fields, or a field's name; also each few-shot example's "
+        "answer. Unset reads the answer field.", type="str", optional=True,
+        parse=parse_jinja_template, label="target tmpl", placeholder="answer field")
+    choices_template: str | None = setting(
+        None, "Choice tasks: the choices as a Jinja2 template that gives a list "
+        "('{{[opa, opb]}}'), a field's name or a list's text ('[\"yes\", \"no\"]'); unset "
+        "reads choices_field.", type="str", optional=True, parse=parse_jinja_template,
+        label="choices tmpl",
+        placeholder="choices field")
+    num_fewshot: int = setting(
+        0, "Few-shot examples put before each prompt: each example's prompt, "
+        "target_delimiter and answer, then fewshot_delimiter (lm-eval's rule).", type="int",
+        minimum=0, flags=("--num-fewshot",), metavar="K", label="few-shot")
+    fewshot_file: str | None = setting(
+        None, "Dataset the few-shot examples come from (any supported format, rendered with "
+        "the same templates); unset takes them from the data itself, never a record's own.",
+        type="str", optional=True, flags=("--fewshot-file",), metavar="FILE",
+        label="few-shot file", placeholder="the data")
+    fewshot_delimiter: str = setting(
+        "\n\n", "Text after each few-shot example.", type="str", label="few-shot delim")
+    fewshot_seed: int | None = setting(
+        None, "Draw each record's few-shot examples with this seed, as lm-eval's default "
+        "sampler does (1234, its default, picks what it picks); unset gives every record "
+        "the first num_fewshot examples.", type="int", optional=True, minimum=0,
+        flags=("--fewshot-seed",), metavar="N", label="few-shot seed", placeholder="first K")
     chat_template: bool = setting(
-        False, "Wrap prompts in the tokenizer's chat template when it has one.", type="bool",
-        label="chat tmpl")
+        False, "Wrap prompts in the tokenizer's chat template when it has one; few-shot "
+        "examples become user/assistant turns.", type="bool", label="chat tmpl")
+    system_prompt: str | None = setting(
+        None, "A system turn before the prompt with chat_template (without it, text put in "
+        "front of the prompt, as lm-eval does).", type="str", optional=True,
+        flags=("--system-prompt",), metavar="TEXT", label="system prompt", placeholder="none")
     do_sample: bool = setting(False, "Sample instead of greedy decoding.", type="bool",
                               label="sample")
     temperature: float = setting(
@@ -270,8 +325,9 @@ class EvalConfig:
         "choices", "Choice tasks: the dataset field with each sample's list of choices.",
         type="str", label="choices field")
     target_delimiter: str = setting(
-        " ", "Choice tasks: the text put between the context and each choice (the built-in "
-        "demo, whose tokenizer has no space, uses '').", type="str",
+        " ", "The text put between a context and each choice (choice tasks) and between a "
+        "few-shot example's prompt and its answer (the built-in demo, whose tokenizer has no "
+        "space, uses '' for choices).", type="str",
         flags=("--target-delimiter",), metavar="TEXT", label="delimiter")
     compile: str = setting(
         "auto", "Static KV cache with the decode step compiled (CUDA graphs): 'on', 'off', or "

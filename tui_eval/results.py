@@ -176,6 +176,9 @@ class PredictionRow:
     new_tokens: int = 0
     error: str | None = None
     truncated: bool = False  # the prompt was cut from the left to fit the context
+    # the prompt's chat turns (few-shot examples, a system prompt) when it has them: what a
+    # chat template wrapped; left out of the line when None
+    turns: list[dict[str, str]] | None = None
     # choice tasks only
     choices: list[str] | None = None
     logprobs: list[float | None] | None = None  # per choice: summed log-probability
@@ -208,6 +211,8 @@ class PredictionRow:
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
+        if self.turns is None:
+            del data["turns"]
         if not self.is_choice:
             for name in CHOICE_ROW_FIELDS:
                 del data[name]

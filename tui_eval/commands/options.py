@@ -36,6 +36,15 @@ def add_config_flags(parser: argparse.ArgumentParser, *, app: bool = False,
     Defaults stay None so that eval.toml shows through."""
     parser.add_argument("-c", "--config", type=Path, metavar="FILE",
                         help="TOML config file (default: ./eval.toml when present)")
+    parser.add_argument("--task-file", type=Path, metavar="YAML",
+                        help="an lm-evaluation-harness task file, read offline: its data, "
+                        "templates, few-shot, generation and scoring keys become config keys "
+                        "(over eval.toml, under the flags given); keys it cannot honour are "
+                        "refused")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="with --task-file: where its dataset's split files are "
+                        "(<dataset_path>/<dataset_name>/<split>.jsonl and the like; default: "
+                        "the task file's directory)")
     for key in KEYS.values():
         if not key.flags or key.name in skip or (key.app_flag and not app):
             continue
@@ -52,7 +61,7 @@ def add_config_flags(parser: argparse.ArgumentParser, *, app: bool = False,
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    """defaults ◄ (a resumed run's config.json) ◄ config file ◄ flags."""
+    """defaults ◄ (a resumed run's config.json) ◄ config file ◄ task file ◄ flags."""
     base: dict[str, Any] | None = None
     if getattr(args, "resume", False):
         # The run's own config.json is the starting point; ./eval.toml is not consulted.
@@ -66,7 +75,16 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         config_file = args.config if args.config is not None else find_default_config()
     if config_file is not None and not config_file.is_file():
         raise UsageError(f"{config_file}: config file not found")
+    task_file, data_dir = getattr(args, "task_file", None), getattr(args, "data_dir", None)
+    if data_dir is not None and task_file is None:
+        raise UsageError("--data-dir: names where a task file's data is; add --task-file")
     flags = {name: getattr(args, name, None) for name in KEYS}
+    if task_file is not None:
+        from tui_eval.taskfile import task_file_values  # yaml: only when a task file is read
+
+        # the task file names this benchmark: over eval.toml, under the flags typed
+        given = {name: value for name, value in flags.items() if value is not None}
+        flags = {**flags, **task_file_values(task_file, data_dir), **given}
     return resolve_config(config_file, flags, base=base)
 
 

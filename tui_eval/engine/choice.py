@@ -73,19 +73,21 @@ class ChoiceTask:
         self.samples = dataset.samples
         tokenizer = backend.tokenizer
         self.options: dict[str, Any] = {
-            "target_delimiter": config.target_delimiter,
+            # with a chat template the choice is the assistant's turn itself: lm-eval puts
+            # no delimiter before it there
+            "target_delimiter": "" if backend.use_chat_template else config.target_delimiter,
             "max_length": resolve_max_length(backend.model_config(), tokenizer),
             "simulate_oom_above": config.simulate_oom_above,
             # a chat template's rendering already holds the BOS token
             "add_special_tokens": False if backend.use_chat_template else None,
         }
         self.encoder = ChoiceScorer(None, tokenizer, backend.device, **self.options)
-        contexts = [replace(s, prompt=backend.render(s.prompt)) for s in self.samples]
+        contexts = [replace(s, prompt=backend.render(s.prompt, s.turns)) for s in self.samples]
         try:
             pairs = self.encoder.encode_samples(contexts)
         except ScoringError as exc:
             raise DataError(f"{dataset.path}: {exc} (target_delimiter is "
-                            f"{config.target_delimiter!r})") from None
+                            f"{self.options['target_delimiter']!r})") from None
         # Pair.sample is the position in dataset.samples, which is the sample's index
         self.pairs_of: dict[int, list[Pair]] = {s.index: [] for s in self.samples}
         for pair in pairs:
@@ -166,7 +168,7 @@ class ChoiceTask:
     def _row(self, sample: ChoiceSample, scored: dict[int, PairOutcome]) -> PredictionRow:
         outcomes = [scored[choice] for choice in range(len(sample.choices))]
         row = PredictionRow(
-            index=sample.index, id=sample.id, prompt=sample.prompt,
+            index=sample.index, id=sample.id, prompt=sample.prompt, turns=sample.turns,
             reference=sample.choices[sample.gold], choices=list(sample.choices),
             logprobs=[o.score.logprob if o.score else None for o in outcomes],
             is_greedy=[o.score.is_greedy if o.score else None for o in outcomes],

@@ -59,7 +59,7 @@ class GenerationTask:
     def check(self, samples: list[Sample], log: LogFn) -> None:
         """Every prompt must fit the model's context with max_tokens, or be cut to fit
         (truncate = "left"); raises UsageError naming the longest otherwise."""
-        self._rendered = {s.index: self.backend.render(s.prompt) for s in samples}
+        self._rendered = {s.index: self.backend.render(s.prompt, s.turns) for s in samples}
         # a large dataset says what it is doing: tokenising it takes seconds
         notice = len(samples) >= TOKENISING_NOTICE_FROM
         started = time.perf_counter()
@@ -172,7 +172,7 @@ class GenerationTask:
         """One short eager call, so that one-time costs do not count against a measurement
         (compiling is the compiled path's own cost, reported apart)."""
         with self.backend.eager():
-            self.backend.generate([self.backend.render(sample.prompt)],
+            self.backend.generate([self.backend.render(sample.prompt, sample.turns)],
                                   max_new_tokens=min(self.config.max_tokens, WARM_UP_TOKENS))
 
     def rows(self, outcomes: list[Outcome]) -> list[PredictionRow]:
@@ -189,6 +189,6 @@ class GenerationTask:
         reference: str | list[str] = (sample.references[0] if len(sample.references) == 1
                                       else sample.references)
         return PredictionRow(index=sample.index, id=sample.id, prompt=sample.prompt,
-                             prediction=prediction, extracted=extracted, reference=reference,
-                             scores=scores, new_tokens=outcome.new_tokens, error=outcome.error,
-                             truncated=sample.index in self.truncated)
+                             turns=sample.turns, prediction=prediction, extracted=extracted,
+                             reference=reference, scores=scores, new_tokens=outcome.new_tokens,
+                             error=outcome.error, truncated=sample.index in self.truncated)

@@ -235,12 +235,15 @@ class HFBackend:
                                      f"{_first_line(exc)}") from None
         return self._config_file
 
-    def render(self, prompt: str) -> str:
-        """The text the model sees: the prompt, wrapped in the chat template when asked."""
+    def render(self, prompt: str, turns: list[dict[str, str]] | None = None) -> str:
+        """The text the model sees: the prompt, or with the chat template its turns (a
+        system turn, few-shot user/assistant pairs, the record; None: one user turn
+        holding the prompt)."""
         if not self.use_chat_template:
             return prompt
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+            turns or [{"role": "user", "content": prompt}], tokenize=False,
+            add_generation_prompt=True)
 
     @property
     def _add_special_tokens(self) -> bool:
