@@ -283,6 +283,20 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "As a chart: tui-eval watch {out}",
         "zh": "图表：tui-eval watch {out}",
     },
+    # where the settings came from: the run log's first line
+    "config_file": {
+        "en": "Config file {path} sets {keys}",
+        "zh": "配置文件 {path} 设置了 {keys}",
+    },
+    "config_file_found": {
+        "en": "Config file {path}, found in the working directory, sets {keys} "
+              "(-c FILE names another)",
+        "zh": "使用工作目录中的配置文件 {path}，设置了 {keys}（可用 -c FILE 指定其他文件）",
+    },
+    "config_file_empty": {
+        "en": "Config file {path} sets no key",
+        "zh": "配置文件 {path} 未设置任何键",
+    },
     # resume, overwrite and signals
     "resume_auto": {
         "en": "{run_dir} holds a run of the same config: resuming it ({done}/{total} samples "
