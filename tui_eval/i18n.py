@@ -54,6 +54,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "开始按对数似然评估 {n} 个样本（{pairs} 个选项），batch_size={batch_size}"
               "（每批的 (上下文, 选项) 对数）",
     },
+    "task_generate_on_index": {
+        "en": "task = generate, but the data's records hold a '{field}' list and an integer "
+              "answer (an index into it): predictions are scored against that number; "
+              "--task choice scores the choices",
+        "zh": "task = generate，但数据记录中有 '{field}' 列表和整数答案（选项的下标）："
+              "预测将与该数字比较评分；--task choice 按选项评分",
+    },
     "task_choice_detected": {
         "en": "The data's records hold a '{field}' list: a multiple-choice task, scored by "
               "log-likelihood (acc, acc_norm); --task generate generates instead",

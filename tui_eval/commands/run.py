@@ -21,6 +21,7 @@ from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, QuietExi
 from tui_eval.events import EventSink, FanOut
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.results import default_run_dir
+from tui_eval.theme_names import theme_not_found
 
 GPUS_TEXT = re.compile(r"^(all|[1-9]\d*)$")
 
@@ -68,6 +69,11 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
 
     world = world_from_env()
     world.join()
+    if world.is_main and config.theme:  # the app warns of it too, and uses its default
+        problem = theme_not_found(config.theme)
+        if problem is not None:
+            print(f"tui-eval: warning: {problem}; the app would use its default",
+                  file=sys.stderr)
     tracker = RunTracker()
     sinks: tuple[EventSink, ...] = (HeadlessPrinter(), tracker) if world.is_main else (tracker,)
     evaluation = Evaluation(config, FanOut(*sinks), resume=resume, overwrite=overwrite,

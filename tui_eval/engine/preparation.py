@@ -16,6 +16,7 @@ from tui_eval.config import DEFAULTS, EvalConfig, check_together
 from tui_eval.data import (
     ChoiceDataset,
     Dataset,
+    answers_by_index,
     is_choice_dataset,
     load_choice_dataset,
     load_dataset,
@@ -71,6 +72,9 @@ def with_demo_defaults(config: EvalConfig, log: LogFn | None = None) -> EvalConf
 def with_task(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
     """An unset task is read from the data: a choice task when its first record holds a
     list under ``choices_field``, else generation."""
+    if config.task == "generate" and log is not None and answers_by_index(
+            config.data or "", config.choices_field, config.answer_field):
+        log("WARNING", "task_generate_on_index", field=config.choices_field)
     if config.task is not None:
         return config
     if is_choice_dataset(config.data or "", config.choices_field):
