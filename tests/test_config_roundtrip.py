@@ -23,7 +23,7 @@ from textual.widgets import Input
 
 from tui_eval.commands.options import config_and_source
 from tui_eval.commands.run import build_parser
-from tui_eval.config import DEFAULTS, KEYS, check_value, format_text
+from tui_eval.config import DEFAULTS, KEYS, check_value, format_text, load_config_file
 from tui_eval.device.monitor import FixedGpuSource, FixedHostSource, HostReading, Sampler
 from tui_eval.formatting import GIB
 from tui_eval.ui.app import EvalApp
@@ -225,3 +225,72 @@ def test_stop_flags_and_sizes_per_device_reach_the_app_run(tiny_model, qa_data, 
                 "device_map": "sequential"}
     shown = check_round_trip(tmp_path, monkeypatch, toml, flags, expected)
     assert shown["stop"] == '["\\n", "Q:", "é\\t"]'
+
+
+def quiet_app(config: Any, **options: Any) -> EvalApp:
+    sampler = Sampler(FixedGpuSource(unavailable="no GPU"),
+                      FixedHostSource(HostReading(10.0, 2 * GIB, 8 * GIB)), clock=lambda: 0.0)
+    return EvalApp(config, sampler=sampler, theme_directories=[], **options)
+
+
+SAVED = """\
+# my settings
+max_memory = {cpu = "2GiB"}   # a table, as written by hand
+device_map = "sequential"
+stop = ["\\n"]                 # one newline
+"""
+
+
+def test_ctrl_s_writes_only_what_was_changed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    toml = tmp_path / "eval.toml"
+    toml.write_text(SAVED, encoding="utf-8")
+    args = build_parser().parse_args(["-c", "eval.toml", "--max-tokens", "3"])
+    config, _ = config_and_source(args)
+    app = quiet_app(config, config_path=args.config)
+
+    async def scenario() -> None:
+        async with app.run_test(size=APP_SIZE) as pilot:
+            await pilot.press("ctrl+s")  # nothing changed: the file is left as it is
+            await pilot.pause()
+            assert toml.read_text(encoding="utf-8") == SAVED
+            field = app.query_one("#edit-batch_size", Input)
+            field.focus()
+            field.value = ""
+            await pilot.press("8", "escape", "ctrl+s")
+            await wait_for(pilot, lambda: "batch_size" in toml.read_text(encoding="utf-8"))
+            # the flag's max_tokens and the file's own spelling of its values stay out
+            assert toml.read_text(encoding="utf-8") == SAVED + "\nbatch_size = 8\n"
+            field.focus()
+            field.value = ""
+            await pilot.press("4", "escape", "ctrl+s")  # back to the start: saved too
+            await wait_for(pilot, lambda: "batch_size = 4" in toml.read_text(encoding="utf-8"))
+
+    asyncio.run(scenario())
+    assert load_config_file(toml) == {"max_memory": "cpu=2GiB", "device_map": "sequential",
+                                      "stop": ["\n"], "batch_size": 4}
+
+
+def test_a_value_the_form_cannot_show_is_kept_read_only(tmp_path):
+    from dataclasses import replace
+
+    from textual.widgets import Static
+
+    from tui_eval.config import EvalConfig
+    from tui_eval.ui.widgets.config_form import KEPT_NOTE
+
+    # not a value any loader gives; it stands for one the form's text cannot carry
+    config = replace(EvalConfig(), stop=[1, "\n"])
+    app = quiet_app(config)
+
+    async def scenario() -> None:
+        async with app.run_test(size=APP_SIZE) as pilot:
+            await pilot.pause()
+            field = app.query_one("#edit-stop", Input)
+            assert field.disabled
+            note = app.query_one("#error-stop", Static)
+            assert note.display and str(note.render()) == KEPT_NOTE
+            assert app.config_pane.config().stop == [1, "\n"]
+            assert app.config_pane.errors() == {} and app.config_pane.unsaved() == {}
+
+    asyncio.run(scenario())

@@ -55,6 +55,7 @@ class ConfigPane(VerticalScroll):
         # the values as loaded or last saved: ctrl+s writes only the keys changed since
         self._saved: dict[str, Any] = dict(self._values)
         self._errors: dict[str, str] = {}
+        self._kept: set[str] = set()  # shown read-only: their text is not read back
         self.theme_names = theme_names
         self.read_only = read_only
 
@@ -67,6 +68,8 @@ class ConfigPane(VerticalScroll):
             kept = isinstance(editor, Input) and not shows_exactly(key.name,
                                                                    self._values[key.name])
             editor.disabled = self.read_only or kept
+            if kept:
+                self._kept.add(key.name)
             with Vertical(classes="field", id=f"field-{key.name}"):
                 with Horizontal(classes="field-row"):
                     yield label
@@ -158,6 +161,8 @@ class ConfigPane(VerticalScroll):
     def _input_changed(self, event: Input.Changed) -> None:
         event.stop()
         key = (event.input.id or "").removeprefix("edit-")
+        if key in self._kept:
+            return
         value, error = validate_text(key, event.value)
         if error is None:
             self._accept(key, value)
