@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +48,8 @@ TASKS = ("generate", "choice")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 INT_TEXT = re.compile(r"^[+-]?\d+$")
-MAX_MEMORY_EXPECTED = ("a fraction from 0 to 1 (0.5) or a size such as 20GiB (with "
+MAX_MEMORY_EXPECTED = ("a fraction of the card above 0 and up to 1 (0.5) or a size such as "
+                       "20GiB (with "
                        f"device_map, sizes per device such as {DEVICE_BUDGETS_EXAMPLE})")
 _NUMBER_TEXT = re.compile(r"^\s*\d*\.?\d+\s*$")
 
@@ -281,8 +284,10 @@ class EvalConfig:
         label="top p")
     seed: int = setting(0, "Random seed for sampling.", type="int", minimum=0, label="seed")
     stop: list[str] = setting(
-        [], "Stop strings: each prediction ends where one first appears.", type="list[str]",
-        label="stop")
+        [], "Stop strings: each prediction ends where one first appears. --stop is "
+        "repeatable and reads TOML's escapes (--stop '\\n' --stop 'Q:'); given, it replaces "
+        "the file's list.", type="list[str]", flags=("--stop",), metavar="TEXT", label="stop",
+        placeholder="none")
     on_bad_line: str = setting(
         "error", "A malformed dataset line: 'error' stops, 'skip' skips and counts it.",
         type="str", choices=BAD_LINE_POLICIES, label="bad lines")
@@ -406,6 +411,8 @@ def check_value(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"must be {expected}, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # nan passes every comparison, and is not JSON
+            raise ValueError(f"must be {_describe(rule, with_auto=False)}, got {value!r}")
     elif rule.type == "str":
         if not isinstance(value, str):
             raise ValueError(f"must be {expected}, got {value!r}")
@@ -431,10 +438,94 @@ def check_value(key: str, value: Any) -> Any:
 
 
 # ── text, as typed in a flag or a form field, to values and back ──────────────────────
+#
+# The form shows every value as a user would type it in TOML: a plain string as it is, a
+# string that plain text cannot show (control characters, spaces at its ends, empty, an
+# opening quote) as a TOML string ("\nQ:"), a list as a TOML array (["\n", "Q:"]), a list
+# of names as "a, b". What is typed back is read with the same rules, so that every value
+# round-trips exactly: parse_text(rule, format_text(value, rule)) == value.
+
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"',
+            "\\": "\\"}
+_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.?)", re.DOTALL)
+_SHOWN_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r",
+                  '"': '\\"', "\\": "\\\\"}
+
+
+def unescape(text: str) -> str:
+    """TOML's basic-string escapes (\\n, \\t, \\", \\\\, \\uXXXX …) in unquoted text, as
+    typed after --stop; ValueError names an escape TOML does not have."""
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code[:1] in ("u", "U") and len(code) > 1:
+            try:
+                return chr(int(code[1:], 16))
+            except ValueError:  # above U+10FFFF
+                raise ValueError(f"\\{code} is not a character") from None
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        raise ValueError(f"unknown escape '\\{code}' (TOML's are \\n \\t \\\" \\\\ "
+                         "\\uXXXX; write \\\\ for a backslash)")
+    return _ESCAPE.sub(one, text)
+
+
+def _needs_escape(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quoted, control characters escaped."""
+    out = []
+    for char in text:
+        if char in _SHOWN_ESCAPES:
+            out.append(_SHOWN_ESCAPES[char])
+        elif _needs_escape(char):
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _plain(text: str) -> bool:
+    """Whether a string shows as itself: nothing invisible, nothing read as a quote."""
+    return (text != "" and text == text.strip() and not text.startswith(('"', "'"))
+            and not any(_needs_escape(char) for char in text))
+
+
+def format_text(value: Any, rule: Rule | None = None) -> str:
+    """A value as a form field shows it (and as it would be typed back)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        if not value:
+            return ""
+        if rule is not None and rule.choices and all(item in rule.choices for item in value):
+            return ", ".join(value)  # names: read as they are
+        return "[" + ", ".join(toml_string(item) if isinstance(item, str) else repr(item)
+                               for item in value) + "]"
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    if isinstance(value, str):
+        return value if _plain(value) else toml_string(value)
+    return str(value)
+
+
+def _toml_value(text: str, what: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"must be {what} as TOML writes it, got {text!r} "
+                         f"({toml_error_location(exc)[1]})") from None
+
 
 def parse_text(rule: Rule, text: str) -> Any:
-    """What the user typed, as the value the rule checks: numbers become numbers, lists are
-    comma-separated (or a TOML array), an empty optional field is unset."""
+    """What the user typed in a form field, as the value the rule checks: numbers become
+    numbers; a string in quotes is a TOML string (escapes read), other text is taken as
+    typed; a list is a TOML array, or comma-separated items (escapes read); an empty
+    optional field is unset. ValueError: a quoted string or an array TOML cannot read."""
     stripped = text.strip()
     if stripped == "" and rule.optional:
         return None
@@ -451,12 +542,21 @@ def parse_text(rule: Rule, text: str) -> Any:
         return {"true": True, "false": False}.get(stripped.lower(), stripped)
     if rule.type == "list[str]":
         if stripped.startswith("["):
-            try:
-                return tomllib.loads(f"v = {stripped}")["v"]
-            except tomllib.TOMLDecodeError:
-                return stripped
-        return [item.strip() for item in stripped.split(",") if item.strip()]
+            return _toml_value(stripped, 'a TOML array such as ["\\n", "Q:"]')
+        return [unescape(item.strip()) for item in stripped.split(",") if item.strip()]
+    if stripped.startswith(('"', "'")):
+        return _toml_value(stripped, "a TOML string such as \"\\nQ:\"")
     return text
+
+
+def parse_flag(rule: Rule, value: Any) -> Any:
+    """A flag's value as the rule checks it: the shell has already given the exact text,
+    so a string is taken as it is; a repeatable flag's items (--stop) read escapes."""
+    if isinstance(value, list):
+        return [unescape(item) if isinstance(item, str) else item for item in value]
+    if isinstance(value, str) and rule.type == "str":
+        return None if value.strip() == "" and rule.optional else value
+    return parse_text(rule, value) if isinstance(value, str) else value
 
 
 def validate_text(key: str, text: str) -> tuple[Any, str | None]:
@@ -467,17 +567,13 @@ def validate_text(key: str, text: str) -> tuple[Any, str | None]:
         return None, f"{key}: {exc}"
 
 
-def format_text(value: Any) -> str:
-    """A value as a form field shows it."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ", ".join(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+def shows_exactly(key: str, value: Any) -> bool:
+    """Whether the form's text for ``value`` reads back as that very value."""
+    try:
+        return check_value(key, parse_text(KEYS[key].rule,
+                                           format_text(value, KEYS[key].rule))) == value
+    except ValueError:
+        return False
 
 
 # ── the TOML file and the layers ──────────────────────────────────────────────────────
@@ -535,26 +631,47 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return values
 
 
+@dataclass(frozen=True)
+class ConfigSource:
+    """The TOML file a run's settings came from, named in the run log's first lines."""
+
+    path: str
+    keys: tuple[str, ...]  # the keys the file sets, in its order
+    found: bool = False  # ./eval.toml picked up from the working directory, not named by -c
+
+
 def resolve_config(config_file: Path | None, flag_values: dict[str, Any],
                    base: dict[str, Any] | None = None) -> EvalConfig:
     """defaults ◄ base ◄ config file ◄ flags, each layer validated; a flag's error names
     the flag. ``base`` holds already validated values (a resumed run's saved config);
     flag values are the text typed (or values already of the key's type)."""
+    return resolve_with_source(config_file, flag_values, base)[0]
+
+
+def resolve_with_source(config_file: Path | None, flag_values: dict[str, Any],
+                        base: dict[str, Any] | None = None, *, found: bool = False,
+                        task_values: dict[str, Any] | None = None,
+                        ) -> tuple[EvalConfig, ConfigSource | None]:
+    """``resolve_config``, and the file with the keys it set (None without a file).
+    ``task_values``: a task file's values, already validated, between the file and flags."""
     merged: dict[str, Any] = dict(base or {})
+    source = None
     if config_file is not None:
-        merged.update(load_config_file(config_file))
+        from_file = load_config_file(config_file)
+        merged.update(from_file)
+        source = ConfigSource(str(config_file), tuple(from_file), found)
+    merged.update(task_values or {})
     for name, value in flag_values.items():
         if value is None:
             continue
         key = KEYS[name]
         try:
-            typed = parse_text(key.rule, value) if isinstance(value, str) else value
-            merged[name] = check_value(name, typed)
+            merged[name] = check_value(name, parse_flag(key.rule, value))
         except ValueError as exc:
             raise ConfigError(f"{key.flag}: {exc}") from None
     config = EvalConfig(**merged)
     check_together(config)
-    return config
+    return config, source
 
 
 def check_together(config: EvalConfig) -> None:

@@ -488,6 +488,19 @@ def is_choice_dataset(path: str | Path, choices_field: str = CHOICES_FIELD) -> b
     return False
 
 
+def answers_by_index(path: str | Path, choices_field: str = CHOICES_FIELD,
+                     answer_field: str | None = None) -> bool:
+    """Whether the first record holds a list of choices and an integer answer: an index
+    into them, which a generation task would score text against."""
+    if not is_choice_dataset(path, choices_field):
+        return False
+    for _, _, record in _records(Path(path)):
+        names = (answer_field,) if answer_field else ANSWER_FIELDS
+        answer = next((record[name] for name in names if name in record), None)
+        return isinstance(answer, int) and not isinstance(answer, bool)
+    return False
+
+
 def load_choice_dataset(path: str | Path, *, prompt_template: str = "{prompt}",
                         prompt_field: str | None = None, choices_field: str = CHOICES_FIELD,
                         answer_field: str | None = None, id_field: str | None = None,

@@ -54,6 +54,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "开始按对数似然评估 {n} 个样本（{pairs} 个选项），batch_size={batch_size}"
               "（每批的 (上下文, 选项) 对数）",
     },
+    "task_generate_on_index": {
+        "en": "task = generate, but the data's records hold a '{field}' list and an integer "
+              "answer (an index into it): predictions are scored against that number; "
+              "--task choice scores the choices",
+        "zh": "task = generate，但数据记录中有 '{field}' 列表和整数答案（选项的下标）："
+              "预测将与该数字比较评分；--task choice 按选项评分",
+    },
     "task_choice_detected": {
         "en": "The data's records hold a '{field}' list: a multiple-choice task, scored by "
               "log-likelihood (acc, acc_norm); --task generate generates instead",
@@ -282,6 +289,20 @@ MESSAGES: dict[str, dict[str, str]] = {
     "bench_chart": {
         "en": "As a chart: tui-eval watch {out}",
         "zh": "图表：tui-eval watch {out}",
+    },
+    # where the settings came from: the run log's first line
+    "config_file": {
+        "en": "Config file {path} sets {keys}",
+        "zh": "配置文件 {path} 设置了 {keys}",
+    },
+    "config_file_found": {
+        "en": "Config file {path}, found in the working directory, sets {keys} "
+              "(-c FILE names another)",
+        "zh": "使用工作目录中的配置文件 {path}，设置了 {keys}（可用 -c FILE 指定其他文件）",
+    },
+    "config_file_empty": {
+        "en": "Config file {path} sets no key",
+        "zh": "配置文件 {path} 未设置任何键",
     },
     # resume, overwrite and signals
     "resume_auto": {

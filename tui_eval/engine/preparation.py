@@ -17,6 +17,7 @@ from tui_eval.data import (
     ChoiceDataset,
     Dataset,
     PromptSpec,
+    answers_by_index,
     is_choice_dataset,
     load_choice_dataset,
     load_dataset,
@@ -73,6 +74,9 @@ def with_demo_defaults(config: EvalConfig, log: LogFn | None = None) -> EvalConf
 def with_task(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
     """An unset task is read from the data: a choice task when its first record holds a
     list under ``choices_field`` (or a choices_template is set), else generation."""
+    if config.task == "generate" and log is not None and answers_by_index(
+            config.data or "", config.choices_field, config.answer_field):
+        log("WARNING", "task_generate_on_index", field=config.choices_field)
     if config.task is not None:
         return config
     if config.choices_template is not None or is_choice_dataset(config.data or "",
