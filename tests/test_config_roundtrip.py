@@ -45,6 +45,9 @@ AWKWARD: dict[str, Any] = {
     "extract": r"(\d+)\s*$", "truncate": "left", "task": "generate", "choices_field": "选项",
     "target_delimiter": "\t", "compile": "off", "retune": True,
     "device_map": None,  # unset here: it needs sizes per device (the third case)
+    "target_template": "{{ answer }}", "choices_template": None,  # a choice task: not here
+    "num_fewshot": 1, "fewshot_delimiter": "\n\n###\t", "fewshot_seed": 3,
+    "system_prompt": "Réponds\tcourt.\n",
 }
 # where the run must go, the same for both runs (relative: each runs in its own directory)
 FIXED = {"device": "cpu", "output_dir": "out"}
@@ -85,7 +88,7 @@ def file_values(model: Path, data: Path, **changes: Any) -> dict[str, Any]:
     for name in KEYS:
         if name == "model":
             values[name] = str(model)
-        elif name == "data":
+        elif name in ("data", "fewshot_file"):
             values[name] = str(data)
         elif name in FIXED:
             values[name] = FIXED[name]
