@@ -190,17 +190,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "已达到调整预算：已用 {spent:.2f}s，下一次探测后为 {after:.2f}s，超过预算 "
               "{budget:.2f}s（预计运行时间 {run:.1f}s 的十分之一）；保留目前最好的 batch_size",
     },
-    "tune_predicted": {
-        "en": "Memory per row at full length ≈ {per_row}; {usable} reachable, so up to "
-              "{fit} rows should stay under {percent:.0f}%: starting there",
-        "zh": "满长度时每行约占 {per_row}；可用 {usable}，预计最多 {fit} 行不超过 "
-              "{percent:.0f}%：从这里开始",
-    },
-    "tune_full_length_skipped": {
-        "en": "Batch size {batch_size} not confirmed at full length: that call (~{seconds:.1f}s) "
-              "is over the tuning budget; an OOM in the run is handled by the OOM policy",
-        "zh": "batch_size={batch_size} 未做满长度确认：该调用（约 {seconds:.1f}s）超出调整预算；"
-              "运行中若内存不足由 OOM 策略处理",
+    "tune_from_memory": {
+        "en": "Memory per row: KV cache {kv} + activations {activations} (measured at "
+              "{candidate} rows); {usable} reachable, so up to {fit} rows stay under "
+              "{percent:.0f}%: confirming {size}",
+        "zh": "每行内存：KV 缓存 {kv} + 激活 {activations}（在 {candidate} 行处测得）；"
+              "可用 {usable}，最多 {fit} 行不超过 {percent:.0f}%：确认 {size}",
     },
     "tune_from_cache": {
         "en": "Batch size {batch_size} from the tune cache ({path}), tuned {when}; --retune "
