@@ -138,16 +138,23 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "tune_started": {
         "en": "Tuning the batch size ({mode}): short probes on the longest prompts, figures "
-              "predicted for {max_tokens} new tokens, sizes up to {ceiling}, at most a tenth "
-              "of the estimated run",
+              "predicted for {max_tokens} new tokens, sizes up to {ceiling}, {limit}",
         "zh": "自动调整 batch_size（{mode}）：用最长的提示做短探测，按 {max_tokens} 个新 token "
-              "预测，最大尝试 {ceiling}，用时不超过预计运行时间的十分之一",
+              "预测，最大尝试 {ceiling}，{limit}",
+    },
+    "tune_limit_budget": {
+        "en": "at most a tenth of the estimated run",
+        "zh": "用时不超过预计运行时间的十分之一",
+    },
+    "tune_limit_none": {
+        "en": "no time limit: doubling until OOM",
+        "zh": "不限时：倍增直到内存不足",
     },
     "tune_started_choice": {
         "en": "Tuning the batch size ({mode}): forward passes over the longest (context, "
-              "choice) pairs, sizes up to {ceiling}",
+              "choice) pairs, sizes up to {ceiling}, {limit}",
         "zh": "自动调整 batch_size（{mode}）：对最长的 (上下文, 选项) 对做前向计算，最大尝试 "
-              "{ceiling}",
+              "{ceiling}，{limit}",
     },
     "tune_table_row": {"en": "{row}", "zh": "{row}"},
     "tune_chosen": {

@@ -26,6 +26,7 @@ from tui_eval.batching.table import fixed_width_row, headers, table_row
 from tui_eval.cancel import CancelToken
 from tui_eval.events import EventSink, RunLog, TuneFinished, TuneStep
 from tui_eval.formatting import format_bytes
+from tui_eval.i18n import message
 from tui_eval.results import TuneProbe, TuneResult
 
 PREFER_SMALLER_WITHIN = 0.03  # throughput this close to the best is a tie: take less memory
@@ -118,8 +119,10 @@ class BatchSizeTuner:
     def run(self) -> TuneResult:
         self.started = self.clock()
         ceiling = max(1, min(self.max_batch_size, len(self.prompts)))
+        limit = message("tune_limit_none" if self.budget.share is None
+                        else "tune_limit_budget", self.lang)
         self.log("INFO", self.started_message, mode=self.mode, ceiling=ceiling,
-                 max_tokens=self.max_tokens)
+                 max_tokens=self.max_tokens, limit=limit)
         with self.prober.probing():
             self.prober.warm_up()
             self.log("INFO", "tune_table_row",
