@@ -419,6 +419,10 @@ def test_a_budget_cut_search_on_a_rising_curve_chooses_a_predicted_size() -> Non
     assert any("not probed" in e.message for e in events if isinstance(e, LogLine))
     assert [e for e in events if isinstance(e, TuneStep)][-1].status == "predicted"
     assert "64 ◀" in tune_table(result) and "none" in tune_table(result)
+    measured = len(result.probes) - 1
+    chosen_line = next(e.message for e in events
+                       if isinstance(e, LogLine) and e.message.startswith("Chosen batch size"))
+    assert f"; {measured} probes took" in chosen_line  # the predicted row is no probe
 
 
 def test_no_size_is_predicted_past_an_oom_a_decline_or_a_finished_search() -> None:
