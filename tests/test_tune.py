@@ -513,6 +513,16 @@ def test_memory_mode_is_capped_by_the_dataset_and_the_max_batch_size() -> None:
     assert small.run().chosen_batch_size == 20
 
 
+def test_memory_mode_says_when_it_cannot_read_the_memory() -> None:
+    events: list[Event] = []
+    tuner = tuner_for(FakeBackend(1000), 20, mode="memory", usable_memory=lambda: None,
+                      sink=events.append)
+    assert tuner.run().chosen_batch_size == 20
+    assert [(p.batch_size, p.status) for p in tuner.probes] == [(20, "ok")]
+    assert any(e.level == "WARNING" and "cannot be read" in e.message
+               for e in events if isinstance(e, LogLine))
+
+
 def test_memory_mode_bucket_sizes() -> None:
     assert [bucket_down(n) for n in (1, 5, 7, 8, 9, 15, 33, 47, 1000)] == [
         1, 5, 7, 8, 8, 14, 32, 40, 896]

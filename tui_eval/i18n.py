@@ -142,6 +142,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "自动调整 batch_size（{mode}）：用最长的提示做短探测，按 {max_tokens} 个新 token "
               "预测，最大尝试 {ceiling}，{limit}",
     },
+    "tune_memory_unknown": {
+        "en": "The memory of {device} cannot be read: probing the largest size, {size}",
+        "zh": "无法读取 {device} 的内存：探测最大尺寸 {size}",
+    },
     "tune_limit_budget": {
         "en": "at most a tenth of the estimated run",
         "zh": "用时不超过预计运行时间的十分之一",

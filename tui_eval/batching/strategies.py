@@ -284,13 +284,16 @@ class FromMemory(SearchStrategy):
         """The largest bucketed size, at most ``ceiling``, predicted to fit. The KV cache of
         a row (``kv_bytes_per_token`` × ``row_tokens``) gives a candidate size; short calls
         of 1 row and of the candidate measure the base and what a row takes (activations
-        and the prompt's cache), to which the cache still to grow is added (nothing on the
-        static path, whose cache is whole from the prefill)."""
+        and the prompt's cache), to which the cache of the tokens still to come is added
+        (a short call's cache, static or dynamic, holds only its own tokens)."""
         usable = t.usable_memory()
         kv_row = t.kv_bytes_per_token * t.row_tokens
         one = t.prober.short_call(1)
-        if usable is None or one.oom or one.peak_memory_bytes is None or ceiling == 1:
-            return 1 if one.oom else ceiling
+        if one.oom or ceiling == 1:
+            return 1
+        if usable is None or one.peak_memory_bytes is None:
+            t.log("WARNING", "tune_memory_unknown", device=t.prober.device, size=ceiling)
+            return ceiling
         room = usable * t.memory_headroom - one.peak_memory_bytes
         candidate = min(ceiling, max(2, math.floor(room / kv_row) if kv_row > 0 else ceiling))
         candidate = bucket_down(candidate) if candidate < ceiling else ceiling
@@ -302,7 +305,8 @@ class FromMemory(SearchStrategy):
         if run.oom or run.peak_memory_bytes is None:
             return 1
         measured = max(0.0, (run.peak_memory_bytes - one.peak_memory_bytes) / (candidate - 1))
-        to_grow = t.prober.kv_bytes_per_token * max(0, t.prober.max_tokens - run.new_tokens)
+        # a short call's cache, static or dynamic, holds only its own tokens
+        to_grow = t.kv_bytes_per_token * max(0, t.prober.max_tokens - run.new_tokens)
         per_row = max(1.0, measured + to_grow)
         base = one.peak_memory_bytes - measured
         fit = max(1, math.floor((usable * t.memory_headroom - base) / per_row))
