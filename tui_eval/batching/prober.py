@@ -70,8 +70,15 @@ class Prober:
 
     def warm_up(self) -> None:
         """The first call pays one-time costs (kernels, allocator, caches) that would
-        otherwise make batch size 1 look slow. An OOM here shows again in the first probe."""
-        self.short_call(1)
+        otherwise make batch size 1 look slow. Not metered: on a short run's budget the
+        meter's own cost counts. An OOM here shows again in the first probe."""
+        try:
+            self.warm_up_call(1)
+        except Exception as exc:  # noqa: BLE001 - only an OOM is expected here
+            if not self.hooks.is_oom(exc):
+                raise
+            del exc
+            self.hooks.free_memory()
 
     def short_call(self, size: int) -> ProbeRun:
         """``warm_up_call`` of ``size`` rows, metered; an OOM is a result."""
