@@ -791,3 +791,18 @@ def test_config_defaults_for_tuning() -> None:
     assert (config.tune_mode, config.max_batch_size, config.memory_headroom,
             config.max_memory) == ("power", 256, 0.9, None)
     assert replace(config, batch_size="auto").batch_size == "auto"
+
+
+def test_the_mode_a_tune_uses() -> None:
+    from tui_eval.engine.choice import ChoiceTask
+    from tui_eval.engine.generation import GenerationTask
+    from tui_eval.engine.tuning import search_mode
+
+    generation = object.__new__(GenerationTask)
+    choice = object.__new__(ChoiceTask)
+    config = EvalConfig(tune_mode="binsearch")
+    # -b auto of a generation on CUDA: from memory; otherwise (CPU, choice, tune) the config's
+    assert search_mode(config, generation, "cuda:0", explicit=False) == "memory"
+    assert search_mode(config, generation, "cuda:0", explicit=True) == "binsearch"
+    assert search_mode(config, generation, "cpu", explicit=False) == "binsearch"
+    assert search_mode(config, choice, "cuda", explicit=False) == "binsearch"
