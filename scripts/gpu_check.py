@@ -553,7 +553,8 @@ def auto_repeat_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu:
                             "whole process s", "probes", "result"], rows)
     note = (f"{AUTO_RUNS} fresh processes, {tokens} new tokens: sizes {sizes}, "
             f"{'the same' if agree else 'NOT the same'} in {len(sizes)}/{AUTO_RUNS}."
-            + ("" if cpu else " Targets: whole process <= 15 s, tuning <= 2 s, 3/3 the same."))
+            + (" On the CPU -b auto sizes by timing: the sizes need not agree." if cpu
+               else " Targets: whole process <= 15 s, tuning <= 2 s, 3/3 the same."))
     say(table)
     say(note)
     out = workdir / "tune-doubling"
