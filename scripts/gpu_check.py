@@ -13,15 +13,20 @@ compile group (``--only compile``):
    peak memory, and whether compile on gives the same text;
 3. ``tui-eval --no-ui -b auto`` on 1,024 prompts, 64 new tokens: tuning time against the
    run it tuned (tune.json, metrics.json: tune_seconds, generation and compile seconds,
-   the compile auto decision), then ``tui-eval tune`` with the same key: from the cache;
+   the compile auto decision);
 4. the decode step through ``HFBackend``, compile off vs on, 64 prompts of ~128 tokens:
    ms per step, tokens/s, GPU utilisation, compile time of the first call;
 5. ``-b auto --compile on``: tuning on the static cache, then the compiled run;
 
+auto group (``--only auto``, about 150 s on the GPU):
+5b. ``tui-eval --no-ui -b auto`` three times in fresh processes on 1,024 prompts, 64 new
+   tokens (chosen size, tuning seconds, whole-process wall clock, whether the sizes
+   agree), then ``tui-eval tune`` once: the doubling from 1 with its probes;
+
 cli group (``--only cli``):
 6. ``tui-eval bench`` at 1, 4, 16, 64 in bfloat16, then ``--task choice`` (pairs/s) on
    256 four-choice records;
-7. ``tui-eval tune`` under ``--max-memory`` (the tuner starts from the size predicted to fit);
+7. ``tui-eval tune`` under ``--max-memory`` (doubling to the OOM, then bisecting);
 8. a run whose first batch hits a real OOM under the same cap, every sample scored
    (default policy, then the seed's ``single`` policy with its two log lines).
 
@@ -479,8 +484,7 @@ AUTO_HEADER = ["run", "batch size", "tuning s", "generation s", "compile s",
 
 def cli_auto_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bool,
                    left: float, report: Report, compile_mode: str = "auto") -> bool:
-    """``tui-eval --no-ui -b auto``: what tuning cost against the run it tuned; then
-    ``tui-eval tune`` with the same key, answered from the tune cache."""
+    """``tui-eval --no-ui -b auto``: what tuning cost against the run it tuned."""
     tokens = "16" if cpu else "64"
     deadline = time.monotonic() + left  # the stage's share of the budget, for both calls
     out = workdir / f"auto-compile-{compile_mode}"
@@ -490,13 +494,6 @@ def cli_auto_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bo
                    timeout=min(deadline - time.monotonic() - 25, 240), cpu=cpu)
     metrics, tune = read_json(out / "metrics.json"), read_json(out / "tune.json")
     rows = [auto_row(f"-b auto --compile {compile_mode}", metrics, tune)]
-    again = workdir / f"tune-again-{compile_mode}"
-    code_again = run_cli(["tune", *flags, "-o", str(again)], cwd=workdir,
-                         timeout=min(deadline - time.monotonic() - 5, 90), cpu=cpu)
-    cached = read_json(again / "tune.json")
-    rows.append(["tui-eval tune, same key", cached["chosen_batch_size"],
-                 f"{cached['seconds']:.3f}", "-", "-", "-", "-", "-", len(cached["probes"]),
-                 cached.get("stopped_by"), cached.get("from_cache")])
     table = markdown_table(AUTO_HEADER, rows)
     probes = markdown_table(
         ["batch size", "status", "predicted s per batch", "samples/s", "peak GiB (full length)",
@@ -517,7 +514,70 @@ def cli_auto_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bo
     say(note)
     report.add(f"-b auto --compile {compile_mode}: tuning against the run it tuned",
                table + "\n\nProbes:\n\n" + probes + "\n\n" + note)
-    return code == 0 and code_again == 0 and cached.get("from_cache") is True
+    return code == 0
+
+AUTO_RUNS = 3
+
+
+def auto_repeat_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bool,
+                      left: float, report: Report) -> bool:
+    """``tui-eval --no-ui -b auto`` three times, each a fresh process tuning afresh
+    (``--retune``), on the -b auto dataset with 64 new tokens: the size chosen, the tuning
+    seconds (tune.json), the whole process's wall clock taken here, and whether the sizes
+    agree (on CUDA the size comes from memory, not timing); then ``tui-eval tune`` once,
+    the doubling action, with its probes. Each call gets its share of what is left."""
+    tokens = "16" if cpu else "64"
+    deadline = time.monotonic() + left - 5
+    flags = ["-m", str(model_dir), "-d", str(workdir / "auto.jsonl"), "--max-tokens", tokens,
+             "--lang", "en", *device]
+    rows, sizes, ok = [], [], True
+    for index in range(1, AUTO_RUNS + 1):
+        out = workdir / f"auto-repeat-{index}"
+        calls_left = AUTO_RUNS - index + 2  # these runs and the tune
+        started = time.monotonic()
+        code = run_cli(["--no-ui", "-b", "auto", "--retune", *flags, "-o", str(out)],
+                       cwd=workdir, cpu=cpu,
+                       timeout=min((deadline - time.monotonic()) / calls_left, 60))
+        wall = time.monotonic() - started
+        if code != 0 or not (out / "tune.json").exists():
+            say(f"!! run {index}: exit code {code}, no tune.json: not counted")
+            rows.append([index, "-", "-", "-", f"{wall:.1f}", "-", f"exit {code}"])
+            ok = False
+            continue
+        tune = read_json(out / "tune.json")
+        sizes.append(tune["chosen_batch_size"])
+        rows.append([index, tune["chosen_batch_size"], tune["mode"], f"{tune['seconds']:.2f}",
+                     f"{wall:.1f}", len(tune["probes"]), f"exit {code}"])
+    agree = len(sizes) == AUTO_RUNS and len(set(sizes)) == 1
+    table = markdown_table(["run", "chosen", "mode", "tuning s (tune.json)",
+                            "whole process s", "probes", "result"], rows)
+    note = (f"{AUTO_RUNS} fresh processes, {tokens} new tokens: sizes {sizes}, "
+            f"{'the same' if agree else 'NOT the same'} in {len(sizes)}/{AUTO_RUNS}."
+            + (" On the CPU -b auto sizes by timing: the sizes need not agree." if cpu
+               else " Targets: whole process <= 15 s, tuning <= 2 s, 3/3 the same."))
+    say(table)
+    say(note)
+    out = workdir / "tune-doubling"
+    code = run_cli(["tune", *flags, "-o", str(out)], cwd=workdir, cpu=cpu,
+                   timeout=max(5.0, deadline - time.monotonic()))
+    probes_table = "tui-eval tune: no tune.json"
+    if (out / "tune.json").exists():
+        tuned = read_json(out / "tune.json")
+        probes_table = markdown_table(
+            ["batch size", "status", "predicted s per batch", "samples/s",
+             "peak GiB (full length)", "probe s"],
+            [[p["batch_size"], p["status"], f"{p['seconds']:.2f}", f"{p['samples_per_s']:.1f}",
+              gib_text(p["peak_memory_bytes"]), f"{p.get('probe_seconds', 0.0):.2f}"]
+             for p in tuned["probes"]]) + (
+            f"\n\ntui-eval tune (doubling, no budget): chose {tuned['chosen_batch_size']} "
+            f"in {tuned['seconds']:.1f} s, stopped by {tuned['stopped_by']}")
+        ok = ok and tuned["budget_seconds"] is None and tuned["probes"][0]["batch_size"] == 1
+    else:
+        ok = False
+    say(probes_table)
+    report.add("-b auto three times in fresh processes; tui-eval tune's doubling",
+               table + "\n\n" + note + "\n\n" + probes_table)
+    return ok and code == 0 and (agree or cpu)  # on the CPU the size comes from timing
 
 
 def ranks_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bool,
@@ -572,8 +632,10 @@ def main() -> int:
                         help="tiny model on the CPU with simulated OOM (checks the script)")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds for all stages")
     parser.add_argument("--workdir", type=Path, help="keep the model and results here")
-    parser.add_argument("--only", choices=["all", "compile", "cli", "ranks"], default="all",
-                        help="compile: compiled generation and -b auto; cli: bench, tune "
+    parser.add_argument("--only", choices=["all", "compile", "auto", "cli", "ranks"],
+                        default="all",
+                        help="compile: compiled generation and -b auto; auto: -b auto three "
+                             "times in fresh processes and tui-eval tune; cli: bench, tune "
                              "under a memory cap and OOM recovery; ranks: one GPU against "
                              "all of them")
     parser.add_argument("--out", type=Path, help="write a Markdown copy of the tables here")
@@ -631,7 +693,7 @@ def main() -> int:
                    else "bench -b 8 --compile on,off", 150 if not cpu else 40,
                    lambda left: cli_compile_stage(workdir, model_dir, device, cpu=cpu,
                                                   left=left, report=report))
-        stages.run("-b auto (compile auto): tuning vs the run it tuned; then from the cache",
+        stages.run("-b auto (compile auto): tuning vs the run it tuned",
                    90 if not cpu else 30,
                    lambda left: cli_auto_stage(workdir, model_dir, device, cpu=cpu,
                                                left=left, report=report))
@@ -645,6 +707,15 @@ def main() -> int:
                    lambda left: cli_auto_stage(workdir, model_dir, device, cpu=cpu,
                                                left=left, report=report, compile_mode="on"))
     if args.only == "compile":
+        stages.summary(report)
+        return 0
+    if args.only in ("all", "auto"):
+        stages.run("-b auto three times in fresh processes; tui-eval tune doubling",
+                   150 if not cpu else 40,
+                   lambda left: auto_repeat_stage(workdir, model_dir, device, cpu=cpu,
+                                                  left=min(left, 150 if not cpu else 60),
+                                                  report=report))
+    if args.only == "auto":
         stages.summary(report)
         return 0
 
@@ -709,7 +780,7 @@ def main() -> int:
 
     stages.run("multiple choice: pairs/s at 1, 4, 16, 64" if not cpu
                else "multiple choice: pairs/s at 1, 4, 16", 60 if not cpu else 30, choice)
-    stages.run("tune under --max-memory (start from the predicted size)", 40, tune)
+    stages.run("tune under --max-memory (double to the OOM, then bisect)", 40, tune)
 
     def fallback(policy: str, max_tokens: str) -> Callable[[float], bool]:
         def stage(left: float) -> bool:

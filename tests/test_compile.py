@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import PROMPTS, Collect
 
+from tui_eval.batching.oom_policies import make_oom_policy
 from tui_eval.cancel import CancelToken
 from tui_eval.cli import main
 from tui_eval.config import EvalConfig
@@ -23,7 +24,6 @@ from tui_eval.engine.compile_choice import CompileDecision, decide, starting_mod
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.events import Progress
 from tui_eval.model.backend import HFBackend, resolve_compile
-from tui_eval.model.oom_policies import make_oom_policy
 from tui_eval.model.static_shapes import ShapePlanner, StaticShape, prompt_bucket
 from tui_eval.results import read_predictions
 

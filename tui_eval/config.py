@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_eval.device.memcap import (
+from tui_eval.batching.oom_policies import OOM_POLICIES
+from tui_eval.batching.strategies import TUNE_MODES
+from tui_eval.device.budgets import (
     DEVICE_BUDGETS_EXAMPLE,
     device_budgets_text,
     is_per_device,
@@ -31,8 +33,6 @@ from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec
 from tui_eval.formatting import size_bytes
 from tui_eval.i18n import LANGUAGES
 from tui_eval.metrics import CHOICE_METRICS, METRIC_FUNCTIONS
-from tui_eval.model.oom_policies import OOM_POLICIES
-from tui_eval.model.tuner import TUNE_MODES
 from tui_eval.prompts import TemplateError, check_template
 
 if sys.version_info >= (3, 11):
@@ -292,8 +292,10 @@ class EvalConfig:
         "error", "A malformed dataset line: 'error' stops, 'skip' skips and counts it.",
         type="str", choices=BAD_LINE_POLICIES, label="bad lines")
     tune_mode: str = setting(
-        "power", "-b auto: 'power' tries powers of two (up from 1 on CPU, down from the size "
-        "predicted to fit on CUDA); 'binsearch' finds the exact largest size that fits.",
+        "power", "How batch sizes are searched: 'power' doubles from 1 until OOM, the max "
+        "batch size or the dataset size; 'binsearch' then bisects to the exact largest size "
+        "that fits; 'memory' sizes from the KV cache and activations (what -b auto does on "
+        "CUDA).",
         type="str", choices=tuple(TUNE_MODES),
         flags=("--tune-mode",), label="tune mode", may_change=True)
     max_batch_size: int = setting(

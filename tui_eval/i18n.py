@@ -145,16 +145,27 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "tune_started": {
         "en": "Tuning the batch size ({mode}): short probes on the longest prompts, figures "
-              "predicted for {max_tokens} new tokens, sizes up to {ceiling}, at most a tenth "
-              "of the estimated run",
+              "predicted for {max_tokens} new tokens, sizes up to {ceiling}, {limit}",
         "zh": "自动调整 batch_size（{mode}）：用最长的提示做短探测，按 {max_tokens} 个新 token "
-              "预测，最大尝试 {ceiling}，用时不超过预计运行时间的十分之一",
+              "预测，最大尝试 {ceiling}，{limit}",
+    },
+    "tune_memory_unknown": {
+        "en": "The memory of {device} cannot be read: probing the largest size, {size}",
+        "zh": "无法读取 {device} 的内存：探测最大尺寸 {size}",
+    },
+    "tune_limit_budget": {
+        "en": "at most a tenth of the estimated run",
+        "zh": "用时不超过预计运行时间的十分之一",
+    },
+    "tune_limit_none": {
+        "en": "no time limit: doubling until OOM",
+        "zh": "不限时：倍增直到内存不足",
     },
     "tune_started_choice": {
         "en": "Tuning the batch size ({mode}): forward passes over the longest (context, "
-              "choice) pairs, sizes up to {ceiling}",
+              "choice) pairs, sizes up to {ceiling}, {limit}",
         "zh": "自动调整 batch_size（{mode}）：对最长的 (上下文, 选项) 对做前向计算，最大尝试 "
-              "{ceiling}",
+              "{ceiling}，{limit}",
     },
     "tune_table_row": {"en": "{row}", "zh": "{row}"},
     "tune_chosen": {
@@ -197,17 +208,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "已达到调整预算：已用 {spent:.2f}s，下一次探测后为 {after:.2f}s，超过预算 "
               "{budget:.2f}s（预计运行时间 {run:.1f}s 的十分之一）；保留目前最好的 batch_size",
     },
-    "tune_predicted": {
-        "en": "Memory per row at full length ≈ {per_row}; {usable} reachable, so up to "
-              "{fit} rows should stay under {percent:.0f}%: starting there",
-        "zh": "满长度时每行约占 {per_row}；可用 {usable}，预计最多 {fit} 行不超过 "
-              "{percent:.0f}%：从这里开始",
-    },
-    "tune_full_length_skipped": {
-        "en": "Batch size {batch_size} not confirmed at full length: that call (~{seconds:.1f}s) "
-              "is over the tuning budget; an OOM in the run is handled by the OOM policy",
-        "zh": "batch_size={batch_size} 未做满长度确认：该调用（约 {seconds:.1f}s）超出调整预算；"
-              "运行中若内存不足由 OOM 策略处理",
+    "tune_from_memory": {
+        "en": "Memory per row: KV cache {kv} + activations {activations} (measured at "
+              "{candidate} rows); {usable} reachable, so up to {fit} rows stay under "
+              "{percent:.0f}%: confirming {size}",
+        "zh": "每行内存：KV 缓存 {kv} + 激活 {activations}（在 {candidate} 行处测得）；"
+              "可用 {usable}，最多 {fit} 行不超过 {percent:.0f}%：确认 {size}",
     },
     "tune_from_cache": {
         "en": "Batch size {batch_size} from the tune cache ({path}), tuned {when}; --retune "

@@ -14,13 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tui_eval.batching.oom_policies import BatchWork
+from tui_eval.batching.plan import longest_first
+from tui_eval.batching.tuner import PairScoringTuner
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import ChoiceDataset, ChoiceSample
 from tui_eval.errors import DataError
 from tui_eval.i18n import LogFn
 from tui_eval.model.backend import HFBackend
-from tui_eval.model.batching import longest_first
 from tui_eval.model.loglikelihood import (
     ChoiceScorer,
     Pair,
@@ -29,8 +31,6 @@ from tui_eval.model.loglikelihood import (
     choice_result,
     resolve_max_length,
 )
-from tui_eval.model.oom_policies import BatchWork
-from tui_eval.model.tuner import PairScoringTuner
 from tui_eval.results import PredictionRow
 
 

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_eval.batching.oom_policies import make_oom_policy
+from tui_eval.batching.plan import share_by_cost
 from tui_eval.cancel import CancelToken
 from tui_eval.config import ConfigSource, EvalConfig
 from tui_eval.data import ChoiceDataset, Dataset
+from tui_eval.engine.device_hooks import DEVICE_HOOKS
 from tui_eval.engine.preparation import (
     for_rank,
     load_weights,
@@ -53,8 +56,6 @@ from tui_eval.events import (
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
 from tui_eval.model.backend import HFBackend
-from tui_eval.model.batching import share_by_cost
-from tui_eval.model.oom_policies import make_oom_policy
 from tui_eval.results import (
     PREDICTIONS_FILE,
     TUNE_FILE,
@@ -316,7 +317,7 @@ class Evaluation:
         started_key, started_values = share.started_line
         loop_log = RunLog(loop_sink, self.lang)
         policy = make_oom_policy(config.oom_policy, task.work(), loop_sink, self.lang,
-                                 batch_size)
+                                 batch_size, DEVICE_HOOKS)
         writer = PredictionWriter(self.run_dir, rank_predictions_file(world.rank)
                                   if world.several else PREDICTIONS_FILE)
         if world.is_main:

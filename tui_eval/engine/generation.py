@@ -11,6 +11,10 @@ import math
 import time
 from typing import Any
 
+from tui_eval.batching.oom_policies import GenerationWork, Outcome
+from tui_eval.batching.plan import longest_first
+from tui_eval.batching.probe import kv_cache_bytes_per_token
+from tui_eval.batching.tuner import BatchSizeTuner
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import Sample
@@ -25,11 +29,7 @@ from tui_eval.engine.context_length import fit_prompts
 from tui_eval.i18n import LogFn
 from tui_eval.metrics import score_prediction
 from tui_eval.model.backend import Generation, HFBackend
-from tui_eval.model.batching import longest_first
-from tui_eval.model.oom_policies import GenerationWork, Outcome
-from tui_eval.model.probe import kv_cache_bytes_per_token
-from tui_eval.model.static_shapes import StaticShape
-from tui_eval.model.tuner import BatchSizeTuner
+from tui_eval.model.static_shapes import StaticShape, prompt_bucket
 from tui_eval.results import PredictionRow
 
 WARM_UP_TOKENS = 4
@@ -98,8 +98,11 @@ class GenerationTask:
         the dynamic cache, whose growth the model's config predicts."""
         backend = self.backend
         capacity = options.get("memory_capacity")
+        tokens = self.prompt_tokens(items)
         extra: dict[str, Any] = {
-            "prompt_tokens": self.prompt_tokens(items), "static_cache": backend.compile,
+            "prompt_tokens": tokens, "static_cache": backend.compile,
+            # a row's KV cache at most: the longest prompt's bucket and every new token
+            "row_tokens": prompt_bucket(max(tokens, default=1)) + self.config.max_tokens,
             "usable_memory": lambda: usable_memory(backend.device, capacity, backend.devices)}
         if backend.model is not None:
             extra["kv_bytes_per_token"] = kv_cache_bytes_per_token(backend.model.config,
