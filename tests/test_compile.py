@@ -262,7 +262,8 @@ def test_compile_auto_decides_after_the_eager_first_batch(
 
     seen: list[tuple[float, int]] = []
 
-    def decide(first_batch_seconds: float, batches_left: int) -> CompileDecision:
+    def decide(first_batch_seconds: float, batches_left: int, *costs: float,
+               ) -> CompileDecision:
         seen.append((first_batch_seconds, batches_left))
         return CompileDecision(on=pays, eager_seconds_left=100.0, seconds_saved=80.0)
 
@@ -276,8 +277,9 @@ def test_compile_auto_decides_after_the_eager_first_batch(
     assert len(seen) == 1 and seen[0][0] > 0 and seen[0][1] == 2  # 12 samples, 5 done
     assert metrics.compiled is pays
     logs = sink.logs()
-    assert any(f"compile auto: {'on' if pays else 'off'}" in line for line in logs)
-    assert sum("for shape" in line for line in logs) == (1 if pays else 0)
+    # auto picks the CUDA-graph path (run without capture on the CPU)
+    assert any(f"compile auto: {'graph' if pays else 'off'}" in line for line in logs)
+    assert sum("capturing shape" in line for line in logs) == (1 if pays else 0)
     if pays:  # reserved for the rest: 5 rows, the last 2 padded
         assert [shape[0] for shape in static.compiled_shapes] == [5]
 
@@ -349,7 +351,7 @@ def test_compile_and_retune_flags(capsys: pytest.CaptureFixture) -> None:
     assert config.compile == "on" and config.retune is True
     assert config_from_args(parser.parse_args([])).retune is False
     assert main(["--no-ui", "--compile", "yes"]) == 2
-    assert "--compile: must be one of auto, on, off, got 'yes'" in capsys.readouterr().err
+    assert "--compile: must be one of auto, graph, on, off, got 'yes'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
