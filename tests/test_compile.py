@@ -377,3 +377,22 @@ def test_compile_on_through_the_cli_compiles_once_and_matches_off(
     log = (tmp_path / "on" / "run.log").read_text(encoding="utf-8")
     assert log.count("Compiling for shape 5 rows") == 1 and "(first batch only)" in log
     assert "compile time" in capsys.readouterr().out
+
+
+def test_inductor_cache_goes_to_the_user_cache_dir(monkeypatch: pytest.MonkeyPatch,
+                                                   tune_cache_dir: Path) -> None:
+    import os
+
+    from tui_eval.model.backend import use_inductor_cache
+
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
+                 "TORCHINDUCTOR_AUTOGRAD_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")  # the user's choice stays
+    use_inductor_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tune_cache_dir / "tui-eval" / "inductor")
+    assert os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
+    assert os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] == "0"
+    from torch._inductor import config
+
+    assert config.fx_graph_cache is True

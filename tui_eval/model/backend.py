@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -375,6 +377,7 @@ class HFBackend:
         return options
 
     def _compile_config(self) -> Any:
+        use_inductor_cache()
         """transformers' defaults (inductor, reduce-overhead: CUDA graphs) on CUDA. Elsewhere
         transformers compiles only when told to, and CUDA graphs do not apply."""
         try:
@@ -629,6 +632,37 @@ def step_callback_criteria(on_step: Callable[[], bool]) -> Any:
                               device=input_ids.device)
 
     return StoppingCriteriaList([StepCallback()])
+
+
+# torch.compile's on-disk caches, unless the user set them: a second process compiling the
+# same model and shape reads the compiled graph back instead of compiling it again.
+INDUCTOR_CACHE_ENV = {"TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}
+
+
+def inductor_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/tui-eval/inductor`` (``~/.cache/…`` when XDG_CACHE_HOME is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if base else Path.home() / ".cache"
+    return root / "tui-eval" / "inductor"
+
+
+def use_inductor_cache() -> None:
+    """Point torch.compile's caches at the user's cache directory before compiling; a
+    variable the user set is left alone."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
+    for name, value in INDUCTOR_CACHE_ENV.items():
+        os.environ.setdefault(name, value)
+    # the configs read their variables at import, which may have happened already
+    for module, name, variable in (
+            ("torch._inductor.config", "fx_graph_cache", "TORCHINDUCTOR_FX_GRAPH_CACHE"),
+            ("torch._functorch.config", "enable_autograd_cache",
+             "TORCHINDUCTOR_AUTOGRAD_CACHE")):
+        try:
+            config = importlib.import_module(module)
+            if hasattr(config, name):
+                setattr(config, name, os.environ[variable] == "1")
+        except (ImportError, AttributeError):  # another torch: the variables alone then
+            pass
 
 
 @functools.cache
