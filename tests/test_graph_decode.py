@@ -113,3 +113,17 @@ def test_a_run_with_compile_graph_writes_eager_s_predictions(
     assert predictions(graph_dir) == predictions(eager_dir)
     assert metrics.compiled and metrics.compile_seconds == 0.0  # no capture on a CPU
     assert sum("capturing shape" in line for line in sink.logs()) == 1
+
+
+def test_an_oom_on_the_graph_path_frees_the_kept_shapes(tiny_model: Path) -> None:
+    import torch
+
+    backend = HFBackend(str(tiny_model), device="cpu", dtype="float32", simulate_oom_above=3)
+    backend.load_model()
+    texts = [question for _, question, _ in PROMPTS]
+    backend.generate(texts[:2], max_new_tokens=4, graph=True)
+    assert len(backend._graphs.runners) == 1
+    with pytest.raises(torch.OutOfMemoryError):
+        backend.generate(texts[:6], max_new_tokens=4, graph=True)
+    assert not backend._graphs.runners  # their caches' memory is free for the retry
+    assert backend.shapes.is_new(backend.shape_for(texts[:6], 4))

@@ -601,6 +601,7 @@ class HFBackend:
                                    pad_id=pad_id, stop_check=stop_check if stop else None)
         except BaseException:
             self.shapes.failed(shape)
+            decoder.clear()  # an OOM: the smaller batch tried next gets the kept caches' memory
             raise
         self.shapes.succeeded(shape)
         if run.setup_seconds > 0:

@@ -51,7 +51,8 @@ def supports(model: Any) -> str | None:
     for name, neutral in (("repetition_penalty", 1.0), ("no_repeat_ngram_size", 0),
                           ("bad_words_ids", None), ("forced_bos_token_id", None),
                           ("forced_eos_token_id", None), ("suppress_tokens", None),
-                          ("begin_suppress_tokens", None), ("sequence_bias", None)):
+                          ("begin_suppress_tokens", None), ("sequence_bias", None),
+                          ("min_new_tokens", None), ("min_length", 0)):
         value = getattr(generation, name, neutral)
         if value not in (neutral, None, [], 0):
             return f"generation_config.{name} = {value!r}"
@@ -174,6 +175,12 @@ class ShapeRunner:
         record it; the cache's own length is put back after the warm-ups advanced it."""
         import torch
 
+        with torch.cuda.device(self.ids.device):  # the model's card, not the current one
+            return self._record_here(at)
+
+    def _record_here(self, at: int) -> float:
+        import torch
+
         torch.cuda.synchronize()
         started = time.perf_counter()
         side = torch.cuda.Stream()
@@ -206,9 +213,6 @@ class GraphDecoder:
     def has(self, key: tuple[int, int]) -> bool:
         return key in self.runners
 
-    def drop(self, key: tuple[int, int]) -> None:
-        self.runners.pop(key, None)
-
     def clear(self) -> None:
         self.runners.clear()
 
@@ -237,14 +241,15 @@ class GraphDecoder:
         if prompt_tokens + max_new_tokens - 1 > cache_tokens:
             raise ValueError(f"cache of {cache_tokens} tokens too short for "
                              f"{prompt_tokens} + {max_new_tokens}")
-        key = (rows, cache_tokens)
         runner, new = self._runner(rows, cache_tokens)
         try:
             with torch.inference_mode():
                 ids, setup = self._loop(runner, input_ids, attention_mask, max_new_tokens,
                                         eos_ids, pad_id, stop_check)
         except BaseException:
-            self.drop(key)  # a half-recorded graph or an OOM: start again next time
+            # a half-recorded graph, or an OOM: the kept shapes' caches go too, so that the
+            # smaller batch the OOM policy tries next has their memory
+            self.clear()
             raise
         return GraphRun(ids=ids, setup_seconds=setup, new_shape=new)
 
