@@ -113,6 +113,12 @@ def test_a_run_with_compile_graph_writes_eager_s_predictions(
     assert predictions(graph_dir) == predictions(eager_dir)
     assert metrics.compiled and metrics.compile_seconds == 0.0  # no capture on a CPU
     assert sum("capturing shape" in line for line in sink.logs()) == 1
+    sampled_dir = tmp_path / "sampled"
+    sink = Collect()
+    Evaluation(engine_config(qa_jsonl, tiny_model, sampled_dir, compile="graph",
+                             do_sample=True), sink).run()
+    assert sum("compile graph: sampling is not on the graph path" in line
+               for line in sink.logs()) == 1
 
 
 def test_an_oom_on_the_graph_path_frees_the_kept_shapes(tiny_model: Path) -> None:

@@ -162,7 +162,9 @@ class GenerationTask:
 
     def work(self) -> GenerationWork:
         config, backend, rendered = self.config, self.backend, self._rendered
-        say = self._log
+
+        def say(level: str, key: str, **values: Any) -> None:
+            self._log(level, key, **values)  # start() sets the run's log after work()
         fallback_told = False
 
         def generate(batch: list[Sample]) -> Generation:
