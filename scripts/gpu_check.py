@@ -8,6 +8,13 @@ about 0.5 B parameters and a tokenizer locally, writes datasets, then runs, in t
 
 compile group (``--only compile``):
 1. NVML readings;
+1b. ``graph_stage``: eager against the CUDA-graph decode path against torch.compile on a
+   "margins" model (the random model's output layer rewritten so that its top two logits
+   differ clearly and bf16 noise cannot flip an argmax), bs 64, 128-token prompts, 64 new
+   tokens: setup seconds for a new shape, ms per decode step, NVML utilisation, identical
+   predictions against eager; the captured graph against the same loop uncaptured on the
+   plain model; torch.compile in two fresh processes (the second with the first's on-disk
+   inductor cache); within ~180 s;
 2. ``tui-eval bench -b 64 --compile on,off``, 512 prompts of ~100-128 tokens, 64 new
    tokens: generation time, compile time, tokens/s, GPU utilisation outside compilation,
    peak memory, and whether compile on gives the same text;
@@ -741,7 +748,8 @@ def cli_auto_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bo
         about += (f" Tuning budget {budget:.2f} s: a tenth of the run as estimated at full "
                   f"length ({estimate:.1f} s).")
     note = about + " Log: " + "; ".join(log_lines(
-        out, "compile auto", "for shape", "Tuning budget", "Memory per row", "not confirmed",
+        out, "compile auto", "for shape", "CUDA graph decode", "Tuning budget",
+        "Memory per row", "not confirmed",
         "Chosen batch size"))
     say(table)
     say(probes)
