@@ -112,7 +112,7 @@ def test_a_run_with_compile_graph_writes_eager_s_predictions(
                          sink).run()
     assert predictions(graph_dir) == predictions(eager_dir)
     assert metrics.compiled and metrics.compile_seconds == 0.0  # no capture on a CPU
-    assert sum("capturing shape" in line for line in sink.logs()) == 1
+    assert sum("Static KV cache for shape" in line for line in sink.logs()) == 1
     sampled_dir = tmp_path / "sampled"
     sink = Collect()
     Evaluation(engine_config(qa_jsonl, tiny_model, sampled_dir, compile="graph",

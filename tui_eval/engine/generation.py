@@ -152,7 +152,7 @@ class GenerationTask:
         (the reserved shape covers every other batch)."""
         first = self._shapes_announced == 0
         self._shapes_announced += 1
-        if self.graph and not self.config.do_sample:
+        if self.graph and not self.config.do_sample and self.backend.device.startswith("cuda"):
             key = "graph_shape" if first else "graph_shape_again"
         elif self.backend.compiles:
             key = "compile_shape" if first else "compile_shape_again"
