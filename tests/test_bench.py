@@ -121,7 +121,7 @@ def test_compile_list() -> None:
         parse_compile_modes("off,on,off")
     for bad in ("", "on,,off", "yes", "on;off"):
         with pytest.raises(UsageError, match=r"^--compile: expected comma-separated values of "
-                                             r"auto, on, off"):
+                                             r"auto, graph, on, off"):
             parse_compile_modes(bad)
 
 

@@ -743,7 +743,8 @@ def test_batch_size_accepts_auto_in_flags_and_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "error"),
     [(["-b", "many"], "-b/--batch-size: must be an integer ≥ 1 or 'auto', got 'many'"),
-     (["--max-memory", "2"], "--max-memory: must be a fraction of the card above 0 and up to 1 (0.5) or a size"),
+     (["--max-memory", "2"],
+      "--max-memory: must be a fraction of the card above 0 and up to 1 (0.5) or a size"),
      (["--memory-headroom", "1.5"], "--memory-headroom: must be a number from 0.1 to 1"),
      (["--max-batch-size", "0"], "--max-batch-size: must be an integer ≥ 1, got 0"),
      (["--tune-mode", "fast"], "--tune-mode: must be one of power, binsearch, memory, got 'fast'")],

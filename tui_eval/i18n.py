@@ -244,6 +244,36 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Static KV cache for shape {shape} after an OOM (decode step not compiled)",
         "zh": "内存不足后，改用静态 KV 缓存形状 {shape}（解码步未编译）",
     },
+    "graph_shape": {
+        "en": "CUDA graph decode: capturing shape {shape}",
+        "zh": "CUDA graph 解码：正在捕获形状 {shape}",
+    },
+    "graph_shape_again": {
+        "en": "CUDA graph decode: capturing shape {shape} after an OOM",
+        "zh": "内存不足后，CUDA graph 解码重新捕获形状 {shape}",
+    },
+    "graph_captured": {
+        "en": "CUDA graph decode: shape {shape} set up in {seconds:.2f}s",
+        "zh": "CUDA graph 解码：形状 {shape} 准备用时 {seconds:.2f}s",
+    },
+    "graph_fallback": {
+        "en": "compile graph: {reason} is not on the graph path; generating without it",
+        "zh": "compile graph：{reason} 不走 graph 路径；改为普通生成",
+    },
+    "graph_auto_on": {
+        "en": "compile auto: graph. The first batch took {first:.1f}s eagerly; {batches} more "
+              "batches ≈ {left:.0f}s eager, ≈ {saving:.0f}s saved with CUDA graphs, more than "
+              "the ~{setup:.0f}s setup",
+        "zh": "compile auto：graph。第一个批次（未编译）用时 {first:.1f}s；剩余 {batches} 个批次"
+              "未编译约 {left:.0f}s，CUDA graph 约省 {saving:.0f}s，多于约 {setup:.0f}s 的准备时间",
+    },
+    "graph_auto_off": {
+        "en": "compile auto: off. The first batch took {first:.1f}s eagerly; {batches} more "
+              "batches ≈ {left:.0f}s eager, ≈ {saving:.0f}s saved with CUDA graphs, less than "
+              "the ~{setup:.0f}s setup",
+        "zh": "compile auto：关闭。第一个批次（未编译）用时 {first:.1f}s；剩余 {batches} 个批次"
+              "未编译约 {left:.0f}s，CUDA graph 约省 {saving:.0f}s，少于约 {setup:.0f}s 的准备时间",
+    },
     "compile_auto_on": {
         "en": "compile auto: on. The first batch took {first:.1f}s eagerly; {batches} more "
               "batches ≈ {left:.0f}s eager, ≈ {saving:.0f}s saved compiled, more than the "

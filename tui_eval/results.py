@@ -647,9 +647,9 @@ class BenchRow:
     fallbacks: int = 0
     final_batch_size: int | None = None
     pairs_per_s: float | None = None  # choice tasks: (context, choice) pairs scored per second
-    compile: str = "off"  # as the run resolved it: "on" or "off"
+    compile: str = "off"  # as the run resolved it: "on", "graph" or "off"
     compile_seconds: float = 0.0  # not in ``seconds``
-    requested_compile: str = "off"  # as asked: "auto", "on" or "off"
+    requested_compile: str = "off"  # as asked: "auto", "graph", "on" or "off"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
