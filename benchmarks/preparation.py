@@ -57,7 +57,8 @@ def main() -> None:
         dataset = timed("load", 1, lambda: load_dataset(path))
         backend = HFBackend(str(DEMO_MODEL), device="cpu")
         texts = timed("render", args.repeats,
-                      lambda: [backend.render(sample.prompt) for sample in dataset.samples])
+                      lambda: [backend.render(sample.prompt, sample.turns)
+                               for sample in dataset.samples])
         timed("tokenizer call", args.repeats,  # what token_counts did before: ids and masks
               lambda: [len(ids) for ids in backend.tokenizer(texts)["input_ids"]])
         timed("token counts", args.repeats, lambda: backend.token_counts(texts))

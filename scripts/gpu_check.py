@@ -8,20 +8,32 @@ about 0.5 B parameters and a tokenizer locally, writes datasets, then runs, in t
 
 compile group (``--only compile``):
 1. NVML readings;
+1b. ``graph_stage``: eager against the CUDA-graph decode path against torch.compile on a
+   "margins" model (the random model's output layer rewritten so that its top two logits
+   differ clearly and bf16 noise cannot flip an argmax), bs 64, 128-token prompts, 64 new
+   tokens: setup seconds for a new shape, ms per decode step, NVML utilisation, identical
+   predictions against eager; the captured graph against the same loop uncaptured on the
+   plain model; torch.compile in two fresh processes (the second with the first's on-disk
+   inductor cache); within ~180 s;
 2. ``tui-eval bench -b 64 --compile on,off``, 512 prompts of ~100-128 tokens, 64 new
    tokens: generation time, compile time, tokens/s, GPU utilisation outside compilation,
    peak memory, and whether compile on gives the same text;
 3. ``tui-eval --no-ui -b auto`` on 1,024 prompts, 64 new tokens: tuning time against the
    run it tuned (tune.json, metrics.json: tune_seconds, generation and compile seconds,
-   the compile auto decision), then ``tui-eval tune`` with the same key: from the cache;
+   the compile auto decision);
 4. the decode step through ``HFBackend``, compile off vs on, 64 prompts of ~128 tokens:
    ms per step, tokens/s, GPU utilisation, compile time of the first call;
 5. ``-b auto --compile on``: tuning on the static cache, then the compiled run;
 
+auto group (``--only auto``, about 150 s on the GPU):
+5b. ``tui-eval --no-ui -b auto`` three times in fresh processes on 1,024 prompts, 64 new
+   tokens (chosen size, tuning seconds, whole-process wall clock, whether the sizes
+   agree), then ``tui-eval tune`` once: the doubling from 1 with its probes;
+
 cli group (``--only cli``):
 6. ``tui-eval bench`` at 1, 4, 16, 64 in bfloat16, then ``--task choice`` (pairs/s) on
    256 four-choice records;
-7. ``tui-eval tune`` under ``--max-memory`` (the tuner starts from the size predicted to fit);
+7. ``tui-eval tune`` under ``--max-memory`` (doubling to the OOM, then bisecting);
 8. a run whose first batch hits a real OOM under the same cap, every sample scored
    (default policy, then the seed's ``single`` policy with its two log lines).
 
@@ -406,6 +418,237 @@ def decode_stage(model_dir: Path, *, cpu: bool, compile_decode: bool,
     return compiled["step_ms"] > 0
 
 
+# ── CUDA-graph decode against eager and torch.compile (margins model) ───────────
+
+# The margins model: the embeddings scaled to this standard deviation, so that the residual
+# stream keeps the input token in view; the output layer maps each token to a successor.
+MARGIN_EMBED_STD = 1.0
+# Measured on an H200: ~145 s with torch.compile's second process cut at 34 s; this leaves
+# that process ~60 s (its model load and, on a cache miss, a ~48 s compile).
+GRAPH_STAGE_BUDGET = 180.0
+INDUCTOR_WORKER = ("import sys; sys.modules['textual'] = None; sys.path.insert(0, {scripts!r}); "
+                   "import gpu_check; gpu_check.inductor_worker(sys.argv[1])")
+
+
+def build_margins_model(source: Path, target: Path, *, cpu: bool) -> dict[str, Any]:
+    """The random model with clear margins between its top two logits, so that bf16
+    noise cannot flip an argmax: each ordinary token's successor (a fixed random
+    permutation, never a special token) gets the output row of the token's own unit
+    embedding, and the embeddings are scaled up so that they dominate the residual."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=torch.float32 if cpu else torch.bfloat16).to("cpu" if cpu else "cuda")
+    specials = 4  # <pad> <s> </s> <unk>, the first ids of build_model's tokenizer
+    with torch.no_grad():
+        embed = model.get_input_embeddings().weight
+        head = model.get_output_embeddings().weight
+        embed.mul_(MARGIN_EMBED_STD / embed.float().std().item())
+        ordinary = torch.arange(specials, embed.shape[0], device=embed.device)
+        order = torch.randperm(len(ordinary), generator=torch.Generator().manual_seed(0))
+        successor = ordinary[order.to(embed.device)]
+        unit = embed.float() / embed.float().norm(dim=-1, keepdim=True)
+        rows = torch.zeros_like(head, dtype=torch.float32)
+        rows[successor] = unit[ordinary]
+        head.copy_(rows.to(head.dtype))
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (source / name).exists():
+            (target / name).write_bytes((source / name).read_bytes())
+    del model
+    if not cpu:
+        torch.cuda.empty_cache()
+    return {"specials": specials}
+
+
+def logit_margins(backend: Any, prompts: list[str]) -> dict[str, float]:
+    """Top-1 minus top-2 logit at the prompts' last positions, against the spacing of bf16
+    numbers at the top logit (2^-7 of its magnitude, rounded up to a power of two)."""
+    import torch
+
+    encoded = backend._encode(prompts, padding=True).to(backend.device)
+    with torch.inference_mode():
+        logits = backend.model(**encoded).logits[:, -1, :].float()
+    top = logits.topk(2, dim=-1).values
+    gaps = (top[:, 0] - top[:, 1]).cpu()
+    spacing = (top[:, 0].abs().max().item() or 1.0) * 2.0 ** -7
+    return {"min": gaps.min().item(), "median": gaps.median().item(), "bf16_step": spacing}
+
+
+def decode_measure(backend: Any, prompts: list[str], new_tokens: int, *,
+                   graph: bool) -> dict[str, Any]:
+    """First call (its setup: capture or compile), then the best of 2 of a prefill-only
+    call and of a full call; ms per decode step from their difference, NVML utilisation
+    over the full calls."""
+    from tui_eval.device.meter import ResourceMeter
+
+    def generate(tokens: int) -> Any:
+        return backend.generate(prompts, max_new_tokens=tokens, graph=graph)
+
+    backend._synchronize()
+    first, generation = timed(lambda: generate(new_tokens))
+    prefill = min(timed(lambda: generate(1))[0] for _ in range(2))
+    with ResourceMeter(backend.device) as meter:
+        full = min(timed(lambda: generate(new_tokens))[0] for _ in range(2))
+    steps = max(1, max(generation.new_tokens) - 1)
+    return {"setup_s": generation.compile_seconds, "first_call_s": first,
+            "step_ms": (full - prefill) / steps * 1e3, "gpu_util": meter.gpu_util_percent,
+            "texts": generation.texts, "full_rows": sum(n == new_tokens
+                                                        for n in generation.new_tokens)}
+
+
+def inductor_worker(spec_path: str) -> None:
+    """A process of its own for the torch.compile path (``INDUCTOR_WORKER``): its compile
+    seconds show whether the on-disk cache of an earlier process served it."""
+    spec = read_json(Path(spec_path))
+    result: dict[str, Any] = {}
+    try:
+        backend = open_backend(Path(spec["model"]), cpu=spec["cpu"], compile=True,
+                               compile_decode=spec["compile_decode"])
+        with backend.eager():  # CUDA's start-up costs, not a compilation
+            backend.generate(spec["prompts"][:1], max_new_tokens=2)
+        result = decode_measure(backend, spec["prompts"], spec["new_tokens"], graph=False)
+        result["setup_s"] = backend.compile_seconds
+    except Exception as exc:  # noqa: BLE001 - reported by the stage
+        result = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+    Path(spec["out"]).write_text(json.dumps(result), encoding="utf-8")
+
+
+def run_inductor_worker(workdir: Path, spec: dict[str, Any], name: str,
+                        timeout: float) -> dict[str, Any]:
+    out = workdir / f"{name}.json"
+    spec_path = workdir / f"{name}-spec.json"
+    spec_path.write_text(json.dumps({**spec, "out": str(out)}), encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    if spec["cpu"]:
+        env["OMP_NUM_THREADS"] = "1"
+    code = INDUCTOR_WORKER.format(scripts=str(REPO / "scripts"))
+    started = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(spec_path)], cwd=workdir,
+                              env=env, timeout=max(1.0, timeout), capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            return {"error": f"exit {done.returncode}: {' | '.join(tail)[:300]}"}
+    except subprocess.TimeoutExpired:
+        return {"error": f"killed after {timeout:.0f}s"}
+    result = read_json(out) if out.exists() else {"error": "no result written"}
+    result["process_s"] = time.monotonic() - started
+    return result
+
+
+def graph_stage(workdir: Path, model_dir: Path, *, cpu: bool, compile_decode: bool,
+                left: float, report: Report) -> bool:
+    """Eager against the CUDA-graph path against torch.compile on the margins model: setup
+    seconds for a new shape, ms per decode step, NVML utilisation, identical predictions;
+    then torch.compile again in a second process (its on-disk cache)."""
+    import gc
+
+    import torch
+
+    deadline = time.monotonic() + min(left, GRAPH_STAGE_BUDGET) - 5
+    rows, new_tokens = (8, 8) if cpu else (64, 64)
+    low, high = (24, 32) if cpu else (120, 128)
+    margins_dir = workdir / "margins-model"
+    if not (margins_dir / "config.json").exists():
+        build_margins_model(model_dir, margins_dir, cpu=cpu)
+    results: dict[str, dict[str, Any]] = {}
+    backend = open_backend(margins_dir, cpu=cpu, compile=False, compile_decode=False)
+    prompts = prompts_of_length(backend, rows, low, high, seed=7)
+    margins = logit_margins(backend, prompts)
+    say(f"margins model: top-1 minus top-2 logit min {margins['min']:.3f}, median "
+        f"{margins['median']:.3f}; bf16 spacing at the top logit {margins['bf16_step']:.4f}")
+    backend.generate(prompts[:1], max_new_tokens=2)  # CUDA's start-up costs
+    for mode, graph in (("eager", False), ("graph", True)):
+        try:
+            results[mode] = decode_measure(backend, prompts, new_tokens, graph=graph)
+            say(f"{mode}: {results[mode]['step_ms']:.2f} ms/step, setup "
+                f"{results[mode]['setup_s']:.2f}s")
+        except Exception as exc:  # noqa: BLE001 - print it and measure the next path
+            results[mode] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+            say(f"{mode}: {results[mode]['error']}")
+    # the captured graph against the same loop uncaptured, on the plain random model: the
+    # same kernels, so any difference is the capture's (stale buffers, positions, mask)
+    same_loop = "n/a"
+    # on the CPU both runs are uncaptured: the smoke checks the code path
+    try:
+        from tui_eval.model.graph_decode import GraphDecoder
+
+        plain = open_backend(model_dir, cpu=cpu, compile=False, compile_decode=False)
+        plain_prompts = prompts_of_length(plain, rows, low, high, seed=7)
+        captured = plain.generate(plain_prompts, max_new_tokens=new_tokens, graph=True)
+        plain._graphs = GraphDecoder(plain.model, capture=False)
+        uncaptured = plain.generate(plain_prompts, max_new_tokens=new_tokens, graph=True)
+        pairs = list(zip(captured.texts, uncaptured.texts, strict=True))
+        hits = sum(a == b for a, b in pairs)
+        # where rows part: late (after many tokens) is bf16 noise on flat logits, at the
+        # first token a capture bug
+        firsts = sorted(next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                             min(len(a), len(b))) for a, b in pairs if a != b)
+        same_loop = f"{hits}/{rows}" + (f" (differing rows part at character "
+                                         f"{firsts[0]} at the earliest, median "
+                                         f"{firsts[len(firsts) // 2]})" if firsts else "")
+        del plain
+    except Exception as exc:  # noqa: BLE001
+        same_loop = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    del backend
+    gc.collect()
+    if not cpu:
+        torch.cuda.empty_cache()
+    spec = {"model": str(margins_dir), "cpu": cpu, "compile_decode": compile_decode,
+            "prompts": prompts, "new_tokens": new_tokens}
+    inductor = "inductor" if compile_decode else "static, not compiled"
+    for process in (1, 2):
+        name = f"{inductor} (process {process})"
+        timeout = deadline - time.monotonic()
+        if timeout < 20:
+            results[name] = {"error": f"skipped: {max(0.0, timeout):.0f}s left"}
+        else:
+            results[name] = run_inductor_worker(workdir, spec, f"inductor-{process}", timeout)
+        say(f"{name}: " + (results[name].get("error") or
+                           f"{results[name]['step_ms']:.2f} ms/step, setup "
+                           f"{results[name]['setup_s']:.2f}s"))
+    eager_texts = results["eager"].get("texts")
+
+    def same(result: dict[str, Any]) -> str:
+        texts = result.get("texts")
+        if not texts or not eager_texts:
+            return "n/a"
+        hits = sum(a == b for a, b in zip(texts, eager_texts, strict=True))
+        return f"{hits}/{len(texts)} ({100 * hits / len(texts):.0f} %)"
+
+    table_rows = []
+    for mode, r in results.items():
+        if "error" in r:
+            table_rows.append([mode, "error", "", "", "", "", r["error"][:160]])
+            continue
+        table_rows.append([mode, f"{r['setup_s']:.2f}", f"{r['first_call_s']:.2f}",
+                           f"{r['step_ms']:.2f}", percent(r["gpu_util"]),
+                           f"{r['full_rows']}/{rows}", same(r)])
+    table = markdown_table(["path", "setup s", "first call s", "ms/decode step",
+                            "GPU util %", "rows at full length", "same as eager"], table_rows)
+    eager_ms = results["eager"].get("step_ms")
+    speedups = ", ".join(f"{mode} {eager_ms / r['step_ms']:.2f}x" for mode, r in results.items()
+                         if mode != "eager" and r.get("step_ms") and eager_ms)
+    note = (f"margins model ({rows} prompts of {low}-{high} tokens, {new_tokens} new tokens, "
+            f"greedy; best of 2; step = (full call - prefill-only call) / (new tokens - 1)). "
+            f"Top-1 minus top-2 logit: min {margins['min']:.3f}, median "
+            f"{margins['median']:.3f}, bf16 spacing {margins['bf16_step']:.4f}. "
+            f"Speed-up per step against eager: {speedups or 'n/a'}. Captured graph vs the "
+            f"same loop uncaptured (plain random model): {same_loop} rows identical. "
+            "Process 2 compiles the same shape with process 1's on-disk inductor cache.")
+    say(table)
+    say(note)
+    report.add("CUDA-graph decode vs eager vs torch.compile", table + "\n\n" + note)
+    graph = results.get("graph", {})
+    return "error" not in graph and graph.get("texts") == eager_texts
+
+
 # ── compiled generation and tuning through the CLI ─────────────────────────────
 
 def predictions_by_id(run_dir: Path) -> dict[str, str]:
@@ -479,8 +722,7 @@ AUTO_HEADER = ["run", "batch size", "tuning s", "generation s", "compile s",
 
 def cli_auto_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bool,
                    left: float, report: Report, compile_mode: str = "auto") -> bool:
-    """``tui-eval --no-ui -b auto``: what tuning cost against the run it tuned; then
-    ``tui-eval tune`` with the same key, answered from the tune cache."""
+    """``tui-eval --no-ui -b auto``: what tuning cost against the run it tuned."""
     tokens = "16" if cpu else "64"
     deadline = time.monotonic() + left  # the stage's share of the budget, for both calls
     out = workdir / f"auto-compile-{compile_mode}"
@@ -490,13 +732,6 @@ def cli_auto_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bo
                    timeout=min(deadline - time.monotonic() - 25, 240), cpu=cpu)
     metrics, tune = read_json(out / "metrics.json"), read_json(out / "tune.json")
     rows = [auto_row(f"-b auto --compile {compile_mode}", metrics, tune)]
-    again = workdir / f"tune-again-{compile_mode}"
-    code_again = run_cli(["tune", *flags, "-o", str(again)], cwd=workdir,
-                         timeout=min(deadline - time.monotonic() - 5, 90), cpu=cpu)
-    cached = read_json(again / "tune.json")
-    rows.append(["tui-eval tune, same key", cached["chosen_batch_size"],
-                 f"{cached['seconds']:.3f}", "-", "-", "-", "-", "-", len(cached["probes"]),
-                 cached.get("stopped_by"), cached.get("from_cache")])
     table = markdown_table(AUTO_HEADER, rows)
     probes = markdown_table(
         ["batch size", "status", "predicted s per batch", "samples/s", "peak GiB (full length)",
@@ -510,14 +745,78 @@ def cli_auto_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bo
         about += (f" Tuning budget {budget:.2f} s: a tenth of the run as estimated at full "
                   f"length ({estimate:.1f} s).")
     note = about + " Log: " + "; ".join(log_lines(
-        out, "compile auto", "for shape", "Tuning budget", "Memory per row", "not confirmed",
+        out, "compile auto", "for shape", "CUDA graph decode", "Tuning budget",
+        "Memory per row", "not confirmed",
         "Chosen batch size"))
     say(table)
     say(probes)
     say(note)
     report.add(f"-b auto --compile {compile_mode}: tuning against the run it tuned",
                table + "\n\nProbes:\n\n" + probes + "\n\n" + note)
-    return code == 0 and code_again == 0 and cached.get("from_cache") is True
+    return code == 0
+
+AUTO_RUNS = 3
+
+
+def auto_repeat_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bool,
+                      left: float, report: Report) -> bool:
+    """``tui-eval --no-ui -b auto`` three times, each a fresh process tuning afresh
+    (``--retune``), on the -b auto dataset with 64 new tokens: the size chosen, the tuning
+    seconds (tune.json), the whole process's wall clock taken here, and whether the sizes
+    agree (on CUDA the size comes from memory, not timing); then ``tui-eval tune`` once,
+    the doubling action, with its probes. Each call gets its share of what is left."""
+    tokens = "16" if cpu else "64"
+    deadline = time.monotonic() + left - 5
+    flags = ["-m", str(model_dir), "-d", str(workdir / "auto.jsonl"), "--max-tokens", tokens,
+             "--lang", "en", *device]
+    rows, sizes, ok = [], [], True
+    for index in range(1, AUTO_RUNS + 1):
+        out = workdir / f"auto-repeat-{index}"
+        calls_left = AUTO_RUNS - index + 2  # these runs and the tune
+        started = time.monotonic()
+        code = run_cli(["--no-ui", "-b", "auto", "--retune", *flags, "-o", str(out)],
+                       cwd=workdir, cpu=cpu,
+                       timeout=min((deadline - time.monotonic()) / calls_left, 60))
+        wall = time.monotonic() - started
+        if code != 0 or not (out / "tune.json").exists():
+            say(f"!! run {index}: exit code {code}, no tune.json: not counted")
+            rows.append([index, "-", "-", "-", f"{wall:.1f}", "-", f"exit {code}"])
+            ok = False
+            continue
+        tune = read_json(out / "tune.json")
+        sizes.append(tune["chosen_batch_size"])
+        rows.append([index, tune["chosen_batch_size"], tune["mode"], f"{tune['seconds']:.2f}",
+                     f"{wall:.1f}", len(tune["probes"]), f"exit {code}"])
+    agree = len(sizes) == AUTO_RUNS and len(set(sizes)) == 1
+    table = markdown_table(["run", "chosen", "mode", "tuning s (tune.json)",
+                            "whole process s", "probes", "result"], rows)
+    note = (f"{AUTO_RUNS} fresh processes, {tokens} new tokens: sizes {sizes}, "
+            f"{'the same' if agree else 'NOT the same'} in {len(sizes)}/{AUTO_RUNS}."
+            + (" On the CPU -b auto sizes by timing: the sizes need not agree." if cpu
+               else " Targets: whole process <= 15 s, tuning <= 2 s, 3/3 the same."))
+    say(table)
+    say(note)
+    out = workdir / "tune-doubling"
+    code = run_cli(["tune", *flags, "-o", str(out)], cwd=workdir, cpu=cpu,
+                   timeout=max(5.0, deadline - time.monotonic()))
+    probes_table = "tui-eval tune: no tune.json"
+    if (out / "tune.json").exists():
+        tuned = read_json(out / "tune.json")
+        probes_table = markdown_table(
+            ["batch size", "status", "predicted s per batch", "samples/s",
+             "peak GiB (full length)", "probe s"],
+            [[p["batch_size"], p["status"], f"{p['seconds']:.2f}", f"{p['samples_per_s']:.1f}",
+              gib_text(p["peak_memory_bytes"]), f"{p.get('probe_seconds', 0.0):.2f}"]
+             for p in tuned["probes"]]) + (
+            f"\n\ntui-eval tune (doubling, no budget): chose {tuned['chosen_batch_size']} "
+            f"in {tuned['seconds']:.1f} s, stopped by {tuned['stopped_by']}")
+        ok = ok and tuned["budget_seconds"] is None and tuned["probes"][0]["batch_size"] == 1
+    else:
+        ok = False
+    say(probes_table)
+    report.add("-b auto three times in fresh processes; tui-eval tune's doubling",
+               table + "\n\n" + note + "\n\n" + probes_table)
+    return ok and code == 0 and (agree or cpu)  # on the CPU the size comes from timing
 
 
 def ranks_stage(workdir: Path, model_dir: Path, device: list[str], *, cpu: bool,
@@ -572,8 +871,10 @@ def main() -> int:
                         help="tiny model on the CPU with simulated OOM (checks the script)")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds for all stages")
     parser.add_argument("--workdir", type=Path, help="keep the model and results here")
-    parser.add_argument("--only", choices=["all", "compile", "cli", "ranks"], default="all",
-                        help="compile: compiled generation and -b auto; cli: bench, tune "
+    parser.add_argument("--only", choices=["all", "compile", "auto", "cli", "ranks"],
+                        default="all",
+                        help="compile: compiled generation and -b auto; auto: -b auto three "
+                             "times in fresh processes and tui-eval tune; cli: bench, tune "
                              "under a memory cap and OOM recovery; ranks: one GPU against "
                              "all of them")
     parser.add_argument("--out", type=Path, help="write a Markdown copy of the tables here")
@@ -627,11 +928,17 @@ def main() -> int:
         stages.summary(report)
         return 0
     if args.only in ("all", "compile"):
+        stages.run("CUDA-graph decode vs eager vs torch.compile, margins model" if not cpu
+                   else "graph decode (uncaptured) vs eager vs static path", 60 if not cpu
+                   else 10,
+                   lambda left: graph_stage(workdir, model_dir, cpu=cpu,
+                                            compile_decode=compile_decode, left=left,
+                                            report=report))
         stages.run("bench -b 64 --compile on,off, 64 new tokens" if not cpu
                    else "bench -b 8 --compile on,off", 150 if not cpu else 40,
                    lambda left: cli_compile_stage(workdir, model_dir, device, cpu=cpu,
                                                   left=left, report=report))
-        stages.run("-b auto (compile auto): tuning vs the run it tuned; then from the cache",
+        stages.run("-b auto (compile auto): tuning vs the run it tuned",
                    90 if not cpu else 30,
                    lambda left: cli_auto_stage(workdir, model_dir, device, cpu=cpu,
                                                left=left, report=report))
@@ -645,6 +952,15 @@ def main() -> int:
                    lambda left: cli_auto_stage(workdir, model_dir, device, cpu=cpu,
                                                left=left, report=report, compile_mode="on"))
     if args.only == "compile":
+        stages.summary(report)
+        return 0
+    if args.only in ("all", "auto"):
+        stages.run("-b auto three times in fresh processes; tui-eval tune doubling",
+                   150 if not cpu else 40,
+                   lambda left: auto_repeat_stage(workdir, model_dir, device, cpu=cpu,
+                                                  left=min(left, 150 if not cpu else 60),
+                                                  report=report))
+    if args.only == "auto":
         stages.summary(report)
         return 0
 
@@ -709,7 +1025,7 @@ def main() -> int:
 
     stages.run("multiple choice: pairs/s at 1, 4, 16, 64" if not cpu
                else "multiple choice: pairs/s at 1, 4, 16", 60 if not cpu else 30, choice)
-    stages.run("tune under --max-memory (start from the predicted size)", 40, tune)
+    stages.run("tune under --max-memory (double to the OOM, then bisect)", 40, tune)
 
     def fallback(policy: str, max_tokens: str) -> Callable[[float], bool]:
         def stage(left: float) -> bool:

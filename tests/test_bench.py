@@ -25,7 +25,10 @@ def columns(table_line: str) -> list[str]:
 
 def test_batch_size_list() -> None:
     assert parse_batch_sizes("1,2,4,8,16") == [1, 2, 4, 8, 16]
-    assert parse_batch_sizes(" 8, 2 ,8") == [8, 2]
+    assert parse_batch_sizes(" 8, 2 ,1") == [8, 2, 1]
+    # a repeat would silently run once: refused in one line
+    with pytest.raises(UsageError, match=r"^-b/--batch-sizes: 2 is given twice in '2,2'"):
+        parse_batch_sizes("2,2")
     for bad in ("", "1,,2", "0,1", "auto", "1.5"):
         with pytest.raises(UsageError, match=r"^-b/--batch-sizes: expected comma-separated"):
             parse_batch_sizes(bad)
@@ -113,10 +116,12 @@ def test_bench_rejects_a_bad_size_list(capsys: pytest.CaptureFixture) -> None:
 
 def test_compile_list() -> None:
     assert parse_compile_modes("on,off") == ["on", "off"]
-    assert parse_compile_modes(" off , on,off") == ["off", "on"]
+    assert parse_compile_modes(" off , on") == ["off", "on"]
+    with pytest.raises(UsageError, match=r"^--compile: off is given twice"):
+        parse_compile_modes("off,on,off")
     for bad in ("", "on,,off", "yes", "on;off"):
         with pytest.raises(UsageError, match=r"^--compile: expected comma-separated values of "
-                                             r"auto, on, off"):
+                                             r"auto, graph, on, off"):
             parse_compile_modes(bad)
 
 

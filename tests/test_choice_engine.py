@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import PROMPTS, Collect, SharedForwards, write_jsonl
 
+from tui_eval.batching.oom_policies import BatchWork, BisectPolicy
 from tui_eval.cli import main
 from tui_eval.config import EvalConfig
 from tui_eval.engine.evaluation import Evaluation
@@ -17,7 +18,6 @@ from tui_eval.engine.preparation import DEMO_CHOICE_DATA
 from tui_eval.engine.resume import ResumePlan, config_differences
 from tui_eval.engine.signals import HeadlessSignals, RunTracker
 from tui_eval.events import Fallback, Progress, RunStarted
-from tui_eval.model.oom_policies import BatchWork, BisectPolicy
 from tui_eval.results import PredictionRow, RunMetrics, score_text, summary_rows
 
 CHOICES = ["Paris", "blue", "The number after 99 is 100.", "chat", "eight legs"]
@@ -258,13 +258,25 @@ def test_batch_size_auto_probes_pairs(base: EvalConfig, tmp_path: Path) -> None:
                                    output_dir=str(out)))
     tune = json.loads((out / "tune.json").read_text(encoding="utf-8"))
     assert tune["unit"] == "pairs" and tune["max_tokens"] == 0
-    assert [(p["batch_size"], p["status"]) for p in tune["probes"]][:4] == [
-        (1, "ok"), (2, "ok"), (4, "ok"), (8, "oom")]  # 8 rows > 5
+    # -b auto on a choice task has the budget generation has: a tenth of the run
+    assert tune["budget_seconds"] is not None and tune["budget_seconds"] > 0
+    statuses = {p["batch_size"]: p["status"] for p in tune["probes"]}
+    assert statuses[1] == "ok" and all(s == "oom" for b, s in statuses.items() if b > 5)
     assert metrics.batch_size == tune["chosen_batch_size"] <= 4
     assert metrics.n == 12 and metrics.fallback_count == 0
     log = (out / "run.log").read_text(encoding="utf-8")
     assert "forward passes over the longest (context, choice) pairs" in log
     assert "| batch_size | status | time     | pairs/s" in log
+
+
+def test_an_explicit_tune_of_pairs_doubles_to_the_oom(base: EvalConfig, tmp_path: Path) -> None:
+    from tui_eval.engine.tuning import run_tuning
+
+    result, _ = run_tuning(replace(base, simulate_oom_above=5,
+                                   output_dir=str(tmp_path / "tune")), lambda event: None)
+    assert result.unit == "pairs" and result.budget_seconds is None
+    assert [(p.batch_size, p.status) for p in result.probes] == [
+        (1, "ok"), (2, "ok"), (4, "ok"), (8, "oom")]  # 8 rows > 5
 
 
 def test_metrics_rebuilt_after_a_second_signal_have_acc(base: EvalConfig,

@@ -21,7 +21,8 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def test_help_imports_no_heavy_library() -> None:
     code = ("import sys\nfrom tui_eval.cli import main\ntry:\n    main(['--help'])\n"
             "except SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'transformers', 'textual') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'transformers', 'textual', 'jinja2', 'yaml')\n"
+            "         if m in sys.modules]\n"
             "print('heavy=' + ','.join(heavy))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import PROMPTS, Collect
 
+from tui_eval.batching.oom_policies import make_oom_policy
 from tui_eval.cancel import CancelToken
 from tui_eval.cli import main
 from tui_eval.config import EvalConfig
@@ -23,7 +24,6 @@ from tui_eval.engine.compile_choice import CompileDecision, decide, starting_mod
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.events import Progress
 from tui_eval.model.backend import HFBackend, resolve_compile
-from tui_eval.model.oom_policies import make_oom_policy
 from tui_eval.model.static_shapes import ShapePlanner, StaticShape, prompt_bucket
 from tui_eval.results import read_predictions
 
@@ -262,7 +262,8 @@ def test_compile_auto_decides_after_the_eager_first_batch(
 
     seen: list[tuple[float, int]] = []
 
-    def decide(first_batch_seconds: float, batches_left: int) -> CompileDecision:
+    def decide(first_batch_seconds: float, batches_left: int, *costs: float,
+               ) -> CompileDecision:
         seen.append((first_batch_seconds, batches_left))
         return CompileDecision(on=pays, eager_seconds_left=100.0, seconds_saved=80.0)
 
@@ -276,8 +277,9 @@ def test_compile_auto_decides_after_the_eager_first_batch(
     assert len(seen) == 1 and seen[0][0] > 0 and seen[0][1] == 2  # 12 samples, 5 done
     assert metrics.compiled is pays
     logs = sink.logs()
-    assert any(f"compile auto: {'on' if pays else 'off'}" in line for line in logs)
-    assert sum("for shape" in line for line in logs) == (1 if pays else 0)
+    # auto picks the CUDA-graph path (on the CPU: the same loop over a static cache)
+    assert any(f"compile auto: {'graph' if pays else 'off'}" in line for line in logs)
+    assert sum("Static KV cache for shape" in line for line in logs) == (1 if pays else 0)
     if pays:  # reserved for the rest: 5 rows, the last 2 padded
         assert [shape[0] for shape in static.compiled_shapes] == [5]
 
@@ -349,7 +351,7 @@ def test_compile_and_retune_flags(capsys: pytest.CaptureFixture) -> None:
     assert config.compile == "on" and config.retune is True
     assert config_from_args(parser.parse_args([])).retune is False
     assert main(["--no-ui", "--compile", "yes"]) == 2
-    assert "--compile: must be one of auto, on, off, got 'yes'" in capsys.readouterr().err
+    assert "--compile: must be one of auto, graph, on, off, got 'yes'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -375,3 +377,22 @@ def test_compile_on_through_the_cli_compiles_once_and_matches_off(
     log = (tmp_path / "on" / "run.log").read_text(encoding="utf-8")
     assert log.count("Compiling for shape 5 rows") == 1 and "(first batch only)" in log
     assert "compile time" in capsys.readouterr().out
+
+
+def test_inductor_cache_goes_to_the_user_cache_dir(monkeypatch: pytest.MonkeyPatch,
+                                                   tune_cache_dir: Path) -> None:
+    import os
+
+    from tui_eval.model.backend import use_inductor_cache
+
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
+                 "TORCHINDUCTOR_AUTOGRAD_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")  # the user's choice stays
+    use_inductor_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tune_cache_dir / "tui-eval" / "inductor")
+    assert os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
+    assert os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] == "0"
+    from torch._inductor import config
+
+    assert config.fx_graph_cache is True

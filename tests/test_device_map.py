@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tui_eval.batching.tuner import BatchSizeTuner
 from tui_eval.cancel import CancelToken
 from tui_eval.cli import main
 from tui_eval.config import EvalConfig, check_value, load_config_file, resolve_config
 from tui_eval.device import memcap, meter, nvml
 from tui_eval.device.memcap import memory_capacity, parse_device_budgets, usable_memory
 from tui_eval.device.meter import ResourceMeter
+from tui_eval.engine.device_hooks import DEVICE_HOOKS
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.engine.resume import config_differences
 from tui_eval.errors import ConfigError, UsageError
 from tui_eval.events import Event, Progress
-from tui_eval.model import tuner as tuner_module
 from tui_eval.model.backend import HFBackend
-from tui_eval.model.tuner import BatchSizeTuner
 from tui_eval.results import RunConfig
 
 GIB = 2**30
@@ -257,21 +258,20 @@ def test_capacity_and_headroom_are_the_smallest_over_the_cards(cuda: FakeCuda) -
     assert usable_memory("cuda:0", None, ("cuda:0", "cpu")) == 30 * GIB
 
 
-def test_the_tuner_measures_every_device_of_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tuner_measures_every_device_of_the_model() -> None:
     made: list[tuple[str, tuple[str, ...]]] = []
 
-    def recording_meter(device: str, devices: tuple[str, ...] = ()) -> Any:
+    def recording_meter(device: str, devices: Sequence[str] = ()) -> Any:
         made.append((device, tuple(devices)))
         return ResourceMeter("cpu")
-
-    monkeypatch.setattr(tuner_module, "ResourceMeter", recording_meter)
 
     class Spread:
         device = "cuda:0"
         devices = ("cuda:0", "cuda:1")
 
-    tuner = BatchSizeTuner(Spread(), ["p"], max_tokens=1)
-    with tuner.meter(Spread.device):
+    hooks = replace(DEVICE_HOOKS, meter=recording_meter)
+    tuner = BatchSizeTuner(Spread(), ["p"], max_tokens=1, hooks=hooks)
+    with tuner.prober.meter(Spread.device):
         pass
     assert made == [("cuda:0", ("cuda:0", "cuda:1"))]
     assert meter.cuda_devices(["cuda:1", "cpu", "cuda:0", "cuda:1"]) == ["cuda:1", "cuda:0"]

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from tui_eval.data import ChoiceSample, load_choice_dataset
+from tui_eval.metrics import first_argmax
 from tui_eval.model.loglikelihood import (
     ChoiceScorer,
     Pair,
     PairScore,
     ScoringError,
     accuracy,
-    argmax,
     choice_result,
     resolve_max_length,
     resolve_target_delimiter,
@@ -91,7 +91,7 @@ def test_acc_norm_divides_by_the_choice_length_without_the_delimiter() -> None:
     tie = choice_result(ChoiceSample(0, "t", "q", ["a", "bb"], 0),
                         [PairScore(-1.0, True), PairScore(-2.0, False)])
     assert tie.pred_norm == 0  # -1 against -1 goes to the first choice, as numpy's argmax
-    assert argmax([1.0, 3.0, 3.0]) == 1
+    assert first_argmax([1.0, 3.0, 3.0]) == 1
     assert accuracy([result, tie]) == {"acc": 0.5, "acc_norm": 1.0}
     assert accuracy([]) == {"acc": 0.0, "acc_norm": 0.0}
 

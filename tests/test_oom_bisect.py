@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import PROMPTS, Collect
 
+from tui_eval.batching.oom_policies import BisectPolicy, OomPolicy, make_oom_policy
 from tui_eval.config import EvalConfig
 from tui_eval.data import Sample
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.events import Fallback, Progress
 from tui_eval.model.backend import Generation
-from tui_eval.model.oom_policies import BisectPolicy, OomPolicy, make_oom_policy
 
 
 def samples(n: int) -> list[Sample]:

@@ -15,13 +15,13 @@ import pytest
 from conftest import PROMPTS, complete_lines, wait_until, write_jsonl
 from test_choice_engine import choice_rows
 
+from tui_eval.batching.plan import share_by_cost
 from tui_eval.cli import main
 from tui_eval.engine.rank_board import RankBoard
 from tui_eval.engine.resume import merge_rank_files
 from tui_eval.engine.world import world_from_env
 from tui_eval.errors import UsageError
 from tui_eval.events import Progress, RankFinished, RankStarted
-from tui_eval.model.batching import share_by_cost
 from tui_eval.results import PredictionRow, rank_predictions_file, write_predictions_atomic
 
 REPO = Path(__file__).resolve().parent.parent

@@ -178,3 +178,60 @@ def test_rescore_loads_no_model_and_no_torch(run_dir: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.fixture(scope="module")
+def finished_choice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rescore-choice") / "finished"
+    config = replace(demo_config(out), data=None, model=None, task="choice", limit=12)
+    Evaluation(config, lambda event: None).run()
+    return out
+
+
+def test_rescoring_a_choice_run_keeps_acc_and_every_file(
+        finished_choice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = Path(shutil.copytree(finished_choice, tmp_path / "run"))
+    before = {name: (run_dir / name).read_bytes()
+              for name in ("metrics.json", "predictions.jsonl", "config.json")}
+    assert set(read_json(run_dir / "metrics.json")["metrics"]) == {"acc", "acc_norm"}
+    assert main(["rescore", str(run_dir)]) == 0
+    for name, data in before.items():
+        assert (run_dir / name).read_bytes() == data, name
+    assert "acc_norm" in capsys.readouterr().out
+    # and it can still be compared with the run it came from
+    assert main(["compare", str(finished_choice), str(run_dir)]) == 0
+
+
+def test_a_choice_rescore_scores_again_from_the_stored_log_likelihoods(
+        finished_choice: Path, tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(finished_choice, tmp_path / "run"))
+    rows = rows_of(run_dir)
+    # make the gold choice of the first row the most likely one, per token and per character
+    first = rows[0]
+    first["logprobs"] = [-50.0] * len(first["choices"])
+    first["logprobs"][first["gold"]] = -0.001
+    first["scores"] = {"acc": 0.0, "acc_norm": 0.0}
+    (run_dir / "predictions.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    assert main(["rescore", str(run_dir)]) == 0
+    rescored = rows_of(run_dir)
+    assert rescored[0]["pred"] == rescored[0]["pred_norm"] == first["gold"]
+    assert rescored[0]["prediction"] == first["choices"][first["gold"]]
+    assert rescored[0]["scores"] == {"acc": 1.0, "acc_norm": 1.0}
+    assert rescored[1:] == rows[1:]
+    metrics = read_json(run_dir / "metrics.json")
+    assert set(metrics["metrics"]) == {"acc", "acc_norm"} and metrics["extract"] is None
+    assert metrics["metrics"]["acc"] == sum(row["scores"]["acc"] for row in rescored) / 12
+
+
+@pytest.mark.parametrize("flags", [["--metrics", "exact_match"], ["--extract", FIRST_DIGIT]])
+def test_scoring_flags_on_a_choice_run_are_refused_in_one_line(
+        finished_choice: Path, tmp_path: Path, flags: list[str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = Path(shutil.copytree(finished_choice, tmp_path / "run"))
+    before = (run_dir / "metrics.json").read_bytes()
+    assert main(["rescore", str(run_dir), *flags]) == 2
+    [line] = error_lines(capsys)
+    assert "choice run is scored by log-likelihood" in line and flags[0] in line
+    assert (run_dir / "metrics.json").read_bytes() == before
+    assert not previous_copies(run_dir)

@@ -13,17 +13,27 @@ from typing import Any
 import pytest
 from conftest import PROMPTS, write_jsonl
 
+from tui_eval.batching.probe import DecodeTimer, ProbeRun, kv_cache_bytes_per_token
+from tui_eval.batching.strategies import (
+    TUNE_MODES,
+    BinarySearch,
+    FromMemory,
+    PowerSearch,
+    SearchStrategy,
+    bucket_down,
+)
+from tui_eval.batching.table import tune_table
+from tui_eval.batching.tuner import BatchSizeTuner, choose_batch_size
 from tui_eval.cancel import CancelToken
 from tui_eval.cli import main
 from tui_eval.config import EvalConfig, check_value, load_config_file, parse_max_memory
 from tui_eval.device.meter import ResourceMeter
+from tui_eval.engine.device_hooks import DEVICE_HOOKS
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.errors import ConfigError
 from tui_eval.events import Event, LogLine, TuneFinished, TuneStep
 from tui_eval.formatting import size_bytes
 from tui_eval.model.backend import Generation, HFBackend
-from tui_eval.model.probe import DecodeTimer, ProbeRun, kv_cache_bytes_per_token
-from tui_eval.model.tuner import BatchSizeTuner, choose_batch_size, tune_table
 from tui_eval.results import TuneProbe, TuneResult
 
 # new_tokens, step_seconds, first_token_seconds, probe_seconds and full_length came with
@@ -155,6 +165,7 @@ def tuner_for(backend: FakeBackend, n_prompts: int, *, max_tokens: int = 4,
     """No budget unless asked: most tests here pin the search itself."""
     if backend.memory is not None:
         options.setdefault("meter", lambda device: FakeMeter(backend))
+    options.setdefault("hooks", DEVICE_HOOKS)
     return BatchSizeTuner(backend, [f"p{i}" for i in range(n_prompts)], max_tokens=max_tokens,
                           clock=backend.clock, budget_share=budget_share, **options)
 
@@ -203,14 +214,24 @@ def declining(size: int) -> float:
     return 0.001 * size + 0.0001 * size * size + 0.01
 
 
-def test_power_stops_after_two_confirmed_declines() -> None:
-    events: list[Event] = []
-    tuner = tuner_for(FakeBackend(1000, declining), 200, sink=events.append)
+def test_a_tune_the_user_asked_for_doubles_past_a_decline_to_the_ceiling() -> None:
+    # no budget (tui-eval tune, the app's a): every power of two is shown, then the fastest
+    tuner = tuner_for(FakeBackend(1000, declining), 200)
     result = tuner.run()
-    # rows/s: 1→90, 2→161, 4→256, 8→328, 16→310 (-5%), 32→222 (-32%), 64→132 (-60%): stop
-    assert [p.batch_size for p in tuner.probes] == [1, 2, 4, 8, 16, 32, 64]
+    assert [p.batch_size for p in tuner.probes] == [1, 2, 4, 8, 16, 32, 64, 128, 200]
     assert result.chosen_batch_size == 8
-    assert any("fell by 10% or more at two sizes in a row, up to batch size 64" in e.message
+
+
+def test_power_under_a_budget_stops_after_two_confirmed_declines() -> None:
+    events: list[Event] = []
+    tuner = tuner_for(FakeBackend(1000, declining), 200, budget_share=100.0,
+                      sink=events.append)
+    result = tuner.run()
+    # rising: jumps 1 → 8 → 64; 64 and 128 are 10% or more slower than 8: stop, then the
+    # sizes the jumps skipped next to the fastest
+    assert [p.batch_size for p in tuner.probes] == [1, 8, 64, 128, 16, 4]
+    assert result.chosen_batch_size == 8
+    assert any("fell by 10% or more at two sizes in a row, up to batch size 128" in e.message
                for e in events if isinstance(e, LogLine))
     assert probed(1000, 200, declining, mode="binsearch")[-1] == (200, "ok")  # no stop
 
@@ -398,6 +419,10 @@ def test_a_budget_cut_search_on_a_rising_curve_chooses_a_predicted_size() -> Non
     assert any("not probed" in e.message for e in events if isinstance(e, LogLine))
     assert [e for e in events if isinstance(e, TuneStep)][-1].status == "predicted"
     assert "64 ◀" in tune_table(result) and "none" in tune_table(result)
+    measured = len(result.probes) - 1
+    chosen_line = next(e.message for e in events
+                       if isinstance(e, LogLine) and e.message.startswith("Chosen batch size"))
+    assert f"; {measured} probes took" in chosen_line  # the predicted row is no probe
 
 
 def test_no_size_is_predicted_past_an_oom_a_decline_or_a_finished_search() -> None:
@@ -425,77 +450,91 @@ def test_tuning_costs_at_most_a_tenth_of_the_whole_run(
     assert result.seconds <= max(0.1 * whole, first_probe) + 1e-9
 
 
-# ── memory-limited devices: the search starts from the size predicted to fit ────────
+# ── memory mode (-b auto on CUDA): the largest size that fits, no timing ─────────────
 
-def gpu_memory(rows: int, tokens: int, *, hidden_growth: int = 0) -> int:
+def gpu_memory(rows: int, tokens: int) -> int:
     """10 GiB of weights, 0.5 GiB per row of activations, and 4 MiB per row per token of
-    KV cache on 100-token prompts; ``hidden_growth`` per row per token is more than the
-    model's config says (a fragmented allocator)."""
-    return 10 * GIB + rows * (GIB // 2 + (4 * 2**20 + hidden_growth) * (100 + tokens))
+    KV cache on 100-token prompts."""
+    return 10 * GIB + rows * (GIB // 2 + 4 * 2**20 * (100 + tokens))
 
 
-def memory_tuner(mode: str = "power", *, limit: int = 80 * GIB, hidden_growth: int = 0,
-                 usable: int = 80 * GIB, **options: Any) -> tuple[BatchSizeTuner, FakeBackend]:
-    backend = FakeBackend(10_000, memory=lambda rows, tokens: gpu_memory(
-        rows, tokens, hidden_growth=hidden_growth), memory_limit=limit)
-    tuner = tuner_for(backend, 256, max_tokens=256, mode=mode, memory_limited=True,
+def memory_tuner(*, limit: int = 80 * GIB, usable: int = 80 * GIB,
+                 cost: Callable[[int], float] = growing,
+                 **options: Any) -> tuple[BatchSizeTuner, FakeBackend]:
+    """A fake CUDA device: the backend OOMs past ``limit``, the meter reads its peaks,
+    ``usable`` is what the device says this process can reach."""
+    backend = FakeBackend(10_000, cost, memory=gpu_memory, memory_limit=limit)
+    tuner = tuner_for(backend, 256, max_tokens=256, mode="memory", budget_share=0.1,
                       memory_capacity=80 * GIB, kv_bytes_per_token=4 * 2**20,
-                      usable_memory=lambda: usable, **options)
+                      row_tokens=100 + 256, usable_memory=lambda: usable, **options)
     return tuner, backend
 
 
-def test_a_memory_limited_search_starts_from_the_predicted_size() -> None:
-    # full length: 10 GiB + 1.89 GiB per row; 90% of 80 GiB holds 32 rows
-    tuner, backend = memory_tuner()
-    result = tuner.run()
-    sizes = [p.batch_size for p in tuner.probes]
-    assert sizes == [1, 8, 32, 16]  # 1 and 8 for the memory per row, 32, then its half
-    assert result.chosen_batch_size == 32
-    chosen = next(p for p in tuner.probes if p.batch_size == 32)
-    assert chosen.full_length  # confirmed by one full-length call (the dynamic cache)
-    assert chosen.peak_memory_bytes == gpu_memory(32, 256)
-    assert backend.calls[-1] == 32 and backend.steps[-1] == 256
-    binsearch, _ = memory_tuner("binsearch", memory_headroom=0.95)
-    assert [p.batch_size for p in binsearch.run().probes][:3] == [1, 8, 34]
-
-
-def test_a_predicted_size_that_does_not_fit_steps_down() -> None:
-    # the device can reach less than the capacity says (another process holds memory)
-    tuner, _ = memory_tuner(limit=42 * GIB, usable=80 * GIB)
-    result = tuner.run()
-    assert [(p.batch_size, p.status) for p in tuner.probes][:3] == [
-        (1, "ok"), (8, "ok"), (32, "oom")]
-    assert result.chosen_batch_size == 16
-
-
-def test_the_full_length_call_catches_growth_the_config_does_not_show() -> None:
-    # the cache grows 60% more than the config says: 27 rows fit for the probe's 64
-    # tokens, not for 256; the full-length call finds it and the next best is confirmed
-    tuner, backend = memory_tuner("binsearch", hidden_growth=int(2.4 * 2**20),
-                                  limit=72 * GIB)
-    result = tuner.run()
-    by_size = {p.batch_size: p for p in tuner.probes}
-    assert list(by_size) == [1, 8, 27, 13]
-    assert by_size[27].status == "oom" and not by_size[27].full_length
-    assert result.chosen_batch_size == 13 and by_size[13].full_length
-    assert backend.steps[-1] == 256
-
-
-def test_the_full_length_call_is_skipped_past_the_budget() -> None:
+def test_memory_mode_takes_the_largest_size_that_fits() -> None:
+    # full length: 10 GiB + 1.89 GiB per row; 90% of 80 GiB holds 32 rows (33 would not)
     events: list[Event] = []
-    tuner, backend = memory_tuner(budget_share=0.1, sink=events.append, n_samples=64)
+    tuner, backend = memory_tuner(sink=events.append)
     result = tuner.run()
-    assert not any(p.full_length for p in tuner.probes)
-    assert all(steps < 256 for steps in backend.steps[1:])
-    assert any("not confirmed at full length" in e.message for e in events
-               if isinstance(e, LogLine))
-    assert result.chosen_batch_size >= 8
+    assert result.mode == "memory" and result.chosen_batch_size == 32
+    assert [(p.batch_size, p.status) for p in tuner.probes] == [(32, "ok")]  # one probe
+    assert gpu_memory(32, 256) <= 0.9 * 80 * GIB < gpu_memory(33, 256)
+    # warm-up, 1 row and a candidate (the KV cache alone's fit, bucketed) for the memory
+    # per row, then the probe
+    assert backend.calls == [1, 1, 40, 32]
+    assert any("confirming 32" in e.message for e in events if isinstance(e, LogLine))
 
 
-def test_the_static_cache_needs_no_full_length_call() -> None:
-    tuner, backend = memory_tuner(static_cache=True)
-    tuner.run()
-    assert all(steps < 256 for steps in backend.steps[1:])
+def test_memory_mode_steps_down_on_an_oom() -> None:
+    # the device can reach less than it says (another process holds memory): the candidate
+    # and the predicted size run out; the next buckets down are tried
+    tuner, backend = memory_tuner(limit=42 * GIB)
+    result = tuner.run()
+    assert [(p.batch_size, p.status) for p in tuner.probes] == [(32, "oom"), (28, "ok")]
+    assert result.chosen_batch_size == 28
+    assert backend.calls[:4] == [1, 1, 40, 20]  # the candidate 40 ran out: 20
+
+
+def test_memory_mode_is_deterministic_and_ignores_timing() -> None:
+    chosen = set()
+    for cost in (growing, saturating, declining, growing):
+        tuner, _ = memory_tuner(cost=cost)
+        chosen.add((tuner.run().chosen_batch_size,
+                    tuple(p.batch_size for p in tuner.probes)))
+    assert chosen == {(32, (32,))}
+
+
+def test_memory_mode_is_capped_by_the_dataset_and_the_max_batch_size() -> None:
+    tuner, _ = memory_tuner(max_batch_size=12)
+    assert tuner.run().chosen_batch_size == 12
+    backend = FakeBackend(10_000, memory=gpu_memory, memory_limit=80 * GIB)
+    small = tuner_for(backend, 20, max_tokens=256, mode="memory", memory_capacity=80 * GIB,
+                      kv_bytes_per_token=4 * 2**20, row_tokens=356,
+                      usable_memory=lambda: 80 * GIB)
+    assert small.run().chosen_batch_size == 20
+
+
+def test_memory_mode_says_when_it_cannot_read_the_memory() -> None:
+    events: list[Event] = []
+    tuner = tuner_for(FakeBackend(1000), 20, mode="memory", usable_memory=lambda: None,
+                      sink=events.append)
+    assert tuner.run().chosen_batch_size == 20
+    assert [(p.batch_size, p.status) for p in tuner.probes] == [(20, "ok")]
+    assert any(e.level == "WARNING" and "cannot be read" in e.message
+               for e in events if isinstance(e, LogLine))
+
+
+def test_memory_mode_bucket_sizes() -> None:
+    assert [bucket_down(n) for n in (1, 5, 7, 8, 9, 15, 33, 47, 1000)] == [
+        1, 5, 7, 8, 8, 14, 32, 40, 896]
+
+
+def test_the_modes_are_a_registry_of_strategies() -> None:
+    assert set(TUNE_MODES) == {"power", "binsearch", "memory"}
+    assert all(issubclass(strategy, SearchStrategy) and strategy.name == name
+               for name, strategy in TUNE_MODES.items())
+    assert TUNE_MODES["memory"] is FromMemory and TUNE_MODES["binsearch"] is BinarySearch
+    assert TUNE_MODES["power"] is PowerSearch
+    assert check_value("tune_mode", "memory") == "memory"
 
 
 # ── the tune cache ──────────────────────────────────────────────────────────────
@@ -572,7 +611,7 @@ def prompts(n: int) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["power", "binsearch"])
 def test_tuning_the_tiny_model_with_oom_above_24(backend: HFBackend, mode: str) -> None:
-    result = BatchSizeTuner(backend, prompts(40), max_tokens=4, mode=mode,
+    result = BatchSizeTuner(backend, prompts(40), max_tokens=4, mode=mode, hooks=DEVICE_HOOKS,
                             budget_share=None).run()
     statuses = {p.batch_size: p.status for p in result.probes}
     largest_ok = max(size for size, status in statuses.items() if status == "ok")
@@ -601,39 +640,43 @@ def data40(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "forty.jsonl", rows)
 
 
-def test_tune_command_writes_tune_json_and_a_repeat_comes_from_the_cache(
+def test_tune_command_doubles_to_the_oom_every_time_and_a_run_reuses_it(
         tiny_model: Path, data40: Path, tmp_path: Path, tune_cache_dir: Path,
         capsys: pytest.CaptureFixture) -> None:
-    # (This test pinned the whole binsearch down to the OOM at 25; 40 samples of 4 tokens
-    # now give a budget of a few milliseconds, so the search is pinned on FakeBackend.)
+    # the seed's auto-tune action: 1, 2, 4, … until OOM, no budget, every probe shown once
+    flags = ["-m", str(tiny_model), "-d", str(data40), "--max-tokens", "4", "--device",
+             "cpu", "--simulate-oom-above", "24", "--lang", "en"]
+
     def tune(out: str, *extra: str) -> dict:
-        rc = main(["tune", "-m", str(tiny_model), "-d", str(data40), "--max-tokens", "4",
-                   "--device", "cpu", "--simulate-oom-above", "24", "--tune-mode",
-                   "binsearch", "--lang", "en", "-o", str(tmp_path / out), *extra])
+        rc = main(["tune", *flags, "-o", str(tmp_path / out), *extra])
         assert rc == 0
         return json.loads((tmp_path / out / "tune.json").read_text(encoding="utf-8"))
 
     first = tune("tune")
     assert {"chosen_batch_size", "mode", "probes", "from_cache", "stopped_by",
             "budget_seconds", "estimated_run_seconds"} <= set(first)
-    assert first["mode"] == "binsearch" and first["from_cache"] is False
+    assert first["mode"] == "power" and first["from_cache"] is False
+    assert [(p["batch_size"], p["status"]) for p in first["probes"]] == [
+        (1, "ok"), (2, "ok"), (4, "ok"), (8, "ok"), (16, "ok"), (32, "oom")]
+    assert first["budget_seconds"] is None and first["stopped_by"] == "done"
     assert all(set(p) == PROBE_KEYS for p in first["probes"])
-    ok = [p["batch_size"] for p in first["probes"] if p["status"] == "ok"]
-    assert first["chosen_batch_size"] in ok
+    assert first["chosen_batch_size"] in (1, 2, 4, 8, 16)
     printed = capsys.readouterr().out
-    assert "| batch_size | status" in printed and "tune.json" in printed
+    assert printed.count("| batch_size | status") == 1  # the table once, row by row
+    assert "tune.json" in printed and "6 probes" in printed
     out = tmp_path / "tune"
     assert "tune_finished" in (out / "events.jsonl").read_text(encoding="utf-8")
     assert not (out / "predictions.jsonl").exists()  # tuning only
     assert (tune_cache_dir / "tui-eval" / "tune.json").is_file()
 
-    again = tune("again")
-    assert again["from_cache"] is True and again["probes"] == first["probes"]
-    assert again["chosen_batch_size"] == first["chosen_batch_size"]
-    assert "from the tune cache" in capsys.readouterr().out
-    assert "tune_step" not in (tmp_path / "again" / "events.jsonl").read_text(encoding="utf-8")
+    again = tune("again", "-b", "0")  # -b is ignored, whatever it says
+    assert again["from_cache"] is False and len(again["probes"]) == 6
 
-    assert tune("retuned", "--retune")["from_cache"] is False
+    rc = main(["--no-ui", *flags, "-b", "auto", "-o", str(tmp_path / "run")])
+    assert rc == 0  # -b auto inside a run keeps the cache
+    ran = json.loads((tmp_path / "run" / "tune.json").read_text(encoding="utf-8"))
+    assert ran["from_cache"] is True
+    assert ran["chosen_batch_size"] == again["chosen_batch_size"]
 
 
 def test_batch_size_auto_tunes_then_runs(tiny_model: Path, qa_jsonl: Path,
@@ -700,10 +743,11 @@ def test_batch_size_accepts_auto_in_flags_and_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "error"),
     [(["-b", "many"], "-b/--batch-size: must be an integer ≥ 1 or 'auto', got 'many'"),
-     (["--max-memory", "2"], "--max-memory: must be a fraction from 0 to 1 (0.5) or a size"),
+     (["--max-memory", "2"],
+      "--max-memory: must be a fraction of the card above 0 and up to 1 (0.5) or a size"),
      (["--memory-headroom", "1.5"], "--memory-headroom: must be a number from 0.1 to 1"),
      (["--max-batch-size", "0"], "--max-batch-size: must be an integer ≥ 1, got 0"),
-     (["--tune-mode", "fast"], "--tune-mode: must be one of power, binsearch, got 'fast'")],
+     (["--tune-mode", "fast"], "--tune-mode: must be one of power, binsearch, memory, got 'fast'")],
 )
 def test_bad_tuning_flags_exit_2_naming_the_flag(args: list[str], error: str,
                                                   capsys: pytest.CaptureFixture) -> None:
@@ -721,7 +765,7 @@ def test_max_memory_values() -> None:
     assert parse_max_memory("20GiB") == "20GiB" and size_bytes("20GiB") == 20 * 2**30
     assert size_bytes("512MiB") == 512 * 2**20 and size_bytes("24GB") == 24 * 10**9
     for bad in ("0", "1.5", "twenty", "20XB", True, -1):
-        with pytest.raises(ValueError, match="a fraction from 0 to 1"):
+        with pytest.raises(ValueError, match="a fraction of the card above 0 and up to 1"):
             parse_max_memory(bad)
 
 
@@ -748,3 +792,18 @@ def test_config_defaults_for_tuning() -> None:
     assert (config.tune_mode, config.max_batch_size, config.memory_headroom,
             config.max_memory) == ("power", 256, 0.9, None)
     assert replace(config, batch_size="auto").batch_size == "auto"
+
+
+def test_the_mode_a_tune_uses() -> None:
+    from tui_eval.engine.choice import ChoiceTask
+    from tui_eval.engine.generation import GenerationTask
+    from tui_eval.engine.tuning import search_mode
+
+    generation = object.__new__(GenerationTask)
+    choice = object.__new__(ChoiceTask)
+    config = EvalConfig(tune_mode="binsearch")
+    # -b auto of a generation on CUDA: from memory; otherwise (CPU, choice, tune) the config's
+    assert search_mode(config, generation, "cuda:0", explicit=False) == "memory"
+    assert search_mode(config, generation, "cuda:0", explicit=True) == "binsearch"
+    assert search_mode(config, generation, "cpu", explicit=False) == "binsearch"
+    assert search_mode(config, choice, "cuda", explicit=False) == "binsearch"

@@ -226,11 +226,9 @@ def test_auto_tune_with_simulated_oom_shows_table_and_offers_the_size(tiny_model
             rows = results.tune_cells()
             # the table shows the columns that fit the pane; the probes hold every figure
             assert [row[1] for row in rows] == [str(p.batch_size) for p in results.probes]
-            statuses = {p.batch_size: p.status for p in results.probes}
-            # (this pinned 1 ok, 2 ok, 4 OOM: with 12 samples the tuning budget now ends
-            # the search after the first probes)
-            assert statuses[1] == "ok"
-            assert all(status == "oom" for size, status in statuses.items() if size > 2)
+            statuses = [(p.batch_size, p.status) for p in results.probes]
+            # the seed's action: doubling from 1 to the OOM, no budget
+            assert statuses == [(1, "ok"), (2, "ok"), (4, "oom")]
             chosen = [row for row in rows if row[0] == "▶"]
             assert len(chosen) == 1 and chosen[0][1] == str(results.chosen_batch_size)
             assert results.chosen_batch_size in (1, 2)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tui_eval.config import format_text, load_config_file, resolve_config, validate_text
+from tui_eval.config import (
+    KEYS,
+    format_text,
+    load_config_file,
+    resolve_config,
+    shows_exactly,
+    validate_text,
+)
 from tui_eval.errors import ConfigError
 from tui_eval.ui.config_text import NEW_FILE_HEADER, render_config, save_config
 
@@ -40,8 +47,54 @@ def test_form_text_becomes_config_values(key, text, value):
 
 
 def test_values_are_shown_as_they_are_typed():
-    assert format_text(["a", "b"]) == "a, b"
+    assert format_text(["exact_match", "numeric"], KEYS["metrics"].rule) == "exact_match, numeric"
     assert format_text(None) == "" and format_text(True) == "true" and format_text(1.0) == "1"
+
+
+@pytest.mark.parametrize(("key", "value", "shown"), [
+    ("stop", ["\n"], '["\\n"]'),
+    ("stop", ["\n", "Q:"], '["\\n", "Q:"]'),
+    ("stop", ["\t", 'say "hi"', "a\\b", "é"], '["\\t", "say \\"hi\\"", "a\\\\b", "é"]'),
+    ("stop", [], ""),
+    ("stop", [","], '[","]'),
+    ("prompt_template", "Q: {prompt}\nA:", '"Q: {prompt}\\nA:"'),
+    ("prompt_template", "{prompt}", "{prompt}"),
+    ("prompt_template", "'{prompt}'", "\"'{prompt}'\""),
+    ("target_delimiter", " ", '" "'),
+    ("target_delimiter", "", '""'),
+    ("prompt_field", "", '""'),
+    ("model", "模型/路径", "模型/路径"),
+    ("extract", r"answer: (\d+)", r"answer: (\d+)"),
+    ("max_memory", "0=70GiB,cpu=200GiB", "0=70GiB,cpu=200GiB"),
+    ("max_memory", 0.123456789, "0.123456789"),
+    ("temperature", 0.30000000000000004, "0.30000000000000004"),
+])
+def test_form_text_is_toml_and_reads_back_exactly(key, value, shown):
+    """A newline, a tab or a quote shows as its TOML escape, and what is shown reads back
+    as the very value (issue: a stop string of one newline came back as [])."""
+    assert format_text(value, KEYS[key].rule) == shown
+    assert validate_text(key, shown) == (value, None)
+    assert shows_exactly(key, value)
+
+
+@pytest.mark.parametrize(("key", "text", "value"), [
+    ("stop", "\\n, Q:", ["\n", "Q:"]),  # comma-separated items read escapes too
+    ("stop", "[]", []),
+    ("prompt_template", "'C:\\{prompt}'", "C:\\{prompt}"),  # a TOML literal string
+    ("prompt_template", "a \\n b", "a \\n b"),  # unquoted: as typed
+])
+def test_typed_text_is_read_with_toml_rules(key, text, value):
+    assert validate_text(key, text) == (value, None)
+
+
+@pytest.mark.parametrize(("key", "text", "said"), [
+    ("stop", '["\\n"', "must be a TOML array"),
+    ("stop", "\\d", "unknown escape"),
+    ("prompt_template", '"unfinished', "must be a TOML string"),
+])
+def test_text_toml_cannot_read_names_the_rule(key, text, said):
+    _, error = validate_text(key, text)
+    assert error is not None and error.startswith(f"{key}: ") and said in error
 
 
 ORIGINAL = """\

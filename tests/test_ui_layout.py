@@ -10,9 +10,9 @@ import pytest
 from test_ui import make_app, run, wait_for
 from test_ui_snapshots import METRICS, PROBES
 
+from tui_eval.batching.table import fixed_width_row, table_row
 from tui_eval.config import EvalConfig, load_config_file
 from tui_eval.events import LogLine, RunFinished, TuneFinished
-from tui_eval.model.tuner import fixed_width_row, table_row
 
 pytestmark = pytest.mark.slow  # Pilot tests: the full suite runs them
 

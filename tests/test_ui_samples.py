@@ -133,6 +133,40 @@ def test_the_watch_app_browses_the_run_it_follows(tmp_path: Path) -> None:
     assert sorted(path.name for path in run_dir.iterdir()) == ["predictions.jsonl"]
 
 
+def test_one_sample_shows_its_few_shot_chat_turns_as_the_model_saw_them(
+        tmp_path: Path) -> None:
+    """A run with a chat template stores the prompt's turns; the screen renders them with
+    the model's template again, examples and system turn included."""
+    import json
+    import shutil
+
+    from tui_eval.engine.preparation import DEMO_MODEL
+
+    model = tmp_path / "chat-model"
+    shutil.copytree(DEMO_MODEL, model)
+    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
+    tokenizer_config["chat_template"] = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}")
+    (model / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    turns = [{"role": "system", "content": "Add."}, {"role": "user", "content": "2+2="},
+             {"role": "assistant", "content": "4"}, {"role": "user", "content": "1+1="}]
+    row = PredictionRow(index=0, id="q1", prompt="Add.2+2= 4\n\n1+1=", prediction="2",
+                        reference="2", scores={"exact_match": 1.0}, turns=turns)
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = SampleScreen(row, chat_model=str(model))
+            app.push_screen(screen)
+            await wait_for(pilot, lambda: "with the chat template" in str(
+                screen.prompt_title.render()), timeout=30)
+            assert str(screen.prompt.render()) == (
+                "<system>Add.<user>2+2=<assistant>4<user>1+1=<assistant>")
+
+    run(scenario())
+
+
 def test_a_sample_shows_the_prompt_the_chat_template_made(tmp_path: Path) -> None:
     """A row that kept its rendered prompt shows it, for a choice run as for generation,
     without loading the tokenizer again."""

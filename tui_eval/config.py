@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_eval.device.memcap import (
+from tui_eval.batching.oom_policies import OOM_POLICIES
+from tui_eval.batching.strategies import TUNE_MODES
+from tui_eval.device.budgets import (
     DEVICE_BUDGETS_EXAMPLE,
     device_budgets_text,
     is_per_device,
@@ -29,8 +33,7 @@ from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec
 from tui_eval.formatting import size_bytes
 from tui_eval.i18n import LANGUAGES
 from tui_eval.metrics import CHOICE_METRICS, METRIC_FUNCTIONS
-from tui_eval.model.oom_policies import OOM_POLICIES
-from tui_eval.model.tuner import TUNE_MODES
+from tui_eval.prompts import TemplateError, check_template
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,14 +41,15 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
-COMPILE_MODES = ("auto", "on", "off")
+COMPILE_MODES = ("auto", "graph", "on", "off")
 BAD_LINE_POLICIES = ("error", "skip")
 TRUNCATE_SIDES = ("none", "left")
 TASKS = ("generate", "choice")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 INT_TEXT = re.compile(r"^[+-]?\d+$")
-MAX_MEMORY_EXPECTED = ("a fraction from 0 to 1 (0.5) or a size such as 20GiB (with "
+MAX_MEMORY_EXPECTED = ("a fraction of the card above 0 and up to 1 (0.5) or a size such as "
+                       "20GiB (with "
                        f"device_map, sizes per device such as {DEVICE_BUDGETS_EXAMPLE})")
 _NUMBER_TEXT = re.compile(r"^\s*\d*\.?\d+\s*$")
 
@@ -84,6 +88,26 @@ def parse_extract(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a preset name or a regex, got {value!r}")
     return check_extract_spec(value)
+
+
+def parse_prompt_template(value: Any) -> str:
+    """A prompt template that parses: Jinja2, or the older {field} form."""
+    return _parsed_template(value, jinja=None)
+
+
+def parse_jinja_template(value: Any) -> str:
+    """A target or choices template: Jinja2 (a field's name is one too)."""
+    return _parsed_template(value, jinja=True)
+
+
+def _parsed_template(value: Any, *, jinja: bool | None) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a template, got {value!r}")
+    try:
+        check_template(value, jinja=jinja)
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -211,11 +235,45 @@ class EvalConfig:
         None, "Dataset field with the sample id; unset uses 'id' or the line number.",
         type="str", optional=True, label="id field")
     prompt_template: str = setting(
-        "{prompt}", "Prompt text with {field} placeholders from each sample.", type="str",
+        "{prompt}", "Prompt text over each record's fields: a Jinja2 template "
+        "('Question: {{question}}\\nAnswer:', as lm-eval task files write them) or, without "
+        "Jinja's marks, {field} placeholders; {prompt} is the prompt field.", type="str",
+        parse=parse_prompt_template, flags=("--prompt-template",), metavar="TEMPLATE",
         label="template")
+    target_template: str | None = setting(
+        None, "The reference (a choice task: the gold choice, its text or index) as a Jinja2 "
+        "template over the record's fields, or a field's name; also each few-shot example's "
+        "answer. Unset reads the answer field.", type="str", optional=True,
+        parse=parse_jinja_template, label="target tmpl", placeholder="answer field")
+    choices_template: str | None = setting(
+        None, "Choice tasks: the choices as a Jinja2 template that gives a list "
+        "('{{[opa, opb]}}'), a field's name or a list's text ('[\"yes\", \"no\"]'); unset "
+        "reads choices_field.", type="str", optional=True, parse=parse_jinja_template,
+        label="choices tmpl",
+        placeholder="choices field")
+    num_fewshot: int = setting(
+        0, "Few-shot examples put before each prompt: each example's prompt, "
+        "target_delimiter and answer, then fewshot_delimiter (lm-eval's rule).", type="int",
+        minimum=0, flags=("--num-fewshot",), metavar="K", label="few-shot")
+    fewshot_file: str | None = setting(
+        None, "Dataset the few-shot examples come from (any supported format, rendered with "
+        "the same templates); unset takes them from the data itself, never a record's own.",
+        type="str", optional=True, flags=("--fewshot-file",), metavar="FILE",
+        label="few-shot file", placeholder="the data")
+    fewshot_delimiter: str = setting(
+        "\n\n", "Text after each few-shot example.", type="str", label="few-shot delim")
+    fewshot_seed: int | None = setting(
+        None, "Draw each record's few-shot examples with this seed, as lm-eval's default "
+        "sampler does (1234, its default, picks what it picks); unset gives every record "
+        "the first num_fewshot examples.", type="int", optional=True, minimum=0,
+        flags=("--fewshot-seed",), metavar="N", label="few-shot seed", placeholder="first K")
     chat_template: bool = setting(
-        False, "Wrap prompts in the tokenizer's chat template when it has one.", type="bool",
-        label="chat tmpl")
+        False, "Wrap prompts in the tokenizer's chat template when it has one; few-shot "
+        "examples become user/assistant turns.", type="bool", label="chat tmpl")
+    system_prompt: str | None = setting(
+        None, "A system turn before the prompt with chat_template (without it, text put in "
+        "front of the prompt, as lm-eval does).", type="str", optional=True,
+        flags=("--system-prompt",), metavar="TEXT", label="system prompt", placeholder="none")
     do_sample: bool = setting(False, "Sample instead of greedy decoding.", type="bool",
                               label="sample")
     temperature: float = setting(
@@ -226,14 +284,18 @@ class EvalConfig:
         label="top p")
     seed: int = setting(0, "Random seed for sampling.", type="int", minimum=0, label="seed")
     stop: list[str] = setting(
-        [], "Stop strings: each prediction ends where one first appears.", type="list[str]",
-        label="stop")
+        [], "Stop strings: each prediction ends where one first appears. --stop is "
+        "repeatable and reads TOML's escapes (--stop '\\n' --stop 'Q:'); given, it replaces "
+        "the file's list.", type="list[str]", flags=("--stop",), metavar="TEXT", label="stop",
+        placeholder="none")
     on_bad_line: str = setting(
         "error", "A malformed dataset line: 'error' stops, 'skip' skips and counts it.",
         type="str", choices=BAD_LINE_POLICIES, label="bad lines")
     tune_mode: str = setting(
-        "power", "-b auto: 'power' tries powers of two (up from 1 on CPU, down from the size "
-        "predicted to fit on CUDA); 'binsearch' finds the exact largest size that fits.",
+        "power", "How batch sizes are searched: 'power' doubles from 1 until OOM, the max "
+        "batch size or the dataset size; 'binsearch' then bisects to the exact largest size "
+        "that fits; 'memory' sizes from the KV cache and activations (what -b auto does on "
+        "CUDA).",
         type="str", choices=tuple(TUNE_MODES),
         flags=("--tune-mode",), label="tune mode", may_change=True)
     max_batch_size: int = setting(
@@ -270,15 +332,18 @@ class EvalConfig:
         "choices", "Choice tasks: the dataset field with each sample's list of choices.",
         type="str", label="choices field")
     target_delimiter: str = setting(
-        "auto", "Choice tasks: the text put between the context and each choice. 'auto': "
-        "' ', or '' under chat_template, where the choice follows the assistant header as "
-        "in lm-eval's --apply_chat_template; any other text is kept as given (the built-in "
-        "demo, whose tokenizer has no space, uses '').", type="str", allow_auto=True,
+        "auto", "The text put between a context and each choice (choice tasks) and between a "
+        "few-shot example's prompt and its answer. 'auto': ' ', except before a choice under "
+        "chat_template, where the choice follows the assistant header with none, as in "
+        "lm-eval's --apply_chat_template; any other text is kept as given (the built-in demo, "
+        "whose tokenizer has no space, uses '' for choices).", type="str", allow_auto=True,
         flags=("--target-delimiter",), metavar="TEXT", label="delimiter")
     compile: str = setting(
-        "auto", "Static KV cache with the decode step compiled (CUDA graphs): 'on', 'off', or "
-        "'auto': on CUDA when the eager time left after the first batch would exceed ~48 s "
-        "(compiling costs ~40 s, decoding gets ~6x faster); off on CPU and MPS.",
+        "auto", "Faster decoding with a static KV cache: 'graph' captures the decode step as a "
+        "CUDA graph per shape (seconds of setup; greedy only, sampling runs eagerly); 'on' "
+        "compiles it with torch.compile (~40 s per shape, cached on disk); 'off' is eager; "
+        "'auto': graph on CUDA when the eager time left after the first batch would exceed "
+        "the setup it costs, off on CPU and MPS.",
         type="str", choices=COMPILE_MODES, flags=("--compile",), label="compile",
         may_change=True)
     retune: bool = setting(
@@ -352,6 +417,8 @@ def check_value(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"must be {expected}, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # nan passes every comparison, and is not JSON
+            raise ValueError(f"must be {_describe(rule, with_auto=False)}, got {value!r}")
     elif rule.type == "str":
         if not isinstance(value, str):
             raise ValueError(f"must be {expected}, got {value!r}")
@@ -377,10 +444,94 @@ def check_value(key: str, value: Any) -> Any:
 
 
 # ── text, as typed in a flag or a form field, to values and back ──────────────────────
+#
+# The form shows every value as a user would type it in TOML: a plain string as it is, a
+# string that plain text cannot show (control characters, spaces at its ends, empty, an
+# opening quote) as a TOML string ("\nQ:"), a list as a TOML array (["\n", "Q:"]), a list
+# of names as "a, b". What is typed back is read with the same rules, so that every value
+# round-trips exactly: parse_text(rule, format_text(value, rule)) == value.
+
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"',
+            "\\": "\\"}
+_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.?)", re.DOTALL)
+_SHOWN_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r",
+                  '"': '\\"', "\\": "\\\\"}
+
+
+def unescape(text: str) -> str:
+    """TOML's basic-string escapes (\\n, \\t, \\", \\\\, \\uXXXX …) in unquoted text, as
+    typed after --stop; ValueError names an escape TOML does not have."""
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code[:1] in ("u", "U") and len(code) > 1:
+            try:
+                return chr(int(code[1:], 16))
+            except ValueError:  # above U+10FFFF
+                raise ValueError(f"\\{code} is not a character") from None
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        raise ValueError(f"unknown escape '\\{code}' (TOML's are \\n \\t \\\" \\\\ "
+                         "\\uXXXX; write \\\\ for a backslash)")
+    return _ESCAPE.sub(one, text)
+
+
+def _needs_escape(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quoted, control characters escaped."""
+    out = []
+    for char in text:
+        if char in _SHOWN_ESCAPES:
+            out.append(_SHOWN_ESCAPES[char])
+        elif _needs_escape(char):
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _plain(text: str) -> bool:
+    """Whether a string shows as itself: nothing invisible, nothing read as a quote."""
+    return (text != "" and text == text.strip() and not text.startswith(('"', "'"))
+            and not any(_needs_escape(char) for char in text))
+
+
+def format_text(value: Any, rule: Rule | None = None) -> str:
+    """A value as a form field shows it (and as it would be typed back)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        if not value:
+            return ""
+        if rule is not None and rule.choices and all(item in rule.choices for item in value):
+            return ", ".join(value)  # names: read as they are
+        return "[" + ", ".join(toml_string(item) if isinstance(item, str) else repr(item)
+                               for item in value) + "]"
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    if isinstance(value, str):
+        return value if _plain(value) else toml_string(value)
+    return str(value)
+
+
+def _toml_value(text: str, what: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"must be {what} as TOML writes it, got {text!r} "
+                         f"({toml_error_location(exc)[1]})") from None
+
 
 def parse_text(rule: Rule, text: str) -> Any:
-    """What the user typed, as the value the rule checks: numbers become numbers, lists are
-    comma-separated (or a TOML array), an empty optional field is unset."""
+    """What the user typed in a form field, as the value the rule checks: numbers become
+    numbers; a string in quotes is a TOML string (escapes read), other text is taken as
+    typed; a list is a TOML array, or comma-separated items (escapes read); an empty
+    optional field is unset. ValueError: a quoted string or an array TOML cannot read."""
     stripped = text.strip()
     if stripped == "" and rule.optional:
         return None
@@ -397,12 +548,21 @@ def parse_text(rule: Rule, text: str) -> Any:
         return {"true": True, "false": False}.get(stripped.lower(), stripped)
     if rule.type == "list[str]":
         if stripped.startswith("["):
-            try:
-                return tomllib.loads(f"v = {stripped}")["v"]
-            except tomllib.TOMLDecodeError:
-                return stripped
-        return [item.strip() for item in stripped.split(",") if item.strip()]
+            return _toml_value(stripped, 'a TOML array such as ["\\n", "Q:"]')
+        return [unescape(item.strip()) for item in stripped.split(",") if item.strip()]
+    if stripped.startswith(('"', "'")):
+        return _toml_value(stripped, "a TOML string such as \"\\nQ:\"")
     return text
+
+
+def parse_flag(rule: Rule, value: Any) -> Any:
+    """A flag's value as the rule checks it: the shell has already given the exact text,
+    so a string is taken as it is; a repeatable flag's items (--stop) read escapes."""
+    if isinstance(value, list):
+        return [unescape(item) if isinstance(item, str) else item for item in value]
+    if isinstance(value, str) and rule.type == "str":
+        return None if value.strip() == "" and rule.optional else value
+    return parse_text(rule, value) if isinstance(value, str) else value
 
 
 def validate_text(key: str, text: str) -> tuple[Any, str | None]:
@@ -413,17 +573,13 @@ def validate_text(key: str, text: str) -> tuple[Any, str | None]:
         return None, f"{key}: {exc}"
 
 
-def format_text(value: Any) -> str:
-    """A value as a form field shows it."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ", ".join(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+def shows_exactly(key: str, value: Any) -> bool:
+    """Whether the form's text for ``value`` reads back as that very value."""
+    try:
+        return check_value(key, parse_text(KEYS[key].rule,
+                                           format_text(value, KEYS[key].rule))) == value
+    except ValueError:
+        return False
 
 
 # ── the TOML file and the layers ──────────────────────────────────────────────────────
@@ -481,26 +637,47 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return values
 
 
+@dataclass(frozen=True)
+class ConfigSource:
+    """The TOML file a run's settings came from, named in the run log's first lines."""
+
+    path: str
+    keys: tuple[str, ...]  # the keys the file sets, in its order
+    found: bool = False  # ./eval.toml picked up from the working directory, not named by -c
+
+
 def resolve_config(config_file: Path | None, flag_values: dict[str, Any],
                    base: dict[str, Any] | None = None) -> EvalConfig:
     """defaults ◄ base ◄ config file ◄ flags, each layer validated; a flag's error names
     the flag. ``base`` holds already validated values (a resumed run's saved config);
     flag values are the text typed (or values already of the key's type)."""
+    return resolve_with_source(config_file, flag_values, base)[0]
+
+
+def resolve_with_source(config_file: Path | None, flag_values: dict[str, Any],
+                        base: dict[str, Any] | None = None, *, found: bool = False,
+                        task_values: dict[str, Any] | None = None,
+                        ) -> tuple[EvalConfig, ConfigSource | None]:
+    """``resolve_config``, and the file with the keys it set (None without a file).
+    ``task_values``: a task file's values, already validated, between the file and flags."""
     merged: dict[str, Any] = dict(base or {})
+    source = None
     if config_file is not None:
-        merged.update(load_config_file(config_file))
+        from_file = load_config_file(config_file)
+        merged.update(from_file)
+        source = ConfigSource(str(config_file), tuple(from_file), found)
+    merged.update(task_values or {})
     for name, value in flag_values.items():
         if value is None:
             continue
         key = KEYS[name]
         try:
-            typed = parse_text(key.rule, value) if isinstance(value, str) else value
-            merged[name] = check_value(name, typed)
+            merged[name] = check_value(name, parse_flag(key.rule, value))
         except ValueError as exc:
             raise ConfigError(f"{key.flag}: {exc}") from None
     config = EvalConfig(**merged)
     check_together(config)
-    return config
+    return config, source
 
 
 def check_together(config: EvalConfig) -> None:

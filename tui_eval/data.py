@@ -1,12 +1,15 @@
-"""Dataset loading: JSONL, JSON lists and CSV into samples with an id, a prompt and references."""
+"""Dataset loading: JSONL, JSON lists and CSV into samples with an id, a prompt and references.
+
+The prompt is built by ``tui_eval.prompts``: the template over the record's fields, after
+the few-shot examples when ``num_fewshot`` asks for them."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
-import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,6 +17,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tui_eval.errors import DataError
+from tui_eval.prompts import (
+    PromptStyle,
+    Shot,
+    ShotSampler,
+    TemplateError,
+    chat_turns,
+    check_template,
+    fill_format,
+    is_jinja,
+    plain_context,
+    render,
+    render_value,
+)
 
 PROMPT_FIELDS = ("prompt", "question", "input", "instruction")
 ANSWER_FIELDS = ("answer", "output", "target", "reference", "label")
@@ -23,8 +39,11 @@ ANSWER_FIELDS = ("answer", "output", "target", "reference", "label")
 class Sample:
     index: int  # position in the dataset, used to restore order after sorting
     id: str
-    prompt: str  # rendered from the template, before any chat template
+    prompt: str  # rendered from the template, after any few-shot examples
     references: list[str]
+    # the prompt as chat turns (system, few-shot user/assistant pairs, the record), for a
+    # chat template; None: one user turn holding ``prompt``
+    turns: list[dict[str, str]] | None = None
 
 
 @dataclass
@@ -152,37 +171,88 @@ def _as_references(value: Any) -> list[str]:
     return references
 
 
-def _template_fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+@dataclass(frozen=True)
+class PromptSpec:
+    """How a record becomes a prompt and a target: the config's prompt keys."""
+
+    prompt_template: str = "{prompt}"
+    target_template: str | None = None  # unset: the answer field
+    choices_template: str | None = None  # choice tasks; unset: the choices field
+    prompt_field: str | None = None
+    answer_field: str | None = None
+    id_field: str | None = None
+    choices_field: str = "choices"
+    num_fewshot: int = 0
+    fewshot_file: str | None = None  # unset: examples from the data itself
+    fewshot_seed: int | None = None  # unset: the first num_fewshot examples for every record
+    style: PromptStyle = PromptStyle()
+
+    def check(self) -> None:
+        """Every template parses: DataError naming the key, before any record is read."""
+        for key in ("prompt_template", "target_template", "choices_template"):
+            template = getattr(self, key)
+            if template is None:
+                continue
+            try:  # the target and choices templates are Jinja2 whatever their marks
+                check_template(template, jinja=key != "prompt_template" or None)
+            except TemplateError as exc:
+                raise DataError(f"{key}: {exc}") from None
 
 
-def _make_sample(record: Any, index: int, number: int, template: str, prompt_field: str | None,
-                 answer_field: str | None, id_field: str | None) -> Sample:
+def _filled(key: str, template: str, record: dict[str, Any]) -> str:
+    try:
+        return render(template, record)
+    except TemplateError as exc:
+        raise BadRecord(f"{key} {exc}") from None
+
+
+def _filled_value(key: str, template: str, record: dict[str, Any]) -> Any:
+    try:
+        return render_value(template, record)
+    except TemplateError as exc:
+        raise BadRecord(f"{key} {exc}") from None
+
+
+def _record_text(record: dict[str, Any], spec: PromptSpec, *, required: bool) -> str:
+    """The record's own prompt text, before any few-shot examples. A Jinja2 template names
+    its fields itself; the older ``{prompt}`` form reads the prompt field."""
+    template = spec.prompt_template
+    if is_jinja(template):
+        values = dict(record)
+        if spec.prompt_field is not None or any(name in record for name in PROMPT_FIELDS):
+            values.setdefault("prompt", record[_pick_field(record, spec.prompt_field,
+                                                           PROMPT_FIELDS, "prompt")])
+        text = _filled("prompt_template", template, values)
+        if required and not text.strip():
+            raise BadRecord("empty prompt: prompt_template renders to blank text")
+        return text
+    key = _pick_field(record, spec.prompt_field, PROMPT_FIELDS, "prompt")
+    value = record[key]
+    if required and (value is None or str(value).strip() == ""):
+        raise BadRecord(f"empty prompt field '{key}'")
+    values = {k: "" if v is None else v for k, v in record.items()}
+    values["prompt"] = "" if value is None else value
+    try:
+        return fill_format(template, values)
+    except TemplateError as exc:
+        raise BadRecord(f"prompt_template {exc}") from None
+
+
+def _record_references(record: dict[str, Any], spec: PromptSpec) -> list[str]:
+    if spec.target_template is not None:
+        return _as_references(_filled_value("target_template", spec.target_template, record))
+    return _as_references(record[_pick_field(record, spec.answer_field, ANSWER_FIELDS,
+                                             "answer")])
+
+
+def _make_sample(record: Any, index: int, number: int, spec: PromptSpec) -> Sample:
     if isinstance(record, BadRecord):
         raise record
     if not isinstance(record, dict):
         raise BadRecord(f"expected an object, got {type(record).__name__}")
-    prompt_key = _pick_field(record, prompt_field, PROMPT_FIELDS, "prompt")
-    answer_key = _pick_field(record, answer_field, ANSWER_FIELDS, "answer")
-    prompt_value = record[prompt_key]
-    if prompt_value is None or str(prompt_value).strip() == "":
-        raise BadRecord(f"empty prompt field '{prompt_key}'")
-    return Sample(index=index, id=_sample_id(record, id_field, number),
-                  prompt=_render_prompt(record, template, prompt_value),
-                  references=_as_references(record[answer_key]))
-
-
-def _render_prompt(record: dict[str, Any], template: str, prompt_value: Any) -> str:
-    """The template filled from the record's fields, ``{prompt}`` being the prompt field."""
-    values = {k: "" if v is None else v for k, v in record.items()}
-    values["prompt"] = prompt_value
-    missing = _template_fields(template) - set(values)
-    if missing:
-        raise BadRecord(f"prompt_template uses missing field '{sorted(missing)[0]}'")
-    try:
-        return template.format_map(values)
-    except (IndexError, KeyError, ValueError, AttributeError) as exc:
-        raise BadRecord(f"prompt_template cannot be filled: {exc!r}") from None
+    prompt = _record_text(record, spec, required=True)
+    return Sample(index=index, id=_sample_id(record, spec.id_field, number), prompt=prompt,
+                  references=_record_references(record, spec))
 
 
 def _sample_id(record: dict[str, Any], id_field: str | None, number: int) -> str:
@@ -197,31 +267,32 @@ def _sample_id(record: dict[str, Any], id_field: str | None, number: int) -> str
 def load_dataset(path: str | Path, *, prompt_template: str = "{prompt}",
                  prompt_field: str | None = None, answer_field: str | None = None,
                  id_field: str | None = None, on_bad_line: str = "error",
-                 limit: int | None = None) -> Dataset:
+                 limit: int | None = None, spec: PromptSpec | None = None) -> Dataset:
     """Read every record into a Sample. A bad record raises DataError naming its file and
-    line, unless ``on_bad_line == "skip"``, which records it in ``Dataset.skipped``."""
+    line, unless ``on_bad_line == "skip"``, which records it in ``Dataset.skipped``.
+    ``spec``, when given, replaces the template and field arguments."""
     path = Path(path)
+    spec = spec or PromptSpec(prompt_template=prompt_template, prompt_field=prompt_field,
+                              answer_field=answer_field, id_field=id_field)
     samples, skipped = _read_samples(
-        path, prompt_template, on_bad_line, limit,
-        lambda record, index, number: _make_sample(record, index, number, prompt_template,
-                                                   prompt_field, answer_field, id_field))
+        path, spec, on_bad_line, limit, _make_sample, lambda sample: sample.references[0])
     return Dataset(path=path, samples=samples, skipped=skipped)
 
 
 S = TypeVar("S", bound="Sample | ChoiceSample")
+Make = Callable[[Any, int, int, PromptSpec], S]
 
 
-def _read_samples(path: Path, prompt_template: str, on_bad_line: str, limit: int | None,
-                  make: Callable[[Any, int, int], S]) -> tuple[list[S], list[str]]:
-    """Every record made into a sample by ``make(record, index, line number)``; a bad
-    record (or a duplicate id) raises DataError naming its file and line, unless
-    ``on_bad_line == "skip"``, which lists it as skipped."""
+def _read_samples(path: Path, spec: PromptSpec, on_bad_line: str, limit: int | None,
+                  make: Make[S], target_of: Callable[[S], str]) -> tuple[list[S], list[str]]:
+    """Every record made into a sample by ``make(record, index, line number, spec)``,
+    with its few-shot examples in front; a bad record (or a duplicate id) raises DataError
+    naming its file and line, unless ``on_bad_line == "skip"``, which lists it as
+    skipped. Everything is checked here, before a run writes anything."""
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found")
-    try:
-        _template_fields(prompt_template)  # a broken template fails before any reading
-    except ValueError as exc:
-        raise DataError(f"prompt_template: {exc}") from None
+    spec.check()  # a broken template fails before any reading
+    sampler = _shot_sampler(path, spec, make, target_of)
     samples: list[S] = []
     skipped: list[str] = []
     seen_ids: set[str] = set()
@@ -229,7 +300,7 @@ def _read_samples(path: Path, prompt_template: str, on_bad_line: str, limit: int
         if limit is not None and len(samples) >= limit:
             break
         try:
-            sample = make(record, len(samples), number)
+            sample = make(record, len(samples), number, spec)
             if sample.id in seen_ids:
                 raise BadRecord(f"duplicate id '{sample.id}'")
         except BadRecord as exc:
@@ -237,12 +308,43 @@ def _read_samples(path: Path, prompt_template: str, on_bad_line: str, limit: int
                 skipped.append(f"{where}: {exc}")
                 continue
             raise DataError(f"{where}: {exc}") from None
+        shots = sampler.shots_for(record) if sampler is not None else []
+        sample.turns = chat_turns(shots, sample.prompt, spec.style)
+        sample.prompt = plain_context(shots, sample.prompt, spec.style)
         seen_ids.add(sample.id)
         samples.append(sample)
     if not samples:
         reason = "no usable samples" if skipped else "empty dataset"
         raise DataError(f"{path}: {reason}")
     return samples, skipped
+
+
+def _shot_sampler(path: Path, spec: PromptSpec, make: Make[S],
+                  target_of: Callable[[S], str]) -> ShotSampler | None:
+    """The few-shot examples' pool, each rendered as the records are: from fewshot_file,
+    or from the data itself (then a record is never its own example)."""
+    if spec.num_fewshot == 0:
+        return None
+    source = Path(spec.fewshot_file) if spec.fewshot_file is not None else path
+    if not source.is_file():
+        raise DataError(f"{source}: fewshot_file not found")
+    same_data = source.resolve() == path.resolve()
+    pool_spec = dataclasses.replace(spec, id_field=None)  # examples need no id
+    pool: list[tuple[dict[str, Any], Shot]] = []
+    for where, number, record in _records(source):
+        try:
+            sample = make(record, len(pool), number, pool_spec)
+        except BadRecord as exc:
+            if same_data:  # the record itself is reported (or skipped) as a record
+                continue
+            raise DataError(f"{where}: {exc} (a few-shot example)") from None
+        pool.append((record, Shot(text=sample.prompt, target=target_of(sample))))
+    sampler = ShotSampler(pool, spec.num_fewshot, spec.fewshot_seed, same_data)
+    if len(pool) < sampler.needed():
+        more = " besides the record itself" if same_data else ""
+        raise DataError(f"{source}: num_fewshot {spec.num_fewshot} needs "
+                        f"{spec.num_fewshot} examples{more}, the file has {len(pool)}")
+    return sampler
 
 
 # ── multiple-choice datasets ────────────────────────────────────────────────────────────
@@ -257,6 +359,7 @@ class ChoiceSample:
     prompt: str  # the context every choice is scored after, rendered from the template
     choices: list[str]
     gold: int  # index into choices
+    turns: list[dict[str, str]] | None = None  # as Sample.turns
 
 
 @dataclass
@@ -345,23 +448,28 @@ def _gold_index(answer: Any, choices: list[str], name: str) -> int:
     raise BadRecord(f"answer '{text}' is not among the choices")
 
 
-def _make_choice_sample(record: Any, index: int, number: int, template: str,
-                        prompt_field: str | None, choices_field: str,
-                        answer_field: str | None, id_field: str | None) -> ChoiceSample:
+def _make_choice_sample(record: Any, index: int, number: int,
+                        spec: PromptSpec) -> ChoiceSample:
     if isinstance(record, BadRecord):
         raise record
     if not isinstance(record, dict):
         raise BadRecord(f"expected an object, got {type(record).__name__}")
-    if choices_field not in record:
-        raise BadRecord(f"missing choices field '{choices_field}'")
-    choices = _as_choices(record[choices_field], choices_field)
-    answer_key = _pick_field(record, answer_field, ANSWER_FIELDS, "answer")
-    gold = _gold_index(record[answer_key], choices, answer_key)
-    prompt_key = _pick_field(record, prompt_field, PROMPT_FIELDS, "prompt")
-    prompt_value = record[prompt_key]
+    if spec.choices_template is not None:
+        choices = _as_choices(_filled_value("choices_template", spec.choices_template, record),
+                              "choices_template")
+    elif spec.choices_field not in record:
+        raise BadRecord(f"missing choices field '{spec.choices_field}'")
+    else:
+        choices = _as_choices(record[spec.choices_field], spec.choices_field)
+    if spec.target_template is not None:
+        gold = _gold_index(_filled_value("target_template", spec.target_template, record),
+                           choices, "target_template")
+    else:
+        answer_key = _pick_field(record, spec.answer_field, ANSWER_FIELDS, "answer")
+        gold = _gold_index(record[answer_key], choices, answer_key)
     # an empty context is allowed: the scorer conditions on the BOS token instead
-    prompt = _render_prompt(record, template, "" if prompt_value is None else prompt_value)
-    return ChoiceSample(index=index, id=_sample_id(record, id_field, number), prompt=prompt,
+    prompt = _record_text(record, spec, required=False)
+    return ChoiceSample(index=index, id=_sample_id(record, spec.id_field, number), prompt=prompt,
                         choices=choices, gold=gold)
 
 
@@ -380,17 +488,32 @@ def is_choice_dataset(path: str | Path, choices_field: str = CHOICES_FIELD) -> b
     return False
 
 
+def answers_by_index(path: str | Path, choices_field: str = CHOICES_FIELD,
+                     answer_field: str | None = None) -> bool:
+    """Whether the first record holds a list of choices and an integer answer: an index
+    into them, which a generation task would score text against."""
+    if not is_choice_dataset(path, choices_field):
+        return False
+    for _, _, record in _records(Path(path)):
+        names = (answer_field,) if answer_field else ANSWER_FIELDS
+        answer = next((record[name] for name in names if name in record), None)
+        return isinstance(answer, int) and not isinstance(answer, bool)
+    return False
+
+
 def load_choice_dataset(path: str | Path, *, prompt_template: str = "{prompt}",
                         prompt_field: str | None = None, choices_field: str = CHOICES_FIELD,
                         answer_field: str | None = None, id_field: str | None = None,
-                        on_bad_line: str = "error", limit: int | None = None) -> ChoiceDataset:
+                        on_bad_line: str = "error", limit: int | None = None,
+                        spec: PromptSpec | None = None) -> ChoiceDataset:
     """Read every record into a ChoiceSample: a context, a list of choices and the gold
     choice. A bad record raises DataError naming its file and line, unless
-    ``on_bad_line == "skip"``, which records it in ``ChoiceDataset.skipped``."""
+    ``on_bad_line == "skip"``, which records it in ``ChoiceDataset.skipped``. ``spec``,
+    when given, replaces the template and field arguments."""
     path = Path(path)
-    samples, skipped = _read_samples(
-        path, prompt_template, on_bad_line, limit,
-        lambda record, index, number: _make_choice_sample(
-            record, index, number, prompt_template, prompt_field, choices_field, answer_field,
-            id_field))
+    spec = spec or PromptSpec(prompt_template=prompt_template, prompt_field=prompt_field,
+                              choices_field=choices_field, answer_field=answer_field,
+                              id_field=id_field)
+    samples, skipped = _read_samples(path, spec, on_bad_line, limit, _make_choice_sample,
+                                     lambda sample: sample.choices[sample.gold])
     return ChoiceDataset(path=path, samples=samples, skipped=skipped)

@@ -54,6 +54,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "开始按对数似然评估 {n} 个样本（{pairs} 个选项），batch_size={batch_size}"
               "（每批的 (上下文, 选项) 对数）",
     },
+    "task_generate_on_index": {
+        "en": "task = generate, but the data's records hold a '{field}' list and an integer "
+              "answer (an index into it): predictions are scored against that number; "
+              "--task choice scores the choices",
+        "zh": "task = generate，但数据记录中有 '{field}' 列表和整数答案（选项的下标）："
+              "预测将与该数字比较评分；--task choice 按选项评分",
+    },
     "task_choice_detected": {
         "en": "The data's records hold a '{field}' list: a multiple-choice task, scored by "
               "log-likelihood (acc, acc_norm); --task generate generates instead",
@@ -138,16 +145,27 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "tune_started": {
         "en": "Tuning the batch size ({mode}): short probes on the longest prompts, figures "
-              "predicted for {max_tokens} new tokens, sizes up to {ceiling}, at most a tenth "
-              "of the estimated run",
+              "predicted for {max_tokens} new tokens, sizes up to {ceiling}, {limit}",
         "zh": "自动调整 batch_size（{mode}）：用最长的提示做短探测，按 {max_tokens} 个新 token "
-              "预测，最大尝试 {ceiling}，用时不超过预计运行时间的十分之一",
+              "预测，最大尝试 {ceiling}，{limit}",
+    },
+    "tune_memory_unknown": {
+        "en": "The memory of {device} cannot be read: probing the largest size, {size}",
+        "zh": "无法读取 {device} 的内存：探测最大尺寸 {size}",
+    },
+    "tune_limit_budget": {
+        "en": "at most a tenth of the estimated run",
+        "zh": "用时不超过预计运行时间的十分之一",
+    },
+    "tune_limit_none": {
+        "en": "no time limit: doubling until OOM",
+        "zh": "不限时：倍增直到内存不足",
     },
     "tune_started_choice": {
         "en": "Tuning the batch size ({mode}): forward passes over the longest (context, "
-              "choice) pairs, sizes up to {ceiling}",
+              "choice) pairs, sizes up to {ceiling}, {limit}",
         "zh": "自动调整 batch_size（{mode}）：对最长的 (上下文, 选项) 对做前向计算，最大尝试 "
-              "{ceiling}",
+              "{ceiling}，{limit}",
     },
     "tune_table_row": {"en": "{row}", "zh": "{row}"},
     "tune_chosen": {
@@ -190,17 +208,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "已达到调整预算：已用 {spent:.2f}s，下一次探测后为 {after:.2f}s，超过预算 "
               "{budget:.2f}s（预计运行时间 {run:.1f}s 的十分之一）；保留目前最好的 batch_size",
     },
-    "tune_predicted": {
-        "en": "Memory per row at full length ≈ {per_row}; {usable} reachable, so up to "
-              "{fit} rows should stay under {percent:.0f}%: starting there",
-        "zh": "满长度时每行约占 {per_row}；可用 {usable}，预计最多 {fit} 行不超过 "
-              "{percent:.0f}%：从这里开始",
-    },
-    "tune_full_length_skipped": {
-        "en": "Batch size {batch_size} not confirmed at full length: that call (~{seconds:.1f}s) "
-              "is over the tuning budget; an OOM in the run is handled by the OOM policy",
-        "zh": "batch_size={batch_size} 未做满长度确认：该调用（约 {seconds:.1f}s）超出调整预算；"
-              "运行中若内存不足由 OOM 策略处理",
+    "tune_from_memory": {
+        "en": "Memory per row: KV cache {kv} + activations {activations} (measured at "
+              "{candidate} rows); {usable} reachable, so up to {fit} rows stay under "
+              "{percent:.0f}%: confirming {size}",
+        "zh": "每行内存：KV 缓存 {kv} + 激活 {activations}（在 {candidate} 行处测得）；"
+              "可用 {usable}，最多 {fit} 行不超过 {percent:.0f}%：确认 {size}",
     },
     "tune_from_cache": {
         "en": "Batch size {batch_size} from the tune cache ({path}), tuned {when}; --retune "
@@ -230,6 +243,36 @@ MESSAGES: dict[str, dict[str, str]] = {
     "static_shape_again": {
         "en": "Static KV cache for shape {shape} after an OOM (decode step not compiled)",
         "zh": "内存不足后，改用静态 KV 缓存形状 {shape}（解码步未编译）",
+    },
+    "graph_shape": {
+        "en": "CUDA graph decode: capturing shape {shape}",
+        "zh": "CUDA graph 解码：正在捕获形状 {shape}",
+    },
+    "graph_shape_again": {
+        "en": "CUDA graph decode: capturing shape {shape} after an OOM",
+        "zh": "内存不足后，CUDA graph 解码重新捕获形状 {shape}",
+    },
+    "graph_captured": {
+        "en": "CUDA graph decode: shape {shape} set up in {seconds:.2f}s",
+        "zh": "CUDA graph 解码：形状 {shape} 准备用时 {seconds:.2f}s",
+    },
+    "graph_fallback": {
+        "en": "compile graph: {reason} is not on the graph path; generating without it",
+        "zh": "compile graph：{reason} 不走 graph 路径；改为普通生成",
+    },
+    "graph_auto_on": {
+        "en": "compile auto: graph. The first batch took {first:.1f}s eagerly; {batches} more "
+              "batches ≈ {left:.0f}s eager, ≈ {saving:.0f}s saved with CUDA graphs, more than "
+              "the ~{setup:.0f}s setup",
+        "zh": "compile auto：graph。第一个批次（未编译）用时 {first:.1f}s；剩余 {batches} 个批次"
+              "未编译约 {left:.0f}s，CUDA graph 约省 {saving:.0f}s，多于约 {setup:.0f}s 的准备时间",
+    },
+    "graph_auto_off": {
+        "en": "compile auto: off. The first batch took {first:.1f}s eagerly; {batches} more "
+              "batches ≈ {left:.0f}s eager, ≈ {saving:.0f}s saved with CUDA graphs, less than "
+              "the ~{setup:.0f}s setup",
+        "zh": "compile auto：关闭。第一个批次（未编译）用时 {first:.1f}s；剩余 {batches} 个批次"
+              "未编译约 {left:.0f}s，CUDA graph 约省 {saving:.0f}s，少于约 {setup:.0f}s 的准备时间",
     },
     "compile_auto_on": {
         "en": "compile auto: on. The first batch took {first:.1f}s eagerly; {batches} more "
@@ -282,6 +325,20 @@ MESSAGES: dict[str, dict[str, str]] = {
     "bench_chart": {
         "en": "As a chart: tui-eval watch {out}",
         "zh": "图表：tui-eval watch {out}",
+    },
+    # where the settings came from: the run log's first line
+    "config_file": {
+        "en": "Config file {path} sets {keys}",
+        "zh": "配置文件 {path} 设置了 {keys}",
+    },
+    "config_file_found": {
+        "en": "Config file {path}, found in the working directory, sets {keys} "
+              "(-c FILE names another)",
+        "zh": "使用工作目录中的配置文件 {path}，设置了 {keys}（可用 -c FILE 指定其他文件）",
+    },
+    "config_file_empty": {
+        "en": "Config file {path} sets no key",
+        "zh": "配置文件 {path} 未设置任何键",
     },
     # resume, overwrite and signals
     "resume_auto": {

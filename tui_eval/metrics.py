@@ -26,7 +26,7 @@ import re
 import string
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
 from tui_eval.extraction import (
@@ -147,6 +147,26 @@ def numeric(prediction: str | None, reference: str | None) -> float:
 # A choice task's scores, per sample: whether the choice with the highest log-likelihood is
 # the gold one (acc), and the same per character of the choice (acc_norm).
 CHOICE_METRICS = ("acc", "acc_norm")
+
+
+def first_argmax(values: Sequence[float]) -> int:
+    """The first index of the largest value, as numpy's argmax breaks ties."""
+    best = 0
+    for i, value in enumerate(values):
+        if value > values[best]:
+            best = i
+    return best
+
+
+def choice_picks(choices: Sequence[str], logprobs: Sequence[float]) -> tuple[int, int]:
+    """(pred, pred_norm): the choice with the highest summed log-probability, and the
+    highest per character of the choice (lm-evaluation-harness's acc and acc_norm)."""
+    per_char = [lp / len(choice) for lp, choice in zip(logprobs, choices, strict=True)]
+    return first_argmax(logprobs), first_argmax(per_char)
+
+
+def choice_scores(pred: int, pred_norm: int, gold: int) -> dict[str, float]:
+    return {"acc": float(pred == gold), "acc_norm": float(pred_norm == gold)}
 
 METRIC_FUNCTIONS: dict[str, Callable[[str, str], float]] = {
     "exact_match": exact_match,

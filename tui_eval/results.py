@@ -179,6 +179,9 @@ class PredictionRow:
     new_tokens: int = 0
     error: str | None = None
     truncated: bool = False  # the prompt was cut from the left to fit the context
+    # the prompt's chat turns (few-shot examples, a system prompt) when it has them: what a
+    # chat template wrapped; left out of the line when None
+    turns: list[dict[str, str]] | None = None
     # choice tasks only
     choices: list[str] | None = None
     logprobs: list[float | None] | None = None  # per choice: summed log-probability
@@ -213,6 +216,8 @@ class PredictionRow:
         data = dataclasses.asdict(self)
         if self.rendered is None:
             del data["rendered"]
+        if self.turns is None:
+            del data["turns"]
         if not self.is_choice:
             for name in CHOICE_ROW_FIELDS:
                 del data[name]
@@ -647,9 +652,9 @@ class BenchRow:
     fallbacks: int = 0
     final_batch_size: int | None = None
     pairs_per_s: float | None = None  # choice tasks: (context, choice) pairs scored per second
-    compile: str = "off"  # as the run resolved it: "on" or "off"
+    compile: str = "off"  # as the run resolved it: "on", "graph" or "off"
     compile_seconds: float = 0.0  # not in ``seconds``
-    requested_compile: str = "off"  # as asked: "auto", "on" or "off"
+    requested_compile: str = "off"  # as asked: "auto", "graph", "on" or "off"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

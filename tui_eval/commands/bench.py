@@ -22,28 +22,33 @@ COMPILE_FLAG = "--compile"
 
 
 def parse_batch_sizes(text: str) -> list[int]:
-    """'1,2,4,8,16' → [1, 2, 4, 8, 16]; repeats are dropped, the order is kept."""
+    """'1,2,4,8,16' → [1, 2, 4, 8, 16], in that order; a size given twice is refused (it
+    would run once, and the table would not have the rows asked for)."""
     sizes: list[int] = []
     for part in text.split(","):
         part = part.strip()
         if not part.isdigit() or int(part) < 1:
             raise UsageError(f"{SIZES_FLAG}: expected comma-separated integers ≥ 1 such as "
                              f"{DEFAULT_SIZES}, got {text!r}")
-        if int(part) not in sizes:
-            sizes.append(int(part))
+        if int(part) in sizes:
+            raise UsageError(f"{SIZES_FLAG}: {int(part)} is given twice in {text!r}; "
+                             "give each size once")
+        sizes.append(int(part))
     return sizes
 
 
 def parse_compile_modes(text: str) -> list[str]:
-    """'on,off' → ['on', 'off']; repeats are dropped, the order is kept."""
+    """'on,off' → ['on', 'off'], in that order; a mode given twice is refused."""
     modes: list[str] = []
     for part in text.split(","):
         part = part.strip()
         if part not in COMPILE_MODES:
             raise UsageError(f"{COMPILE_FLAG}: expected comma-separated values of "
                              f"{', '.join(COMPILE_MODES)} such as on,off, got {text!r}")
-        if part not in modes:
-            modes.append(part)
+        if part in modes:
+            raise UsageError(f"{COMPILE_FLAG}: {part} is given twice in {text!r}; give each "
+                             "mode once")
+        modes.append(part)
     return modes
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_eval.commands.options import ArgumentParser
-from tui_eval.config import KEYS, check_value, parse_text
+from tui_eval.config import KEYS, check_value, parse_flag
 from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.headless.printer import HeadlessPrinter
 
@@ -41,7 +41,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if text is None:
             continue
         try:
-            values[key] = check_value(key, parse_text(KEYS[key].rule, text))
+            values[key] = check_value(key, parse_flag(KEYS[key].rule, text))
         except ValueError as exc:
             raise UsageError(f"{flag}: {exc}") from None
     if values.get("metrics") == []:

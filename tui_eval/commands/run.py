@@ -13,14 +13,15 @@ from tui_eval.commands import SUBCOMMANDS
 from tui_eval.commands.options import (
     ArgumentParser,
     add_config_flags,
-    config_from_args,
+    config_and_source,
     world_size_of_environment,
 )
-from tui_eval.config import EvalConfig, find_default_config
+from tui_eval.config import ConfigSource, EvalConfig, find_default_config
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, QuietExit, UsageError
 from tui_eval.events import EventSink, FanOut
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.results import default_run_dir
+from tui_eval.theme_names import theme_not_found
 
 GPUS_TEXT = re.compile(r"^(all|[1-9]\d*)$")
 
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = False) -> int:
+def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = False,
+                 config_source: ConfigSource | None = None) -> int:
     """Run in this thread; SIGINT/SIGTERM stop it (exit 130), SIGHUP is logged and ignored.
     Under torchrun this process is one rank of several: rank 0 prints and owns the results
     directory, the others run their share silently."""
@@ -67,10 +69,15 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
 
     world = world_from_env()
     world.join()
+    if world.is_main and config.theme:  # the app warns of it too, and uses its default
+        problem = theme_not_found(config.theme)
+        if problem is not None:
+            print(f"tui-eval: warning: {problem}; the app would use its default",
+                  file=sys.stderr)
     tracker = RunTracker()
     sinks: tuple[EventSink, ...] = (HeadlessPrinter(), tracker) if world.is_main else (tracker,)
     evaluation = Evaluation(config, FanOut(*sinks), resume=resume, overwrite=overwrite,
-                            world=world)
+                            world=world, config_source=config_source)
     try:
         with HeadlessSignals(evaluation, tracker) as signals:
             try:
@@ -129,7 +136,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.gpus is not None and not GPUS_TEXT.match(args.gpus):
         raise UsageError(f"--gpus {args.gpus!r}: expected a number of GPUs (1, 2, …) or all")
-    config = config_from_args(args)
+    config, source = config_and_source(args)
     under_torchrun = world_size_of_environment() > 1
     if args.gpus is not None:
         if not args.no_ui:
@@ -145,8 +152,11 @@ def main(argv: list[str]) -> int:
         from tui_eval.ui import run_app  # Textual: only for the app
 
         # ctrl+s in the app writes to the file the settings came from (./eval.toml if none)
-        options = {key: True for key in ("resume", "overwrite") if getattr(args, key)}
+        options: dict[str, object] = {key: True for key in ("resume", "overwrite")
+                                      if getattr(args, key)}
+        options["config_source"] = source
         return run_app(config, config_path=args.config or find_default_config(),
                        run_options=options)
-    return run_headless(config, resume=args.resume, overwrite=args.overwrite)
+    return run_headless(config, resume=args.resume, overwrite=args.overwrite,
+                        config_source=source)
 

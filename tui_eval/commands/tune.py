@@ -13,7 +13,6 @@ from tui_eval.commands.options import (
 from tui_eval.errors import EXIT_OK
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.i18n import default_language, message
-from tui_eval.model.tuner import tune_table
 from tui_eval.results import TUNE_FILE
 
 
@@ -21,11 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="tui-eval tune",
         description="Find the fastest batch size that fits: short probes of real generation "
-                    "on the longest prompts (1, 2, 4, … on CPU; on CUDA down from the size "
-                    "predicted to fit), at most a tenth of the estimated run, and write "
-                    "tune.json. A repeat is answered from ~/.cache/tui-eval/tune.json "
-                    "(--retune probes again). -b is ignored.")
-    add_config_flags(parser)
+                    "on the longest prompts, doubling from 1 (1, 2, 4, …) until OOM, "
+                    "--max-batch-size or the dataset size, every probe shown, and write "
+                    "tune.json (and ~/.cache/tui-eval/tune.json, which -b auto reuses). "
+                    "-b is ignored.")
+    add_config_flags(parser, skip=("batch_size",))
+    # accepted and ignored, whatever it says: tune chooses the batch size
+    parser.add_argument("-b", "--batch-size", dest="ignored_batch_size", metavar="N",
+                        help="ignored: tune chooses the batch size")
     return parser
 
 
@@ -37,8 +39,7 @@ def main(argv: list[str]) -> int:
 
     result, run_dir = run_tuning(config, HeadlessPrinter())
     lang = config.lang or default_language()
-    print()
-    print(tune_table(result, lang))
+    # the table was printed row by row as the probes ran
     print(message("tune_summary", lang, batch_size=result.chosen_batch_size,
                   path=run_dir / TUNE_FILE))
     return EXIT_OK

@@ -63,7 +63,8 @@ def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
 
 def shows_compile(rows: list[BenchRow]) -> bool:
     """The compile columns: when any row compiled or the rows compare settings."""
-    return any(r.compile == "on" for r in rows) or len({r.requested_compile for r in rows}) > 1
+    return (any(r.compile in ("on", "graph") for r in rows)
+            or len({r.requested_compile for r in rows}) > 1)
 
 
 def bench_table(rows: list[BenchRow], lang: str = "en") -> str:
@@ -82,7 +83,7 @@ def bench_table(rows: list[BenchRow], lang: str = "en") -> str:
         if compile_columns:
             mode = row.compile if row.requested_compile != "auto" else f"auto: {row.compile}"
             cell[1:1] = [mode]
-            cell.append(format_seconds(row.compile_seconds) if row.compile == "on" else "-")
+            cell.append(format_seconds(row.compile_seconds) if row.compile != "off" else "-")
         cells.append(cell)
     headers = list(HEADERS.get(lang, HEADERS["en"]))
     if pairs:
@@ -208,6 +209,7 @@ def _bench_one(backend: HFBackend, config: EvalConfig, sink: EventSink, cancel: 
         samples_per_s=metrics.samples_per_s, tokens_per_s=metrics.tokens_per_s,
         peak_memory_bytes=meter.peak_memory_bytes, gpu_util_percent=util,
         fallbacks=metrics.fallback_count, final_batch_size=int(metrics.final_batch_size),
-        compile="on" if metrics.compiled else "off", compile_seconds=metrics.compile_seconds,
+        compile=(("on" if backend.compiles else "graph") if metrics.compiled else "off"),
+        compile_seconds=metrics.compile_seconds,
         requested_compile=config.compile,
         pairs_per_s=metrics.pairs_per_s if metrics.task == "choice" else None)

@@ -14,13 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tui_eval.batching.oom_policies import BatchWork
+from tui_eval.batching.plan import longest_first
+from tui_eval.batching.tuner import PairScoringTuner
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import ChoiceDataset, ChoiceSample
 from tui_eval.errors import DataError
 from tui_eval.i18n import LogFn
 from tui_eval.model.backend import HFBackend
-from tui_eval.model.batching import longest_first
 from tui_eval.model.loglikelihood import (
     ChoiceScorer,
     Pair,
@@ -30,8 +32,6 @@ from tui_eval.model.loglikelihood import (
     resolve_max_length,
     resolve_target_delimiter,
 )
-from tui_eval.model.oom_policies import BatchWork
-from tui_eval.model.tuner import PairScoringTuner
 from tui_eval.results import PredictionRow
 
 
@@ -76,6 +76,8 @@ class ChoiceTask:
         self.target_delimiter = resolve_target_delimiter(config.target_delimiter,
                                                          backend.use_chat_template)
         self.options: dict[str, Any] = {
+            # "auto": none under a chat template, where the choice is the assistant's turn
+            # itself (lm-eval puts no delimiter before it there); a set one is kept
             "target_delimiter": self.target_delimiter,
             "max_length": resolve_max_length(backend.model_config(), tokenizer),
             "simulate_oom_above": config.simulate_oom_above,
@@ -84,7 +86,7 @@ class ChoiceTask:
         }
         self.encoder = ChoiceScorer(None, tokenizer, backend.device, **self.options)
         # sample index → the context as the model sees it (rendered by the chat template)
-        self.rendered = {s.index: backend.render(s.prompt) for s in self.samples}
+        self.rendered = {s.index: backend.render(s.prompt, s.turns) for s in self.samples}
         contexts = [replace(s, prompt=self.rendered[s.index]) for s in self.samples]
         try:
             pairs = self.encoder.encode_samples(contexts)
@@ -171,7 +173,7 @@ class ChoiceTask:
     def _row(self, sample: ChoiceSample, scored: dict[int, PairOutcome]) -> PredictionRow:
         outcomes = [scored[choice] for choice in range(len(sample.choices))]
         row = PredictionRow(
-            index=sample.index, id=sample.id, prompt=sample.prompt,
+            index=sample.index, id=sample.id, prompt=sample.prompt, turns=sample.turns,
             rendered=self.rendered[sample.index] if self.backend.use_chat_template else None,
             reference=sample.choices[sample.gold], choices=list(sample.choices),
             logprobs=[o.score.logprob if o.score else None for o in outcomes],

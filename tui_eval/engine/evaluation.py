@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_eval.batching.oom_policies import make_oom_policy
+from tui_eval.batching.plan import share_by_cost
 from tui_eval.cancel import CancelToken
-from tui_eval.config import EvalConfig
+from tui_eval.config import ConfigSource, EvalConfig
 from tui_eval.data import ChoiceDataset, Dataset
+from tui_eval.engine.device_hooks import DEVICE_HOOKS
 from tui_eval.engine.preparation import (
     for_rank,
     load_weights,
@@ -53,8 +56,6 @@ from tui_eval.events import (
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
 from tui_eval.model.backend import HFBackend
-from tui_eval.model.batching import share_by_cost
-from tui_eval.model.oom_policies import make_oom_policy
 from tui_eval.results import (
     PREDICTIONS_FILE,
     TUNE_FILE,
@@ -115,12 +116,14 @@ class Evaluation:
     def __init__(self, config: EvalConfig, sink: EventSink,
                  cancel: CancelToken | None = None, *, resume: bool = False,
                  overwrite: bool = False, backend: HFBackend | None = None,
-                 front_end: str = "cli", world: World | None = None) -> None:
+                 front_end: str = "cli", world: World | None = None,
+                 config_source: ConfigSource | None = None) -> None:
         # backend: an already loaded model to reuse (bench runs one model at many sizes)
         self.backend = backend
         # front_end: "cli" or "app"; the log's hints name what that front end can do
         # (the app has no --overwrite flag)
         self.front_end = front_end
+        self.config_source = config_source  # the TOML file, named in the log's first line
         self.tune_seconds: float | None = None  # set when batch_size = "auto"
         self.skipped_lines = 0
         # resume: the output dir must hold a run to continue (one of the same config is
@@ -170,6 +173,7 @@ class Evaluation:
     def _run(self) -> RunMetrics:
         if not self.world.is_main:
             return self._run_as_peer()
+        self._log_config_source()
         try:
             config = self.config = self._settle(self.requested, self.log)
             backend = self.backend or open_backend(config, self.log)
@@ -202,6 +206,16 @@ class Evaluation:
         if self.resumed.done:
             self.sink = ProgressOffset(self.sink, self.resumed.done)
         return self._evaluate(task, backend, dataset)
+
+    def _log_config_source(self) -> None:
+        source = self.config_source
+        if source is None:
+            return
+        if not source.keys:
+            self.log("INFO", "config_file_empty", path=source.path)
+            return
+        self.log("INFO", "config_file_found" if source.found else "config_file",
+                 path=source.path, keys=", ".join(source.keys))
 
     def _settle(self, requested: EvalConfig, log: Any) -> EvalConfig:
         config = settle_config(requested, log)
@@ -303,7 +317,7 @@ class Evaluation:
         started_key, started_values = share.started_line
         loop_log = RunLog(loop_sink, self.lang)
         policy = make_oom_policy(config.oom_policy, task.work(), loop_sink, self.lang,
-                                 batch_size)
+                                 batch_size, DEVICE_HOOKS)
         writer = PredictionWriter(self.run_dir, rank_predictions_file(world.rank)
                                   if world.several else PREDICTIONS_FILE)
         if world.is_main:

@@ -2,8 +2,10 @@
 length, and the prediction scored against its references with the config's metrics.
 
 ``compile``: "on" runs every batch on the compiled static-cache path, at one shape reserved
-for the run (a smaller one after an OOM); "auto" does so on CUDA from the second batch when
-the first batch's time says compiling pays (engine.compile_choice)."""
+for the run (a smaller one after an OOM); "graph" on the CUDA-graph decode path
+(model.graph_decode; greedy only), asked for per call; "auto" takes the graph path on CUDA
+from the second batch when the first batch's time says its setup pays
+(engine.compile_choice)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,18 @@ import math
 import time
 from typing import Any
 
+from tui_eval.batching.oom_policies import GenerationWork, Outcome
+from tui_eval.batching.plan import longest_first
+from tui_eval.batching.probe import kv_cache_bytes_per_token
+from tui_eval.batching.tuner import BatchSizeTuner
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import Sample
 from tui_eval.device.memcap import usable_memory
 from tui_eval.engine.compile_choice import (
-    COMPILE_SECONDS,
     DECIDE_AFTER_FIRST_BATCH,
+    GRAPH_SETUP_SECONDS,
+    GRAPH_SPEEDUP,
     decide,
     starting_mode,
 )
@@ -25,11 +32,7 @@ from tui_eval.engine.context_length import fit_prompts
 from tui_eval.i18n import LogFn
 from tui_eval.metrics import score_prediction
 from tui_eval.model.backend import Generation, HFBackend
-from tui_eval.model.batching import longest_first
-from tui_eval.model.oom_policies import GenerationWork, Outcome
-from tui_eval.model.probe import kv_cache_bytes_per_token
-from tui_eval.model.static_shapes import StaticShape
-from tui_eval.model.tuner import BatchSizeTuner
+from tui_eval.model.static_shapes import StaticShape, prompt_bucket
 from tui_eval.results import PredictionRow
 
 WARM_UP_TOKENS = 4
@@ -53,13 +56,16 @@ class GenerationTask:
                                           spread=config.device_map is not None)
         # the path the first batch takes, which the batch-size probes take too
         self.compiled = backend.compile = self.compile_mode == "on"
+        # the CUDA-graph path: passed to each generate call, never set on the backend
+        self.graph = self.compile_mode == "graph"
+        self._log: LogFn = lambda *args, **values: None  # the run's, from start()
         self.compile_seconds = 0.0  # this try's compiling, apart from generation time
         self._shapes_announced = 0
 
     def check(self, samples: list[Sample], log: LogFn) -> None:
         """Every prompt must fit the model's context with max_tokens, or be cut to fit
         (truncate = "left"); raises UsageError naming the longest otherwise."""
-        self._rendered = {s.index: self.backend.render(s.prompt) for s in samples}
+        self._rendered = {s.index: self.backend.render(s.prompt, s.turns) for s in samples}
         # a large dataset says what it is doing: tokenising it takes seconds
         notice = len(samples) >= TOKENISING_NOTICE_FROM
         started = time.perf_counter()
@@ -98,8 +104,11 @@ class GenerationTask:
         the dynamic cache, whose growth the model's config predicts."""
         backend = self.backend
         capacity = options.get("memory_capacity")
+        tokens = self.prompt_tokens(items)
         extra: dict[str, Any] = {
-            "prompt_tokens": self.prompt_tokens(items), "static_cache": backend.compile,
+            "prompt_tokens": tokens, "static_cache": backend.compile,
+            # a row's KV cache at most: the longest prompt's bucket and every new token
+            "row_tokens": prompt_bucket(max(tokens, default=1)) + self.config.max_tokens,
             "usable_memory": lambda: usable_memory(backend.device, capacity, backend.devices)}
         if backend.model is not None:
             extra["kv_bytes_per_token"] = kv_cache_bytes_per_token(backend.model.config,
@@ -111,10 +120,11 @@ class GenerationTask:
         """Before the first batch: with compile on, one static shape reserved for the whole
         run from the first batch; each new shape is announced as it is compiled."""
         backend = self.backend
-        backend.compile = self.compiled
+        backend.compile = self.compile_mode == "on"
+        self._log = log
         self._shapes_announced = 0
         backend.on_new_shape = lambda shape: self._announce_shape(shape, log)
-        if backend.compile and items:
+        if (backend.compile or self.graph) and items:
             backend.reserve_shape(min(batch_size, len(items)), self._lengths[items[0].index],
                                   self.config.max_tokens)
 
@@ -126,12 +136,12 @@ class GenerationTask:
                 or cancel.cancelled:
             return
         batches_left = math.ceil(len(items_left) / batch_size)
-        decision = decide(seconds, batches_left)
-        log("INFO", "compile_auto_on" if decision.on else "compile_auto_off",
+        decision = decide(seconds, batches_left, GRAPH_SETUP_SECONDS, GRAPH_SPEEDUP)
+        log("INFO", "graph_auto_on" if decision.on else "graph_auto_off",
             first=seconds, batches=batches_left, left=decision.eager_seconds_left,
-            saving=decision.seconds_saved, compile=COMPILE_SECONDS)
+            saving=decision.seconds_saved, setup=GRAPH_SETUP_SECONDS)
         if decision.on:
-            self.backend.compile = self.compiled = True
+            self.graph = True
             self.backend.reserve_shape(min(batch_size, len(items_left)),
                                        self._lengths[items_left[0].index],
                                        self.config.max_tokens)
@@ -145,7 +155,9 @@ class GenerationTask:
         (the reserved shape covers every other batch)."""
         first = self._shapes_announced == 0
         self._shapes_announced += 1
-        if self.backend.compiles:
+        if self.graph and not self.config.do_sample and self.backend.device.startswith("cuda"):
+            key = "graph_shape" if first else "graph_shape_again"
+        elif self.backend.compiles:
             key = "compile_shape" if first else "compile_shape_again"
         else:
             key = "static_shape" if first else "static_shape_again"
@@ -154,12 +166,28 @@ class GenerationTask:
     def work(self) -> GenerationWork:
         config, backend, rendered = self.config, self.backend, self._rendered
 
+        def say(level: str, key: str, **values: Any) -> None:
+            self._log(level, key, **values)  # start() sets the run's log after work()
+        fallback_told = False
+
         def generate(batch: list[Sample]) -> Generation:
+            nonlocal fallback_told
+            graph = self.graph
+            if graph and not fallback_told:
+                reason = backend.graph_unsupported(do_sample=config.do_sample)
+                if reason is not None:
+                    say("INFO", "graph_fallback", reason=reason)
+                    fallback_told = True
             generation = backend.generate(
                 [rendered[s.index] for s in batch], max_new_tokens=config.max_tokens,
                 do_sample=config.do_sample, temperature=config.temperature,
-                top_p=config.top_p, stop=config.stop)
+                top_p=config.top_p, stop=config.stop, graph=graph)
             self.compile_seconds += generation.compile_seconds
+            if graph and generation.shape is not None:
+                self.compiled = True  # metrics.json: a faster path ran
+            if graph and generation.compile_seconds > 0 and generation.shape is not None:
+                say("INFO", "graph_captured", shape=generation.shape.describe(),
+                    seconds=generation.compile_seconds)
             return generation
 
         if config.do_sample:
@@ -172,7 +200,7 @@ class GenerationTask:
         """One short eager call, so that one-time costs do not count against a measurement
         (compiling is the compiled path's own cost, reported apart)."""
         with self.backend.eager():
-            self.backend.generate([self.backend.render(sample.prompt)],
+            self.backend.generate([self.backend.render(sample.prompt, sample.turns)],
                                   max_new_tokens=min(self.config.max_tokens, WARM_UP_TOKENS))
 
     def rows(self, outcomes: list[Outcome]) -> list[PredictionRow]:
@@ -191,7 +219,7 @@ class GenerationTask:
         rendered = (self._rendered.get(sample.index) if self.backend.use_chat_template
                     else None)
         return PredictionRow(index=sample.index, id=sample.id, prompt=sample.prompt,
-                             rendered=rendered, prediction=prediction, extracted=extracted,
-                             reference=reference,
-                             scores=scores, new_tokens=outcome.new_tokens, error=outcome.error,
+                             turns=sample.turns, rendered=rendered, prediction=prediction,
+                             extracted=extracted, reference=reference, scores=scores,
+                             new_tokens=outcome.new_tokens, error=outcome.error,
                              truncated=sample.index in self.truncated)

@@ -16,6 +16,8 @@ from tui_eval.config import DEFAULTS, EvalConfig, check_together
 from tui_eval.data import (
     ChoiceDataset,
     Dataset,
+    PromptSpec,
+    answers_by_index,
     is_choice_dataset,
     load_choice_dataset,
     load_dataset,
@@ -24,6 +26,8 @@ from tui_eval.device.memcap import apply_max_memory, is_per_device
 from tui_eval.errors import UsageError
 from tui_eval.i18n import LogFn
 from tui_eval.model.backend import HFBackend
+from tui_eval.model.loglikelihood import resolve_target_delimiter
+from tui_eval.prompts import PromptStyle
 from tui_eval.results import RunConfig
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
@@ -70,10 +74,14 @@ def with_demo_defaults(config: EvalConfig, log: LogFn | None = None) -> EvalConf
 
 def with_task(config: EvalConfig, log: LogFn | None = None) -> EvalConfig:
     """An unset task is read from the data: a choice task when its first record holds a
-    list under ``choices_field``, else generation."""
+    list under ``choices_field`` (or a choices_template is set), else generation."""
+    if config.task == "generate" and log is not None and answers_by_index(
+            config.data or "", config.choices_field, config.answer_field):
+        log("WARNING", "task_generate_on_index", field=config.choices_field)
     if config.task is not None:
         return config
-    if is_choice_dataset(config.data or "", config.choices_field):
+    if config.choices_template is not None or is_choice_dataset(config.data or "",
+                                                                  config.choices_field):
         if log is not None:
             log("INFO", "task_choice_detected", field=config.choices_field)
         return replace(config, task="choice")
@@ -93,20 +101,33 @@ def open_backend(config: EvalConfig, log: LogFn) -> HFBackend:
     return backend
 
 
+def prompt_spec(config: EvalConfig) -> PromptSpec:
+    """How the config builds each record's prompt and target."""
+    return PromptSpec(
+        prompt_template=config.prompt_template, target_template=config.target_template,
+        choices_template=config.choices_template, prompt_field=config.prompt_field,
+        answer_field=config.answer_field, id_field=config.id_field,
+        choices_field=config.choices_field, num_fewshot=config.num_fewshot,
+        fewshot_file=config.fewshot_file, fewshot_seed=config.fewshot_seed,
+        # a few-shot example's answer follows its prompt inside one turn: "auto" is a space
+        style=PromptStyle(target_delimiter=resolve_target_delimiter(config.target_delimiter,
+                                                                    chat_template=False),
+                          fewshot_delimiter=config.fewshot_delimiter,
+                          system_prompt=config.system_prompt))
+
+
 def read_dataset(config: EvalConfig, log: LogFn) -> Dataset | ChoiceDataset:
-    """The samples of a generation task, or the contexts and choices of a choice task."""
+    """The samples of a generation task, or the contexts and choices of a choice task,
+    their prompts built (templates, few-shot examples) and checked before any run
+    directory exists."""
     dataset: Dataset | ChoiceDataset
+    spec = prompt_spec(config)
     if config.task == "choice":
-        dataset = load_choice_dataset(
-            config.data or "", prompt_template=config.prompt_template,
-            prompt_field=config.prompt_field, choices_field=config.choices_field,
-            answer_field=config.answer_field, id_field=config.id_field,
-            on_bad_line=config.on_bad_line, limit=config.limit)
+        dataset = load_choice_dataset(config.data or "", on_bad_line=config.on_bad_line,
+                                      limit=config.limit, spec=spec)
     else:
-        dataset = load_dataset(config.data or "", prompt_template=config.prompt_template,
-                               prompt_field=config.prompt_field,
-                               answer_field=config.answer_field, id_field=config.id_field,
-                               on_bad_line=config.on_bad_line, limit=config.limit)
+        dataset = load_dataset(config.data or "", on_bad_line=config.on_bad_line,
+                               limit=config.limit, spec=spec)
     for line in dataset.skipped:
         where, _, reason = line.partition(": ")
         log("WARNING", "skipped_line", where=where, reason=reason)

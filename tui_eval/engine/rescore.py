@@ -16,6 +16,10 @@ the job after a crash at any point:
 5. a log line and the new final event are appended to run.log and events.jsonl, so that
    ``tui-eval watch`` shows the new scores.
 
+A choice run (``task = "choice"``) is scored by log-likelihood, not by comparing texts: its
+rows' acc and acc_norm are recomputed from the log-likelihoods they hold, and ``--metrics``
+or ``--extract`` are refused, since they do not apply to it.
+
 Only a finished run is rescored: a run still writing, or one stopped part-way (metrics.json
 ``partial``), is refused with the command that finishes it.
 """
@@ -35,7 +39,7 @@ from tui_eval.errors import UsageError
 from tui_eval.events import EventSink, FanOut, RunFinished, RunLog
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
-from tui_eval.metrics import score_prediction
+from tui_eval.metrics import CHOICE_METRICS, choice_picks, choice_scores, score_prediction
 from tui_eval.results import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -64,6 +68,19 @@ class Rescored:
 def rescore_row(row: PredictionRow, names: Sequence[str], extract: str | None) -> PredictionRow:
     extracted, scores = score_prediction(row.prediction, row.references, names, extract)
     return dataclasses.replace(row, extracted=extracted, scores=scores)
+
+
+def rescore_choice_row(row: PredictionRow) -> PredictionRow:
+    """A choice row scored again from its stored log-likelihoods; a row with a failed
+    choice keeps its zero scores."""
+    logprobs = row.logprobs or []
+    if row.error is not None or row.choices is None or row.gold is None or not logprobs \
+            or any(value is None for value in logprobs):
+        return dataclasses.replace(row, scores=dict.fromkeys(CHOICE_METRICS, 0.0))
+    pred, pred_norm = choice_picks(row.choices, [float(value) for value in logprobs
+                                                 if value is not None])
+    return dataclasses.replace(row, prediction=row.choices[pred], pred=pred,
+                               pred_norm=pred_norm, scores=choice_scores(pred, pred_norm, row.gold))
 
 
 def finished_run_metrics(run_dir: Path) -> RunMetrics:
@@ -104,8 +121,15 @@ def rescore_run(run_dir: Path, overrides: dict[str, Any], sink: EventSink) -> Re
     saved ones. Sends a log line and RunFinished with the new metrics to ``sink``."""
     previous = finished_run_metrics(run_dir)
     saved = saved_config_values(run_dir)
+    choice = previous.task == "choice" or saved.get("task") == "choice"
+    if choice and overrides:
+        flags = ", ".join(f"--{key}" for key in overrides)
+        raise UsageError(f"{run_dir}: a choice run is scored by log-likelihood (acc, acc_norm); "
+                         f"{flags} applies to generation runs only")
     scoring = {key: overrides.get(key, saved.get(key, DEFAULTS[key])) for key in SCORING_KEYS}
     names, extract = list(scoring["metrics"]), scoring["extract"]
+    if choice:
+        names, extract = list(CHOICE_METRICS), None
     path = run_dir / PREDICTIONS_FILE
     if not path.is_file():
         raise UsageError(f"{path}: not found")
@@ -113,10 +137,14 @@ def rescore_run(run_dir: Path, overrides: dict[str, Any], sink: EventSink) -> Re
     if len(rows) != previous.n:
         raise UsageError(f"{path}: holds {len(rows)} rows but {METRICS_FILE} counts "
                          f"{previous.n}; the run's files disagree")
-    rows = [rescore_row(row, names, extract) for row in rows]
+    if choice:
+        rows = [rescore_choice_row(row) for row in rows]
+        changed: dict[str, Any] = {}
+    else:
+        rows = [rescore_row(row, names, extract) for row in rows]
+        changed = {key: value for key, value in scoring.items()
+                   if value != saved.get(key, DEFAULTS[key])}
     metrics = rescored_metrics(previous, rows, names, extract)
-    changed = {key: value for key, value in scoring.items()
-               if value != saved.get(key, DEFAULTS[key])}
 
     previous_copy = keep_previous_metrics(run_dir)
     write_predictions_atomic(path, rows)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from tui_eval.batching.oom_policies import BatchWork
+from tui_eval.batching.tuner import BatchSizeTuner
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.data import ChoiceDataset, Dataset
@@ -14,8 +16,6 @@ from tui_eval.engine.choice import ChoiceTask
 from tui_eval.engine.generation import GenerationTask
 from tui_eval.i18n import LogFn
 from tui_eval.model.backend import HFBackend
-from tui_eval.model.oom_policies import BatchWork
-from tui_eval.model.tuner import BatchSizeTuner
 from tui_eval.results import PredictionRow
 
 

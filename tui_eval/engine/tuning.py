@@ -1,7 +1,12 @@
 """Tuning the batch size for a run's config: ``-b auto`` inside a run, ``tui-eval tune`` and
-the app's auto-tune all come here; the search itself is tui_eval.model.tuner, over the
-task's batch unit (samples generated, or pairs scored). A generation task's repeat with the
-same key is answered from the user's tune cache (tui_eval.engine.tune_cache)."""
+the app's auto-tune all come here; the search itself is tui_eval.batching.tuner, over the
+task's batch unit (samples generated, or pairs scored).
+
+``-b auto`` inside a run spends at most its budget (tui_eval.batching.budget), sizes a
+generation on CUDA from memory (``memory`` mode: no timing in the decision) and answers a
+repeat with the same key from the user's tune cache (tui_eval.engine.tune_cache). A tune the
+user asked for (``tui-eval tune``, the app's ``a``) doubles from 1 with no budget and probes
+every time."""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tui_eval.batching.budget import BUDGET_SHARE
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.device.memcap import memory_capacity
+from tui_eval.engine.device_hooks import DEVICE_HOOKS
 from tui_eval.engine.generation import GenerationTask
 from tui_eval.engine.preparation import (
     device_description,
@@ -33,7 +40,7 @@ from tui_eval.results import TuneResult, prepare_run_dir
 
 
 def tune_key(config: EvalConfig, backend: HFBackend, longest_prompt_tokens: int,
-             capacity: int | None) -> TuneKey:
+             capacity: int | None, mode: str | None = None) -> TuneKey:
     import torch
 
     model = Path(backend.model_path)
@@ -42,7 +49,7 @@ def tune_key(config: EvalConfig, backend: HFBackend, longest_prompt_tokens: int,
         device_name=device_description(backend.device), dtype=backend.dtype_name,
         compile="on" if backend.compile else "off", max_tokens=config.max_tokens,
         prompt_bucket=prompt_bucket(longest_prompt_tokens),
-        max_batch_size=config.max_batch_size, tune_mode=config.tune_mode,
+        max_batch_size=config.max_batch_size, tune_mode=mode or config.tune_mode,
         memory_headroom=config.memory_headroom, memory_capacity_bytes=capacity,
         simulate_oom_above=config.simulate_oom_above,
         threads=torch.get_num_threads() if backend.device == "cpu" else None,
@@ -50,26 +57,38 @@ def tune_key(config: EvalConfig, backend: HFBackend, longest_prompt_tokens: int,
         f"{','.join(backend.devices)} {config.max_memory or 'all memory'}")
 
 
+def search_mode(config: EvalConfig, task: RunTask, device: str, explicit: bool) -> str:
+    """The strategy: a generation's ``-b auto`` on CUDA from memory, else the config's."""
+    if not explicit and isinstance(task, GenerationTask) and device.startswith("cuda"):
+        return "memory"
+    return config.tune_mode
+
+
 def tune_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend: HFBackend,
                     sink: EventSink, lang: str, run_dir: Path | None = None,
-                    cancel: CancelToken | None = None) -> TuneResult:
+                    cancel: CancelToken | None = None, *, explicit: bool = False) -> TuneResult:
     """Tune the task's batch unit over ``items`` (as its ``plan`` ordered them) for a run's
     config, and write tune.json to its results directory. A generation task probes the
-    path its run starts on (the static cache when ``backend.compile`` is on); its prompts'
-    lengths and the probes estimate the run, a tenth of which is the budget; a result for
-    the same key is taken from the tune cache unless ``retune`` is set."""
+    path its run starts on (the static cache when ``backend.compile`` is on). Inside a run
+    (``explicit`` False) the prompts' lengths and the probes estimate the run, a tenth of
+    which is the budget, and a generation's result for the same key is taken from the tune
+    cache unless ``retune`` is set; a tune the user asked for (``explicit``) has no budget
+    and always probes."""
     log = RunLog(sink, lang)
     started = time.perf_counter()
     capacity = memory_capacity(config.max_memory, backend.device, backend.devices)
     options: dict[str, Any] = {
-        "mode": config.tune_mode, "max_batch_size": config.max_batch_size,
+        "mode": search_mode(config, task, backend.device, explicit),
+        "max_batch_size": config.max_batch_size,
         "memory_headroom": config.memory_headroom, "memory_capacity": capacity,
-        "sink": sink, "lang": lang, "cancel": cancel}
+        "sink": sink, "lang": lang, "cancel": cancel, "hooks": DEVICE_HOOKS,
+        "budget_share": None if explicit else BUDGET_SHARE}
     if not isinstance(task, GenerationTask):  # the cache's key is about prompts and tokens
         result = task.tuner(items, **options).run()
     else:
-        key = tune_key(config, backend, max(task.prompt_tokens(items), default=1), capacity)
-        cached = None if config.retune else lookup(key, len(items))
+        key = tune_key(config, backend, max(task.prompt_tokens(items), default=1), capacity,
+                       options["mode"])
+        cached = None if config.retune or explicit else lookup(key, len(items))
         if cached is not None:
             ceiling = max(1, min(config.max_batch_size, len(items)))
             chosen = min(cached.result.chosen_batch_size, ceiling)
@@ -114,7 +133,8 @@ def run_tuning(config: EvalConfig, sink: EventSink,
         run_description(config, backend).write(run_dir)
         items = task.plan(dataset.samples)
         backend.compile = config.compile == "on"  # probe the path the run would take first
-        result = tune_batch_size(task, items, config, backend, events, lang, run_dir, cancel)
+        result = tune_batch_size(task, items, config, backend, events, lang, run_dir, cancel,
+                                 explicit=True)
         return result, run_dir
     finally:
         recorder.close()

@@ -1,4 +1,4 @@
-"""Everything that touches the model: loading it and generating (backend), scoring choices
-by log-likelihood (loglikelihood), the order of samples (batching), recovering from a failed
-batch (oom_policies) and finding the fastest batch size (tuner). Nothing here knows the
-run's config or its results directory."""
+"""Everything that touches the model through Hugging Face and torch: loading it and
+generating (backend, static_shapes), scoring choices by log-likelihood (loglikelihood,
+prefix_sharing). Batching, OOM recovery and the batch-size search are tui_eval.batching.
+Nothing here knows the run's config or its results directory."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -96,8 +97,8 @@ def resolve_compile(requested: str, device: str) -> bool:
     settles "auto" from how long the run is) only on CUDA, where launching kernels one by one
     leaves the GPU idle. On CPU there is no launch overhead to save, and on MPS torch's
     compiler is not mature enough to trust with a run."""
-    if requested in ("on", "off"):
-        return requested == "on"
+    if requested in ("on", "off", "graph"):
+        return requested == "on"  # "graph" is its own path (model.graph_decode)
     return device.startswith("cuda")
 
 
@@ -269,6 +270,7 @@ class HFBackend:
         # Called with the shape just before a call compiles it, so that the engine can log
         # "compiling for shape …" (at the first batch, and again after an OOM lowers it).
         self.on_new_shape: Callable[[StaticShape], None] | None = None
+        self._graphs: Any = None  # graph_decode.GraphDecoder, made at the first graph call
 
     @property
     def dtype_name(self) -> str:
@@ -335,12 +337,15 @@ class HFBackend:
                                      f"{_first_line(exc)}") from None
         return self._config_file
 
-    def render(self, prompt: str) -> str:
-        """The text the model sees: the prompt, wrapped in the chat template when asked."""
+    def render(self, prompt: str, turns: list[dict[str, str]] | None = None) -> str:
+        """The text the model sees: the prompt, or with the chat template its turns (a
+        system turn, few-shot user/assistant pairs, the record; None: one user turn
+        holding the prompt)."""
         if not self.use_chat_template:
             return prompt
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+            turns or [{"role": "user", "content": prompt}], tokenize=False,
+            add_generation_prompt=True)
 
     @property
     def _add_special_tokens(self) -> bool:
@@ -474,6 +479,7 @@ class HFBackend:
         return options
 
     def _compile_config(self) -> Any:
+        use_inductor_cache()
         """transformers' defaults (inductor, reduce-overhead: CUDA graphs) on CUDA. Elsewhere
         transformers compiles only when told to, and CUDA graphs do not apply."""
         try:
@@ -559,7 +565,7 @@ class HFBackend:
     def generate(self, texts: list[str], *, max_new_tokens: int, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, stop: list[str] | None = None,
                  force_length: bool = False,
-                 on_step: Callable[[], bool] | None = None) -> Generation:
+                 on_step: Callable[[], bool] | None = None, graph: bool = False) -> Generation:
         """Generate for rendered prompts. ``force_length`` disables early stopping, so every
         row produces ``max_new_tokens`` (the batch-size probes need the worst case).
         ``on_step`` is called as each new token is chosen; when it returns True generation
@@ -567,8 +573,16 @@ class HFBackend:
 
         With compile on, the batch runs at its static shape (see ``shape_for``): greedy
         results equal the eager path's; under sampling the dummy rows draw random numbers
-        too, so a seed gives other samples than eagerly (equally valid ones)."""
+        too, so a seed gives other samples than eagerly (equally valid ones).
+
+        ``graph``: this call decodes greedily with our own loop, its decode step a CUDA
+        graph captured per shape (see ``graph_unsupported`` for when it falls back to the
+        path above); its output equals the eager path's."""
         import torch
+
+        if graph and texts and self.graph_unsupported(
+                do_sample=do_sample, force_length=force_length, on_step=on_step) is None:
+            return self._generate_graph(texts, max_new_tokens, stop or [])
 
         tok = self.tokenizer
         options: dict[str, Any] = {
@@ -597,6 +611,13 @@ class HFBackend:
             with torch.inference_mode():
                 output = self.model.generate(**encoded, **options)
             new_ids = output[:, encoded["input_ids"].shape[1]:].tolist()
+        return self._finish(new_ids, stop or [], force_length=force_length, shape=shape,
+                            compile_seconds=compile_seconds)
+
+    def _finish(self, new_ids: list[list[int]], stop: list[str], *, force_length: bool,
+                shape: StaticShape | None, compile_seconds: float) -> Generation:
+        """Texts from the new ids: each row up to its end token, cut at a stop string."""
+        tok = self.tokenizer
         end_ids = {tok.pad_token_id, tok.eos_token_id, *self._eos_ids()}
         texts_out: list[str] = []
         counts: list[int] = []
@@ -604,9 +625,95 @@ class HFBackend:
             length = next((i + 1 for i, t in enumerate(row) if t in end_ids), len(row))
             counts.append(length if not force_length else len(row))
             text = tok.decode(row[:length], skip_special_tokens=True)
-            texts_out.append(cut_at_stop(text, stop or []))
+            texts_out.append(cut_at_stop(text, stop))
         return Generation(texts=texts_out, new_tokens=counts, shape=shape,
                           compile_seconds=compile_seconds)
+
+    # ── the CUDA-graph decode path ──────────────────────────────────────────────
+
+    def graph_unsupported(self, *, do_sample: bool = False, force_length: bool = False,
+                          on_step: Callable[[], bool] | None = None) -> str | None:
+        """Why a call cannot take the graph path (it then runs as without ``graph``), or
+        None: the loop is greedy and stops on end tokens and stop strings only."""
+        if do_sample:
+            return "sampling"
+        if force_length or on_step is not None:
+            return "a probe"
+        if self.device_map is not None:
+            return "a model spread over devices"
+        if self.model is None:
+            return "no model loaded"
+        from tui_eval.model.graph_decode import supports
+
+        return supports(self.model)
+
+    def _graph_decoder(self) -> Any:
+        from tui_eval.model.graph_decode import GraphDecoder
+
+        if self._graphs is None or self._graphs.model is not self.model:
+            self._graphs = GraphDecoder(self.model, capture=self.device.startswith("cuda"))
+        return self._graphs
+
+    def drop_graphs(self) -> None:
+        """Free every captured shape's cache and graph memory."""
+        if self._graphs is not None:
+            self._graphs.clear()
+
+    def _generate_graph(self, texts: list[str], max_new_tokens: int,
+                        stop: list[str]) -> Generation:
+        """The batch at its static shape (padded rows repeat the first prompt, as on the
+        compiled path) through the graph decoder."""
+        from tui_eval.model.graph_decode import as_generate_lays_out
+
+        tok = self.tokenizer
+        shape = self.shape_for(texts, max_new_tokens)
+        decoder = self._graph_decoder()
+        padded = texts + [texts[0]] * (shape.rows - len(texts))
+        encoded = self._encode(padded, padding="max_length",
+                               max_length=shape.prompt_tokens).to(self.device)
+        eos_ids = self._eos_ids()
+        pad_id = tok.pad_token_id
+
+        def holds_stop(ids: list[int]) -> bool:
+            text = tok.decode(ids, skip_special_tokens=True)
+            return any(marker and marker in text for marker in stop)
+
+        def stop_check(rows: list[list[int]]) -> list[bool]:
+            return [holds_stop(row) for row in rows]
+
+        def stop_at(row: list[int]) -> int | None:
+            """The fewest tokens whose text holds a stop string (it stays held after)."""
+            if not holds_stop(row):
+                return None
+            low, high = 1, len(row)
+            while low < high:
+                middle = (low + high) // 2
+                low, high = (low, middle) if holds_stop(row[:middle]) else (middle + 1, high)
+            return low
+
+        new = not decoder.has(shape.key)
+        try:
+            if new and self.on_new_shape is not None:
+                self.on_new_shape(shape)
+            if self.simulate_oom_above is not None and shape.rows > self.simulate_oom_above:
+                self._simulated_oom(shape.rows)
+            run = decoder.generate(encoded["input_ids"], encoded["attention_mask"],
+                                   cache_tokens=shape.cache_tokens,
+                                   max_new_tokens=max_new_tokens, eos_ids=eos_ids,
+                                   pad_id=pad_id, stop_check=stop_check if stop else None)
+        except BaseException:
+            self.shapes.failed(shape)
+            decoder.clear()  # an OOM: the smaller batch tried next gets the kept caches' memory
+            raise
+        self.shapes.succeeded(shape)
+        if run.setup_seconds > 0:
+            ended = time.perf_counter()
+            self.compile_spans.append((ended - run.setup_seconds, ended))
+        self.compile_seconds += run.setup_seconds
+        ids = as_generate_lays_out(run.ids[:len(texts)], eos_ids, pad_id,
+                                   stop_at if stop else None)
+        return self._finish(ids, stop, force_length=False, shape=shape,
+                            compile_seconds=run.setup_seconds)
 
     def _eos_ids(self) -> list[int]:
         eos = getattr(self.model.generation_config, "eos_token_id", None)
@@ -628,6 +735,37 @@ def step_callback_criteria(on_step: Callable[[], bool]) -> Any:
                               device=input_ids.device)
 
     return StoppingCriteriaList([StepCallback()])
+
+
+# torch.compile's on-disk caches, unless the user set them: a second process compiling the
+# same model and shape reads the compiled graph back instead of compiling it again.
+INDUCTOR_CACHE_ENV = {"TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}
+
+
+def inductor_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/tui-eval/inductor`` (``~/.cache/…`` when XDG_CACHE_HOME is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if base else Path.home() / ".cache"
+    return root / "tui-eval" / "inductor"
+
+
+def use_inductor_cache() -> None:
+    """Point torch.compile's caches at the user's cache directory before compiling; a
+    variable the user set is left alone."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
+    for name, value in INDUCTOR_CACHE_ENV.items():
+        os.environ.setdefault(name, value)
+    # the configs read their variables at import, which may have happened already
+    for module, name, variable in (
+            ("torch._inductor.config", "fx_graph_cache", "TORCHINDUCTOR_FX_GRAPH_CACHE"),
+            ("torch._functorch.config", "enable_autograd_cache",
+             "TORCHINDUCTOR_AUTOGRAD_CACHE")):
+        try:
+            config = importlib.import_module(module)
+            if hasattr(config, name):
+                setattr(config, name, os.environ[variable] == "1")
+        except (ImportError, AttributeError):  # another torch: the variables alone then
+            pass
 
 
 @functools.cache

@@ -30,6 +30,7 @@ from functools import cached_property
 from typing import Any
 
 from tui_eval.data import ChoiceSample
+from tui_eval.metrics import choice_picks
 from tui_eval.model.prefix_sharing import (
     SHARE_MODES,
     ShareMode,
@@ -95,23 +96,14 @@ class ChoiceResult:
         return 1.0 if self.pred_norm == self.sample.gold else 0.0
 
 
-def argmax(values: Sequence[float]) -> int:
-    """The first index of the largest value, as numpy's argmax breaks ties."""
-    best = 0
-    for i, value in enumerate(values):
-        if value > values[best]:
-            best = i
-    return best
-
-
 def choice_result(sample: ChoiceSample, scores: Sequence[PairScore]) -> ChoiceResult:
     if len(scores) != len(sample.choices):
         raise ValueError(f"sample {sample.id}: {len(scores)} scores for "
                          f"{len(sample.choices)} choices")
     logprobs = [s.logprob for s in scores]
-    per_char = [lp / len(choice) for lp, choice in zip(logprobs, sample.choices, strict=True)]
+    pred, pred_norm = choice_picks(sample.choices, logprobs)
     return ChoiceResult(sample=sample, logprobs=logprobs, is_greedy=[s.is_greedy for s in scores],
-                        pred=argmax(logprobs), pred_norm=argmax(per_char))
+                        pred=pred, pred_norm=pred_norm)
 
 
 def collect_results(samples: Sequence[ChoiceSample], pairs: Sequence[Pair],

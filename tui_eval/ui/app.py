@@ -446,13 +446,21 @@ class EvalApp(App[int]):
         if self._valid_config("save") is None:
             return
         path = self.config_path or Path("eval.toml")
+        # only what was changed here: a flag's value or a value the file spells its own
+        # way (a table, a comment) is not written back
+        changed = self.config_pane.unsaved()
+        if not changed:
+            self.notify(f"Nothing changed since {path} was read or saved.",
+                        title="Not saved")
+            return
         try:
-            save_config(path, self.config_pane.values())
+            save_config(path, changed)
         except (OSError, UsageError) as exc:
             self.notify(str(exc), title="Not saved", severity="error")
             return
+        self.config_pane.mark_saved(changed)
         self.config_path = path
-        self.notify(f"Saved to {path}", title="Config saved")
+        self.notify(f"Saved {', '.join(changed)} to {path}", title="Config saved")
 
     def stop_and_quit(self) -> None:
         """SIGHUP (the SSH session went away): stop the run after the batch in flight, which

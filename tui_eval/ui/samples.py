@@ -306,7 +306,8 @@ class SampleScreen(Screen[None]):
         from tui_eval.model.backend import HFBackend
 
         try:
-            text = HFBackend(model, device="cpu", chat_template=True).render(self.row.prompt)
+            backend = HFBackend(model, device="cpu", chat_template=True)
+            text = backend.render(self.row.prompt, self.row.turns)
             title = "Prompt, as the model saw it (with the chat template)"
         except Exception as exc:  # noqa: BLE001 - the sample is still worth showing
             text = self.row.prompt

@@ -17,13 +17,13 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from tui_eval.config import toml_error_location
+from tui_eval.theme_names import REPO_THEMES_DIR, theme_dirs, user_themes_dir  # noqa: F401
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-REPO_THEMES_DIR = Path(__file__).resolve().parents[2] / "themes"
 DEFAULT_THEME = "textual-dark"
 DEFAULT_16_COLOUR_THEME = "ansi-16"
 
@@ -33,16 +33,6 @@ BOOL_KEYS = ("dark", "ansi")
 FRACTION_KEYS = ("luminosity_spread", "text_alpha")
 ANSI_THEME_VARIABLES = {"ansi-background": "ansi_black", "ansi-foreground": "ansi_white"}
 TEXT_STYLES = {"none", "bold", "dim", "italic", "underline", "reverse", "strike", "blink"}
-
-
-def user_themes_dir() -> Path:
-    """``$XDG_CONFIG_HOME/tui-eval/themes``, or ``~/.config/tui-eval/themes``."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "tui-eval" / "themes"
-
-
-def theme_dirs() -> list[Path]:
-    return [REPO_THEMES_DIR, user_themes_dir()]
 
 
 class ThemeFileError(Exception):

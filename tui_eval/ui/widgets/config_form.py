@@ -2,7 +2,10 @@
 rules and messages (``tui_eval.config.check_value``).
 
 Fields are generated from the key declarations in ``tui_eval.config`` (label, placeholder,
-help as the tooltip, in declaration order), so a key added there shows up here.
+help as the tooltip, in declaration order), so a key added there shows up here. A field
+shows its value as it would be typed in TOML (``tui_eval.config.format_text``) and reads
+what is typed with the same rules; a value whose text would not read back as that very
+value is shown read-only with a note and kept as it is.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 
-from tui_eval.config import KEYS, EvalConfig, Key, format_text, validate_text
+from tui_eval.config import KEYS, EvalConfig, Key, format_text, shows_exactly, validate_text
+
+KEPT_NOTE = "kept as set: the form cannot edit this value"
 
 
 class RuleValidator(Validator):
@@ -47,7 +52,10 @@ class ConfigPane(VerticalScroll):
                  id: str | None = None) -> None:
         super().__init__(id=id)
         self._values: dict[str, Any] = config.to_dict()
+        # the values as loaded or last saved: ctrl+s writes only the keys changed since
+        self._saved: dict[str, Any] = dict(self._values)
         self._errors: dict[str, str] = {}
+        self._kept: set[str] = set()  # shown read-only: their text is not read back
         self.theme_names = theme_names
         self.read_only = read_only
 
@@ -57,14 +65,19 @@ class ConfigPane(VerticalScroll):
             label.tooltip = f"{key.name}: {key.help}"
             editor = self._editor(key)
             editor.tooltip = f"{key.name}: {key.help}"
-            editor.disabled = self.read_only
+            kept = isinstance(editor, Input) and not shows_exactly(key.name,
+                                                                   self._values[key.name])
+            editor.disabled = self.read_only or kept
+            if kept:
+                self._kept.add(key.name)
             with Vertical(classes="field", id=f"field-{key.name}"):
                 with Horizontal(classes="field-row"):
                     yield label
                     yield editor
-                error = Static("", markup=False, classes="field-error",
+                error = Static(KEPT_NOTE if kept else "", markup=False,
+                               classes="field-error field-kept" if kept else "field-error",
                                id=f"error-{key.name}")
-                error.display = False
+                error.display = kept
                 yield error
 
     def _editor(self, key: Key) -> Widget:
@@ -85,7 +98,7 @@ class ConfigPane(VerticalScroll):
             return Select([(choice, choice) for choice in rule.choices], value=blank,
                           allow_blank=rule.optional, prompt=key.placeholder or "unset",
                           compact=True, id=editor_id)
-        return Input(format_text(value), placeholder=key.placeholder, compact=True,
+        return Input(format_text(value, rule), placeholder=key.placeholder, compact=True,
                      validators=[RuleValidator(key.name)], id=editor_id)
 
     # ── reading the form ──────────────────────────────────────────────────────────────
@@ -101,6 +114,14 @@ class ConfigPane(VerticalScroll):
     def config(self) -> EvalConfig:
         return EvalConfig(**self._values)
 
+    def unsaved(self) -> dict[str, Any]:
+        """The keys whose value changed since the config was loaded or last saved."""
+        return {key: value for key, value in self._values.items()
+                if self._saved.get(key) != value}
+
+    def mark_saved(self, values: dict[str, Any]) -> None:
+        self._saved.update(values)
+
     def focus_field(self, key: str) -> None:
         self.query_one(f"#edit-{key}").focus()
 
@@ -112,7 +133,7 @@ class ConfigPane(VerticalScroll):
         # set meanwhile (two quick theme changes): the value is taken here, at once.
         if isinstance(editor, Input):
             with editor.prevent(Input.Changed):
-                editor.value = format_text(value)
+                editor.value = format_text(value, KEYS[key].rule)
         elif isinstance(editor, Select):
             if key == "theme" and value is not None and value not in self.theme_names:
                 self.theme_names.append(value)
@@ -140,6 +161,8 @@ class ConfigPane(VerticalScroll):
     def _input_changed(self, event: Input.Changed) -> None:
         event.stop()
         key = (event.input.id or "").removeprefix("edit-")
+        if key in self._kept:
+            return
         value, error = validate_text(key, event.value)
         if error is None:
             self._accept(key, value)

@@ -12,14 +12,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from tui_eval.device.oom import free_memory, is_oom_error, summarize_error
+from tui_eval.batching.hooks import PLAIN_HOOKS, DeviceHooks
 from tui_eval.events import EventSink, Fallback, RunLog
 
 if TYPE_CHECKING:  # only for annotations: importing them would slow `tui-eval --help`
     from tui_eval.data import Sample
-    from tui_eval.model.backend import Generation
 
 Item = TypeVar("Item")  # what a batch holds: a sample, a (context, choice) pair
 Result = TypeVar("Result")  # what running one item gives
@@ -50,7 +49,14 @@ class Outcome:
     error: str | None = None
 
 
-GenerateFn = Callable[[list["Sample"]], "Generation"]
+class Generation(Protocol):
+    """What a generate call gives (the backend's ``Generation``)."""
+
+    texts: list[str]
+    new_tokens: list[int]
+
+
+GenerateFn = Callable[[list["Sample"]], Generation]
 
 
 class GenerationWork(BatchWork["Sample", "Outcome"]):
@@ -78,13 +84,14 @@ class OomPolicy(Generic[Item, Result]):
     as generation work."""
 
     def __init__(self, work: BatchWork[Item, Result] | GenerateFn, sink: EventSink,
-                 lang: str, batch_size: int = 1) -> None:
+                 lang: str, batch_size: int = 1, hooks: DeviceHooks = PLAIN_HOOKS) -> None:
         self.work: BatchWork[Item, Result] = (
             work if isinstance(work, BatchWork) else GenerationWork(work))  # type: ignore[assignment]
         self.sink = sink
         self._log = RunLog(sink, lang)
         self.fallbacks = 0
         self.batch_size = batch_size  # the run's batch size; only BisectPolicy lowers it
+        self.hooks = hooks
 
     def run_batch(self, items: Sequence[Item]) -> list[Result]:
         results, error, _ = self._try(items)
@@ -115,11 +122,11 @@ class OomPolicy(Generic[Item, Result]):
         try:
             return self.work.run(list(items)), "", False
         except Exception as exc:  # noqa: BLE001 - any failure is recovered from, as the seed says
-            error = summarize_error(exc)
-            oom = is_oom_error(exc)
+            error = self.hooks.summarize_error(exc)
+            oom = self.hooks.is_oom(exc)
             del exc  # the traceback holds the batch's tensors
         if oom:
-            free_memory()
+            self.hooks.free_memory()
         return None, error, oom
 
     def _failed(self, item: Item, error: str) -> Result:
@@ -165,5 +172,6 @@ OOM_POLICIES: dict[str, type[OomPolicy]] = {"bisect": BisectPolicy, "single": Oo
 
 
 def make_oom_policy(name: str, work: BatchWork[Item, Result] | GenerateFn, sink: EventSink,
-                    lang: str, batch_size: int) -> OomPolicy[Item, Result]:
-    return OOM_POLICIES[name](work, sink, lang, batch_size)
+                    lang: str, batch_size: int,
+                    hooks: DeviceHooks = PLAIN_HOOKS) -> OomPolicy[Item, Result]:
+    return OOM_POLICIES[name](work, sink, lang, batch_size, hooks)
