@@ -239,3 +239,9 @@ def test_without_until_generation_stops_at_the_fewshot_delimiter(tmp_path: Path)
                                             "transformers' stop-string tables\n", ""),
                     encoding="utf-8")
     assert task_file_values(task)["stop"] == ["\n\n"]  # lm-eval's default
+
+
+def test_a_spelled_out_space_delimiter_is_auto() -> None:
+    """lm-eval drops a task's " " before a choice under --apply_chat_template: so does
+    "auto", which is a space everywhere else (the few-shot examples keep theirs)."""
+    assert task_file_values(EXAMPLES / "science_mc.yaml")["target_delimiter"] == "auto"

@@ -270,6 +270,10 @@ class TaskFile:
         for key in ("target_delimiter", "fewshot_delimiter"):
             if key in raw:
                 values[key] = raw[key]
+        if values.get("target_delimiter") == " ":
+            # lm-eval's default spelled out, which lm-eval drops before a choice under
+            # --apply_chat_template: what "auto" does (a space everywhere else)
+            values["target_delimiter"] = "auto"
         description = raw.get("description")
         if description:
             if not isinstance(description, str) or is_jinja(description):
