@@ -195,3 +195,48 @@ def test_the_built_model_is_a_plain_float32_checkpoint(real_model: Path) -> None
     """Other tools (lm-eval's `--model hf`) load the directory without a gguf_file."""
     config = json.loads((real_model / "config.json").read_text(encoding="utf-8"))
     assert "quantization_config" not in config and config["dtype"] == "float32"
+
+
+# ── the example task files ────────────────────────────────────────────────────────────
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "tasks"
+
+
+def test_the_few_shot_generation_task_file_end_to_end(real_model: Path, tmp_path: Path) -> None:
+    from tui_eval.cli import main
+
+    out = tmp_path / "capitals"
+    assert main(["--no-ui", "-m", str(real_model), "--task-file",
+                 str(EXAMPLES / "capitals.yaml"), "--limit", "8", "-b", "8", "--device", "cpu",
+                 "-o", str(out)]) == 0
+    rows = rows_of(out)
+    # three examples in front; the stop string "\n" ends each answer
+    assert rows[0]["prompt"].count("\nAnswer:") == 4 and "rendered" not in rows[0]
+    assert all("\n" not in r["prediction"] for r in rows)
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["n"] == 8 and metrics["n_errors"] == 0
+    assert metrics["metrics"]["exact_match"] >= 0.75  # 1.0 as measured
+
+
+def test_the_few_shot_choice_task_file_under_a_chat_template(
+        real_model: Path, tmp_path: Path, loaded: HFBackend) -> None:
+    """Few-shot examples become alternating turns; each choice follows the last assistant
+    header with no delimiter, scored as a plain forward pass over the same text scores it."""
+    from tui_eval.cli import main
+
+    (tmp_path / "chat.toml").write_text("chat_template = true\n", encoding="utf-8")
+    out = tmp_path / "science"
+    assert main(["--no-ui", "-c", str(tmp_path / "chat.toml"), "-m", str(real_model),
+                 "--task-file", str(EXAMPLES / "science_mc.yaml"), "--limit", "3",
+                 "-b", "16", "--device", "cpu", "-o", str(out)]) == 0
+    tokenizer = loaded.tokenizer
+    for row in rows_of(out):
+        assert [t["role"] for t in row["turns"]] == ["user", "assistant"] * 2 + ["user"]
+        rendered = tokenizer.apply_chat_template(row["turns"], tokenize=False,
+                                                 add_generation_prompt=True)
+        assert row["rendered"] == rendered and rendered.endswith("<|im_start|>assistant\n")
+        expected = [forward_logprob(loaded, *split_tokens(tokenizer, rendered[:-1],
+                                                          "\n" + choice,
+                                                          add_special_tokens=False))
+                    for choice in row["choices"]]
+        assert row["logprobs"] == pytest.approx(expected, abs=1e-4)
