@@ -28,7 +28,7 @@ from tui_eval.errors import ConfigError
 from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec
 from tui_eval.formatting import size_bytes
 from tui_eval.i18n import LANGUAGES
-from tui_eval.metrics import CHOICE_METRICS, METRIC_FUNCTIONS
+from tui_eval.metrics import CHOICE_METRICS, DEFAULT_METRICS, METRIC_FUNCTIONS
 from tui_eval.model.oom_policies import OOM_POLICIES
 from tui_eval.model.tuner import TUNE_MODES
 
@@ -178,7 +178,7 @@ class EvalConfig:
         "batch one sample at a time.", type="str", choices=tuple(OOM_POLICIES),
         flags=("--oom-policy",), label="on OOM", may_change=True)
     metrics: list[str] = setting(
-        list(METRIC_FUNCTIONS), "Metrics to compute: " + ", ".join(METRIC_FUNCTIONS)
+        list(DEFAULT_METRICS), "Metrics to compute: " + ", ".join(METRIC_FUNCTIONS)
         + " (a choice task ignores them: it reports " + " and ".join(CHOICE_METRICS) + ").",
         type="list[str]", choices=tuple(METRIC_FUNCTIONS), label="metrics")
     limit: int | None = setting(
