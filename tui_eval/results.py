@@ -436,7 +436,8 @@ class RunMetrics:
     compile_seconds: float = 0.0  # compiling its shapes (the first call of each)
     samples_per_s: float = 0.0
     tokens_per_s: float = 0.0
-    generated_tokens: int = 0
+    generated_tokens: int = 0  # 0 for a choice task, which generates nothing
+    read_tokens: int = 0  # a choice task's input tokens (its tokens_per_s is their rate)
     device: str | None = None
     dtype: str | None = None
     model: str = ""
@@ -540,7 +541,8 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
         wall_seconds=wall_seconds, generation_seconds=generation_seconds,
         compiled=compiled, compile_seconds=compile_seconds,
         samples_per_s=rate(generated), tokens_per_s=rate(generated_tokens),
-        generated_tokens=generated_tokens, device=device, dtype=dtype, model=model,
+        generated_tokens=0 if task == "choice" else generated_tokens,
+        read_tokens=generated_tokens if task == "choice" else 0, device=device, dtype=dtype, model=model,
         task=task, pairs_per_s=rate(pairs))
 
 
