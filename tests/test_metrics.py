@@ -11,9 +11,9 @@ import pytest
 
 from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec, extract_answer
 from tui_eval.metrics import (
-    contains,
     DEFAULT_METRICS,
     METRIC_FUNCTIONS,
+    contains,
     exact_match,
     exact_match_strict,
     last_number,

@@ -542,8 +542,8 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
         compiled=compiled, compile_seconds=compile_seconds,
         samples_per_s=rate(generated), tokens_per_s=rate(generated_tokens),
         generated_tokens=0 if task == "choice" else generated_tokens,
-        read_tokens=generated_tokens if task == "choice" else 0, device=device, dtype=dtype, model=model,
-        task=task, pairs_per_s=rate(pairs))
+        read_tokens=generated_tokens if task == "choice" else 0, device=device, dtype=dtype,
+        model=model, task=task, pairs_per_s=rate(pairs))
 
 
 def rescored_metrics(previous: RunMetrics, rows: Sequence[PredictionRow], names: Sequence[str],
