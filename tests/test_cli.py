@@ -38,6 +38,18 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Capture
                            "must be an integer ≥ 1, got 0")
 
 
+@pytest.mark.parametrize(("flag", "message"), [
+    ("-c", ": is a directory; name a config file"),
+    ("-d", ": is a directory; name a dataset file in it")])
+def test_a_directory_for_a_file_is_named_as_one(tiny_model: Path, tmp_path: Path, flag: str,
+                                               message: str,
+                                               capsys: pytest.CaptureFixture) -> None:
+    rc = main(["--no-ui", "-m", str(tiny_model), flag, str(tmp_path), "-o",
+               str(tmp_path / "out")])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == f"tui-eval: error: {tmp_path}{message}"
+
+
 def test_bad_flag_value_names_the_flag(capsys: pytest.CaptureFixture) -> None:
     assert main(["--no-ui", "-b", "0"]) == 2
     assert "-b/--batch-size: must be an integer ≥ 1, got 0" in capsys.readouterr().err

@@ -452,7 +452,7 @@ def toml_error_location(exc: tomllib.TOMLDecodeError) -> tuple[int | None, str]:
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read and validate a TOML config; errors name the file, the line and the key."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is no TOML
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
