@@ -107,6 +107,27 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
+def missing_dirs(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what
+    ``prepare_run_dir`` will create, so a run that fails can take back what it left empty."""
+    missing = []
+    for directory in (path, *path.parents):
+        if directory.exists() or directory == directory.parent:
+            break
+        missing.append(directory)
+    return missing
+
+
+def remove_if_empty(directories: list[Path]) -> None:
+    """Remove each directory (deepest first) that holds nothing; never one that holds a
+    file or another directory."""
+    for directory in directories:
+        try:
+            directory.rmdir()  # refuses a directory that is not empty
+        except OSError:
+            return
+
+
 def prepare_run_dir(path: Path) -> Path:
     """Create the directory and prove it is writable (and not on a full disk), before any
     model is loaded. Whether a run it already holds is continued is the engine's call."""
