@@ -117,7 +117,7 @@ def test_generation_rows_keep_their_format() -> None:
     row = PredictionRow(index=0, id="q1", prompt="p", prediction="x", reference="y")
     assert list(json.loads(row.to_json())) == [
         "index", "id", "prompt", "prediction", "extracted", "reference", "scores",
-        "new_tokens", "error", "truncated"]
+        "new_tokens", "error", "truncated", "truncated_tokens"]
 
 
 @pytest.mark.parametrize(

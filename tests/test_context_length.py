@@ -71,6 +71,9 @@ def test_truncate_left_cuts_the_long_prompts_and_counts_them(
     expected = {row["id"] for row in rows if prompt_tokens[row["id"]] > room}
     assert expected and len(expected) < len(rows)  # some fit, some are cut
     assert {row["id"] for row in rows if row["truncated"]} == expected
+    # each row says how much of its (whole) prompt the model did not see
+    assert {row["id"]: row["truncated_tokens"] for row in rows if row["truncated_tokens"]} == {
+        row_id: prompt_tokens[row_id] - room for row_id in expected}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_truncated"] == len(expected)
     assert metrics["n_errors"] == 0

@@ -197,6 +197,9 @@ class PredictionRow:
     new_tokens: int = 0
     error: str | None = None
     truncated: bool = False  # the prompt was cut from the left to fit the context
+    # how many of its tokens were cut: ``prompt`` is the whole text, the model saw it
+    # without them
+    truncated_tokens: int = 0
     # choice tasks only
     choices: list[str] | None = None
     logprobs: list[float | None] | None = None  # per choice: summed log-probability

@@ -21,10 +21,10 @@ from tui_eval.model.backend import ContextLimit, HFBackend
 @dataclass
 class PromptFit:
     """Each prompt's length in tokens as the model will see it (in the order given), and
-    the dataset indexes of the prompts that were cut to fit."""
+    the dataset indexes of the prompts that were cut to fit, with the tokens cut off each."""
 
     lengths: list[int]
-    truncated: set[int] = field(default_factory=set)
+    truncated: dict[int, int] = field(default_factory=dict)
 
 
 def fit_prompts(backend: HFBackend, config: EvalConfig, samples: Sequence[Sample],
@@ -52,7 +52,7 @@ def fit_prompts(backend: HFBackend, config: EvalConfig, samples: Sequence[Sample
     log("WARNING", "prompts_truncated", n=len(over), room=room, limit=limit.tokens,
         max_tokens=config.max_tokens)
     return PromptFit([min(length, room) for length in lengths],
-                     {sample.index for _, sample in over})
+                     {sample.index: length - room for length, sample in over})
 
 
 def _too_long_message(over: list[tuple[int, Sample]], max_tokens: int,
