@@ -59,13 +59,11 @@ def _too_long_message(over: list[tuple[int, Sample]], max_tokens: int,
                       limit: ContextLimit) -> str:
     length, sample = max(over, key=lambda pair: pair[0])
     others = len(over) - 1
-    also = f", as for {others} other sample{'s' if others > 1 else ''}" if others else ""
+    also = f", as for {others} other{'s' if others > 1 else ''}" if others else ""
     where = f"the model's {limit.tokens} positions ({limit.source})"
     fits = limit.tokens - length
     if fits < 1:
-        return (f"sample {sample.id!r} has {length} prompt tokens, more than {where} "
-                f"hold{also}; shorten it, or --truncate left cuts prompts from the left "
-                "to fit")
-    return (f"sample {sample.id!r} has {length} prompt tokens; with --max-tokens {max_tokens} "
-            f"that is {length + max_tokens}, more than {where}{also}; --max-tokens {fits} "
-            "fits every prompt, or --truncate left cuts prompts from the left to fit")
+        return (f"sample {sample.id!r}: {length} prompt tokens, more than {where}{also}; "
+                "shorten it, or use --truncate left")
+    return (f"sample {sample.id!r}: {length} prompt tokens + --max-tokens {max_tokens} > "
+            f"{where}{also}; use --max-tokens {fits} or --truncate left")

@@ -77,8 +77,10 @@ def config_differences(saved: dict[str, Any], config: EvalConfig) -> list[str]:
 
 
 def _shown(value: Any) -> str:
-    # the user's words, not Python's: a key not set reads "unset"
-    return "unset" if value is None else repr(value)
+    # the user's words, not Python's: a key not set reads "unset"; a long value is cut, so
+    # the refusal stays a short line
+    text = "unset" if value is None else repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _same_value(key: str, before: Any, now: Any) -> bool:
