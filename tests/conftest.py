@@ -20,8 +20,6 @@ from tui_eval.testing import build_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# printed lines fit COLUMNS when it is set; the tests read them whole (and set it to test that)
-os.environ.pop("COLUMNS", None)
 
 PROMPTS = [
     ("q1", "What is the capital of France?", "Paris"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sys
@@ -107,15 +106,13 @@ def fit_log_line(text: str, width: int) -> list[str]:
                          break_on_hyphens=False) or [text]
 
 
-def terminal_width(stream: TextIO, interactive: bool) -> int | None:
-    """The columns the printed lines must fit: the terminal's, or COLUMNS when set (a
-    terminal piped through tee or a pager); None for a log file, whose lines stay whole."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    if interactive:
-        return shutil.get_terminal_size().columns
-    return None
+def terminal_width(stream: TextIO) -> int | None:
+    """The columns the printed lines must fit on a terminal; None for a file or a pipe (a
+    log, or a reader that wants whole lines), whose lines stay whole."""
+    try:
+        return shutil.get_terminal_size().columns if stream.isatty() else None
+    except (AttributeError, ValueError, OSError):  # a closed or unusual stream
+        return None
 
 
 def _bar_line(text: str, done_fraction: float, room: int) -> str | None:
@@ -195,7 +192,7 @@ class HeadlessPrinter:
 
     def _width(self) -> int | None:
         assert self.stream is not None
-        return self.width or terminal_width(self.stream, self.interactive)
+        return self.width or terminal_width(self.stream)
 
     def _print_fitted(self, text: str) -> None:
         width = self._width()

@@ -92,7 +92,7 @@ class PlainWatcher:
         self._progress_shown: Progress | None = None
 
     def _width(self) -> int | None:
-        return terminal_width(self.stream, self.stream.isatty())
+        return terminal_width(self.stream)
 
     def say(self, text: str) -> None:
         width = self._width()
