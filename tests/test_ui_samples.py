@@ -165,3 +165,15 @@ def test_one_sample_shows_its_few_shot_chat_turns_as_the_model_saw_them(
                 "<system>Add.<user>2+2=<assistant>4<user>1+1=<assistant>")
 
     run(scenario())
+
+
+def test_a_cut_prompt_says_what_the_model_did_not_see() -> None:
+    from tui_eval.ui.samples import prompt_heading
+
+    whole = PredictionRow(index=0, id="a", prompt="1+2=", prediction="3", reference="3")
+    cut = PredictionRow(index=1, id="b", prompt="123+456=", prediction="579", reference="579",
+                        truncated=True, truncated_tokens=5)
+    assert prompt_heading(whole) == "Prompt, as the model saw it"
+    assert prompt_heading(cut) == ("Prompt, whole: cut to fit, the model did not see its "
+                                   "first 5 tokens")
+    assert "as the model saw it" not in prompt_heading(cut, " (with the chat template)")

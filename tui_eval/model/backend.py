@@ -523,10 +523,16 @@ class HFBackend:
         texts_out: list[str] = []
         counts: list[int] = []
         for row in new_ids:
-            length = next((i + 1 for i, t in enumerate(row) if t in end_ids), len(row))
-            counts.append(length if not force_length else len(row))
+            end = next((i for i, t in enumerate(row) if t in end_ids), None)
+            length = len(row) if end is None else end + 1
             text = tok.decode(row[:length], skip_special_tokens=True)
-            texts_out.append(cut_at_stop(text, stop))
+            cut = cut_at_stop(text, stop)
+            # A row that a stop string ended is padded while the batch runs on: its first
+            # pad is no generated token (an end token the model wrote is one).
+            if end is not None and cut != text:
+                length = end
+            counts.append(length if not force_length else len(row))
+            texts_out.append(cut)
         return Generation(texts=texts_out, new_tokens=counts, shape=shape,
                           compile_seconds=compile_seconds)
 
