@@ -219,14 +219,14 @@ def _filled(key: str, template: str, record: dict[str, Any]) -> str:
     try:
         return render(template, record)
     except TemplateError as exc:
-        raise BadRecord(f"{key} {exc}") from None
+        raise BadRecord(f"{key} {exc}", _fields(record)) from None
 
 
 def _filled_value(key: str, template: str, record: dict[str, Any]) -> Any:
     try:
         return render_value(template, record)
     except TemplateError as exc:
-        raise BadRecord(f"{key} {exc}") from None
+        raise BadRecord(f"{key} {exc}", _fields(record)) from None
 
 
 def _record_text(record: dict[str, Any], spec: PromptSpec, *, required: bool) -> str:
@@ -251,7 +251,7 @@ def _record_text(record: dict[str, Any], spec: PromptSpec, *, required: bool) ->
     try:
         return fill_format(template, values)
     except TemplateError as exc:
-        raise BadRecord(f"prompt_template {exc}") from None
+        raise BadRecord(f"prompt_template {exc}", _fields(record)) from None
 
 
 def _record_references(record: dict[str, Any], spec: PromptSpec) -> list[str]:
