@@ -10,7 +10,7 @@ import pytest
 
 from tui_eval.cli import main
 from tui_eval.events import LogLine, Progress, RankProgress, format_log_line
-from tui_eval.headless.printer import HeadlessPrinter, fit_log_line
+from tui_eval.headless.printer import HeadlessPrinter, columns, fit_log_line
 from tui_eval.headless.watcher import PlainWatcher
 
 WIDTH = 80
@@ -88,3 +88,12 @@ def test_the_help_description_is_wrapped(monkeypatch: pytest.MonkeyPatch,
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in lines) <= WIDTH
     assert any(line.startswith("Evaluate a Hugging Face causal LM") for line in lines)
+
+
+def test_chinese_lines_wrap_by_the_columns_they_take() -> None:
+    text = ("[INFO] 2026-12-04 15:56:48 - 示例每个答案最多生成 16 个新 token（其模型很小）；"
+            "可用 --max-tokens 另选。这是一个很长的中文句子，用于检查换行")
+    lines = fit_log_line(text, WIDTH)
+    assert len(lines) >= 2
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # nothing lost
+    assert max(columns(line) for line in lines) < WIDTH  # a Chinese character takes two

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-import textwrap
 import time
+import unicodedata
 from typing import TextIO
 
 from tui_eval.events import (
@@ -89,21 +89,40 @@ def plain_progress_lines(event: Progress, width: int | None = None) -> list[str]
 
 
 _TABLE_PADDING = re.compile(r" {2,}\|")
+# spaces; a run of narrow characters (a word, a path); one wide character (Chinese text
+# has no spaces: a line may break between any two of its characters)
+_PIECES = re.compile(r"\s+|[^\s\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f"
+                     r"\uff00-\uff60\uffe0-\uffe6]+|\S")
+INDENT = "    "
+
+
+def columns(text: str) -> int:
+    """The terminal columns ``text`` takes: a wide (CJK) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
 def fit_log_line(text: str, width: int) -> list[str]:
     """A log line as lines that fit ``width`` columns, for a terminal (run.log keeps it
     whole): a table row goes without its time stamp, its cells' padding squeezed if need
-    be; other lines wrap between words, indented, and a word longer than the room (a path)
-    stays whole rather than being cut."""
+    be; other lines wrap between words (or Chinese characters), indented, and a word
+    longer than the room (a path) stays whole rather than being cut."""
     room = max(width - 1, 20)
-    if len(text) <= room:
+    if columns(text) <= room:
         return [text]
     row = text.partition(" - ")[2]
     if row.startswith("|"):
-        return [row if len(row) <= room else _TABLE_PADDING.sub(" |", row)]
-    return textwrap.wrap(text, room, subsequent_indent="    ", break_long_words=False,
-                         break_on_hyphens=False) or [text]
+        return [row if columns(row) <= room else _TABLE_PADDING.sub(" |", row)]
+    lines: list[str] = []
+    line = ""
+    for piece in _PIECES.findall(text):
+        if piece.isspace():
+            line += " " if line.strip() else ""
+        elif columns(line.rstrip() + piece) <= room or not line.strip():
+            line += piece
+        else:
+            lines.append(line.rstrip())
+            line = INDENT + piece
+    return [*lines, line.rstrip()]
 
 
 def terminal_width(stream: TextIO) -> int | None:
