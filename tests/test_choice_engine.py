@@ -101,7 +101,11 @@ def test_choice_rows_and_metrics_json(base: EvalConfig) -> None:
         sum(r["scores"]["acc_norm"] for r in rows) / 12)
     if "stderr" in saved:  # only where metrics.json reports standard errors
         assert set(saved["stderr"]) == {"acc", "acc_norm"}
-    assert saved["pairs_per_s"] > 0 and saved["generated_tokens"] > 0
+    # a choice run generates nothing: the tokens its pairs read are named as read
+    assert saved["pairs_per_s"] > 0 and saved["generated_tokens"] == 0
+    assert saved["read_tokens"] > 0
+    assert saved["tokens_per_s"] == pytest.approx(
+        saved["read_tokens"] / saved["generation_seconds"])
     names = [name for name, _ in summary_rows(metrics)]
     assert names[:2] == ["acc", "acc_norm"] and "pairs/s" in names
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))["config"]
@@ -113,7 +117,7 @@ def test_generation_rows_keep_their_format() -> None:
     row = PredictionRow(index=0, id="q1", prompt="p", prediction="x", reference="y")
     assert list(json.loads(row.to_json())) == [
         "index", "id", "prompt", "prediction", "extracted", "reference", "scores",
-        "new_tokens", "error", "truncated"]
+        "new_tokens", "error", "truncated", "truncated_tokens"]
 
 
 @pytest.mark.parametrize(

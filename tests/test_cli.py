@@ -39,6 +39,34 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Capture
                            "must be an integer ≥ 1, got 0")
 
 
+@pytest.mark.parametrize(("flag", "message"), [
+    ("-c", ": is a directory; name a config file"),
+    ("-d", ": is a directory; name a dataset file in it")])
+def test_a_directory_for_a_file_is_named_as_one(tiny_model: Path, tmp_path: Path, flag: str,
+                                               message: str,
+                                               capsys: pytest.CaptureFixture) -> None:
+    rc = main(["--no-ui", "-m", str(tiny_model), flag, str(tmp_path), "-o",
+               str(tmp_path / "out")])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == f"tui-eval: error: {tmp_path}{message}"
+
+
+@pytest.mark.parametrize("output", [None, "results/run1"])
+def test_a_run_refused_after_naming_its_directory_leaves_none(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture, output: str | None) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "a", "answer": "b"}\n', encoding="utf-8")
+    (tmp_path / "keep").mkdir()  # a directory that was there stays, even empty
+    args = ["--no-ui", "-m", str(tiny_model), "-d", str(data), "--max-tokens", "5000"]
+    rc = main(args + ([] if output is None else ["-o", output]))
+    assert rc == 2 and "positions" in capsys.readouterr().err  # the prompt does not fit
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["d.jsonl", "keep"]
+    assert main(args + ["-o", "keep"]) == 2
+    assert (tmp_path / "keep").is_dir()
+
+
 def test_bad_flag_value_names_the_flag(capsys: pytest.CaptureFixture) -> None:
     assert main(["--no-ui", "-b", "0"]) == 2
     assert "-b/--batch-size: must be an integer ≥ 1, got 0" in capsys.readouterr().err

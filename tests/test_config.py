@@ -63,6 +63,12 @@ def test_config_errors_name_file_line_and_key(tmp_path: Path, text: str, pattern
     assert "\n" not in str(info.value)
 
 
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "eval.toml"
+    path.write_bytes(b'\xef\xbb\xbfbatch_size = 4\nmax_tokens = 9\n')
+    assert load_config_file(path) == {"batch_size": 4, "max_tokens": 9}
+
+
 def test_a_config_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "eval.toml"
     path.write_bytes(b'batch_size = 4\nmodel = "caf\xe9"\n')

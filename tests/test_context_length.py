@@ -49,12 +49,10 @@ def test_a_prompt_that_does_not_fit_stops_the_run_in_one_line(
     first_longest = next(pid for pid, n in prompt_tokens.items() if n == longest)
     fits = DEMO_POSITIONS - longest
     assert line == (
-        f"tui-eval: error: sample '{first_longest}' has {longest} prompt tokens; with "
-        f"--max-tokens 100 that is {longest + 100}, more than the model's {DEMO_POSITIONS} "
-        f"positions (max_position_embeddings), as for {len(prompt_tokens) - 1} other "
-        f"samples; --max-tokens {fits} fits every prompt, or --truncate left cuts prompts "
-        "from the left to fit")
-    assert list(out.iterdir()) == []  # nothing written: the fixed command starts afresh
+        f"tui-eval: error: sample '{first_longest}': {longest} prompt tokens + --max-tokens "
+        f"100 > the model's {DEMO_POSITIONS} positions (max_position_embeddings), as for "
+        f"{len(prompt_tokens) - 1} others; use --max-tokens {fits} or --truncate left")
+    assert not out.exists()  # nothing written, nor the directory left: the fix starts afresh
     # the figure it names does fit
     assert main(demo_args(out, "--max-tokens", str(fits), "--limit", "8")) == 0
 
@@ -71,6 +69,9 @@ def test_truncate_left_cuts_the_long_prompts_and_counts_them(
     expected = {row["id"] for row in rows if prompt_tokens[row["id"]] > room}
     assert expected and len(expected) < len(rows)  # some fit, some are cut
     assert {row["id"] for row in rows if row["truncated"]} == expected
+    # each row says how much of its (whole) prompt the model did not see
+    assert {row["id"]: row["truncated_tokens"] for row in rows if row["truncated_tokens"]} == {
+        row_id: prompt_tokens[row_id] - room for row_id in expected}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_truncated"] == len(expected)
     assert metrics["n_errors"] == 0
@@ -109,5 +110,5 @@ def test_tune_and_bench_check_the_context_before_loading_the_model(
     assert main([command, "-m", str(DEMO_MODEL), "-d", str(DEMO_DATA), "--device", "cpu",
                  "--max-tokens", "100", "-o", str(out)]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert "prompt tokens; with --max-tokens 100" in line
+    assert "prompt tokens + --max-tokens 100 > the model's 64 positions" in line
     assert not out.exists()

@@ -63,7 +63,8 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, content: str, message: str
     ("name", "content", "message"),
     [
         ("d.jsonl", b'{"prompt": "a", "answer": "b"}\n{"prompt": "caf\xe9", "answer": "b"}\n',
-         r"d\.jsonl:2: not UTF-8 text \(byte 0xe9 in column 16\); save the file as UTF-8$"),
+         r"d\.jsonl:2: not UTF-8 text \(byte 0xe9 in column 16\); save the file as UTF-8; "
+         'on_bad_line = "skip" skips it$'),
         ("d.csv", b"prompt,answer\na,b\ncaf\xe9,b\n", r"d\.csv:3: not UTF-8 text \(byte 0xe9 "),
         ("d.json", b'[{"prompt": "a", "answer": "b"},\n {"prompt": "\xff", "answer": "b"}]',
          r"d\.json:2: not UTF-8 text \(byte 0xff in column 14\)"),
@@ -85,6 +86,57 @@ def test_a_line_that_is_not_utf8_can_be_skipped(tmp_path: Path) -> None:
     assert [s.prompt for s in dataset.samples] == ["a", "c"]
     assert dataset.skipped == [f"{path}:2: not UTF-8 text (byte 0xe9 in column 13); "
                                "save the file as UTF-8"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # the first record: the field is most likely named otherwise
+        ('{"q": "a", "gold": "b"}\n', "d.jsonl:1: no prompt field (looked for prompt, question, "
+         'input, instruction; the record has q, gold); name it with prompt_field = "…" in the '
+         "config"),
+        ('{"prompt": "a", "gold": "b"}\n', "d.jsonl:1: no answer field (looked for answer, "
+         "output, target, reference, label; the record has prompt, gold); name it with "
+         'answer_field = "…" in the config'),
+        # a later line: a malformed line, which on_bad_line skips
+        ('{"prompt": "a", "answer": "b"}\n{"prompt": "c"}\n', "d.jsonl:2: no answer field "
+         "(looked for answer, output, target, reference, label; the record has prompt); "
+         'on_bad_line = "skip" skips it'),
+        ('{"prompt": "a", "answer": "b"}\nnot json\n', "d.jsonl:2: invalid JSON: Expecting "
+         'value; on_bad_line = "skip" skips it'),
+    ],
+)
+def test_a_bad_record_names_the_documented_fix(tmp_path: Path, content: str,
+                                              message: str) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as error:
+        load_dataset(path)
+    assert str(error.value) == f"{tmp_path}/{message}"
+
+
+def test_a_configured_field_that_is_missing_names_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"question": "a", "answer": "b"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"d\.jsonl:1: missing prompt field 'q' \(the record has "
+                       r"question, answer\); check prompt_field$"):
+        load_dataset(path, prompt_field="q")
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.json", "d.csv"])
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path, name: str) -> None:
+    text = {"d.jsonl": '{"prompt": "a", "answer": "b"}\n{"prompt": "c", "answer": "d"}\n',
+            "d.json": '[{"prompt": "a", "answer": "b"}, {"prompt": "c", "answer": "d"}]',
+            "d.csv": "prompt,answer\na,b\nc,d\n"}[name]
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert [(s.prompt, s.references) for s in load_dataset(path).samples] == [
+        ("a", ["b"]), ("c", ["d"])]
+
+
+def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r": is a directory; name a dataset file in it$"):
+        load_dataset(tmp_path)
 
 
 def test_template_with_missing_field_names_the_line(tmp_path: Path) -> None:
@@ -145,5 +197,6 @@ def test_bad_answers_name_file_and_line(tmp_path: Path, answer: str, message: st
     path = tmp_path / "d.jsonl"
     path.write_text(f'{{"prompt": "p", "answer": "a"}}\n{{"prompt": "p", "answer": {answer}}}\n',
                     encoding="utf-8")
-    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:2: {message}$"):
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:2: {message}; "
+                       'on_bad_line = "skip" skips it$'):
         load_dataset(path)

@@ -147,6 +147,22 @@ def test_stop_strings_cut_each_prediction() -> None:
     assert cut_at_stop("no stop here", ["###"]) == "no stop here"
 
 
+def test_a_row_ended_by_a_stop_string_counts_the_same_tokens_in_a_batch(
+        tiny_model: Path) -> None:
+    # The random model writes "{.{.{.{." for the first prompt and no "." for the second: with
+    # stop "." the first row ends after 2 tokens and, batched, is padded while the other runs
+    # on. The padding is no generated token.
+    backend = HFBackend(str(tiny_model), device="cpu", dtype="float32")
+    backend.load_model()
+    texts = ["Name a colour of the sky on a clear day.", "How many legs does a spider have?"]
+    alone = [backend.generate([text], max_new_tokens=8, stop=["."]).new_tokens[0]
+             for text in texts]
+    batched = backend.generate(texts, max_new_tokens=8, stop=["."])
+    assert alone == [2, 8]
+    assert batched.new_tokens == alone
+    assert batched.texts == ["{", "÷cccccc"]
+
+
 def test_finished_event_carries_the_metrics(base: EvalConfig) -> None:
     metrics, _, sink = run(base)
     finished = [e for e in sink.events if isinstance(e, RunFinished)]

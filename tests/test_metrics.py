@@ -11,8 +11,11 @@ import pytest
 
 from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec, extract_answer
 from tui_eval.metrics import (
+    DEFAULT_METRICS,
+    METRIC_FUNCTIONS,
     contains,
     exact_match,
+    exact_match_strict,
     last_number,
     mean_and_stderr,
     mean_scores,
@@ -36,6 +39,26 @@ def test_normalize() -> None:
 )
 def test_exact_match(prediction: str, reference: str, expected: float) -> None:
     assert exact_match(prediction, reference) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [("Paris", "Paris", 1.0), ("Paris.", "Paris", 0.0), ("paris", "Paris", 0.0),
+     (" Paris", "Paris", 0.0), ("The answer", "answer", 0.0), ("１", "1", 0.0),
+     ("", "", 1.0), (None, "x", 0.0)],
+)
+def test_exact_match_strict_is_lm_eval_default(prediction: str | None, reference: str,
+                                                expected: float) -> None:
+    # lm-evaluation-harness's exact_match without ignore_case, ignore_punctuation or
+    # regexes_to_ignore: plain string equality.
+    assert exact_match_strict(prediction, reference) == expected
+
+
+def test_strict_is_registered_but_not_a_default() -> None:
+    assert METRIC_FUNCTIONS["exact_match_strict"] is exact_match_strict
+    assert "exact_match_strict" not in DEFAULT_METRICS
+    assert score("Paris.", ["Paris"], ["exact_match", "exact_match_strict"]) == {
+        "exact_match": 1.0, "exact_match_strict": 0.0}
 
 
 def test_contains_matches_whole_words() -> None:

@@ -97,6 +97,24 @@ def test_board_sums_the_ranks_and_knows_when_all_are_done() -> None:
     assert board.all_finished.is_set()
 
 
+def test_the_last_line_shows_the_rate_of_every_rank() -> None:
+    # rank 1 finishes first; rank 0's last progress completes the run: the line that says
+    # 10/10 carries both ranks' pace, as the summary does, not rank 0's alone
+    seen: list[object] = []
+    board = RankBoard(seen.append, size=2, total=10)
+    board(Progress(done=4, total=4, samples_per_s=155.0, tokens_per_s=1550.0, eta_s=0.0,
+                   batch_size=4, fallbacks=0, errors=0, rank=1))
+    board(RankFinished(done=4, rank=1))
+    board(Progress(done=5, total=6, samples_per_s=150.0, tokens_per_s=1500.0, eta_s=0.1,
+                   batch_size=4, fallbacks=0, errors=0, rank=0))
+    midway = [e for e in seen if isinstance(e, Progress)][-1]
+    assert midway.samples_per_s == 150.0  # only rank 0 still works: the pace left
+    board(Progress(done=6, total=6, samples_per_s=156.0, tokens_per_s=1560.0, eta_s=0.0,
+                   batch_size=4, fallbacks=0, errors=0, rank=0))
+    last = [e for e in seen if isinstance(e, Progress)][-1]
+    assert (last.done, last.samples_per_s, last.tokens_per_s) == (10, 311.0, 3110.0)
+
+
 def test_a_resume_merges_the_ranks_files_without_duplicates(tmp_path: Path) -> None:
     def row(index: int) -> PredictionRow:
         return PredictionRow(index=index, id=str(index), prompt="p", prediction="x",

@@ -135,9 +135,30 @@ def test_a_different_config_is_refused_with_the_way_out(config: EvalConfig,
     with pytest.raises(UsageError) as error:
         run(replace(config, output_dir=str(out), max_tokens=7))
     message = str(error.value)
-    assert "holds a run with a different config (max_tokens: 6 there, 7 now)" in message
-    assert f"tui-eval --no-ui --resume -o {out}" in message
+    # a finished run has nothing to continue: no --resume hint
+    assert "holds a finished run with a different config (max_tokens: 6 there, 7 now)" \
+        in message
+    assert "--resume" not in message and "rescore" not in message
     assert "--overwrite" in message
+
+
+def test_a_finished_run_with_other_scoring_is_pointed_to_rescore(
+        config: EvalConfig, finished_copy: Path) -> None:
+    with pytest.raises(UsageError) as error:
+        run(replace(config, output_dir=str(finished_copy), extract="last_number"))
+    message = str(error.value)
+    assert "(extract: unset there, 'last_number' now)" in message  # no Python None
+    assert f"tui-eval rescore {finished_copy}" in message and "--resume" not in message
+
+
+def test_a_stopped_run_with_another_config_is_offered_resume(config: EvalConfig) -> None:
+    partial, _ = run(config, cancel_after=8)
+    assert partial.partial
+    with pytest.raises(UsageError) as error:
+        run(replace(config, max_tokens=7))
+    message = str(error.value)
+    assert "holds a run with a different config (max_tokens: 6 there, 7 now)" in message
+    assert f"tui-eval --no-ui --resume -o {config.output_dir}" in message
 
 
 def test_overwrite_replaces_the_run(config: EvalConfig, finished_copy: Path) -> None:

@@ -188,3 +188,15 @@ def test_a_sample_shows_the_prompt_the_chat_template_made(tmp_path: Path) -> Non
                 "Prompt, as the model saw it (with the chat template)")
 
     run(scenario())
+
+
+def test_a_cut_prompt_says_what_the_model_did_not_see() -> None:
+    from tui_eval.ui.samples import prompt_heading
+
+    whole = PredictionRow(index=0, id="a", prompt="1+2=", prediction="3", reference="3")
+    cut = PredictionRow(index=1, id="b", prompt="123+456=", prediction="579", reference="579",
+                        truncated=True, truncated_tokens=5)
+    assert prompt_heading(whole) == "Prompt, as the model saw it"
+    assert prompt_heading(cut) == ("Prompt, whole: cut to fit, the model did not see its "
+                                   "first 5 tokens")
+    assert "as the model saw it" not in prompt_heading(cut, " (with the chat template)")

@@ -32,7 +32,7 @@ from tui_eval.errors import ConfigError
 from tui_eval.extraction import EXTRACT_PRESETS, check_extract_spec
 from tui_eval.formatting import size_bytes
 from tui_eval.i18n import LANGUAGES
-from tui_eval.metrics import CHOICE_METRICS, METRIC_FUNCTIONS
+from tui_eval.metrics import CHOICE_METRICS, DEFAULT_METRICS, METRIC_FUNCTIONS
 from tui_eval.prompts import TemplateError, check_template
 
 if sys.version_info >= (3, 11):
@@ -202,7 +202,7 @@ class EvalConfig:
         "batch one sample at a time.", type="str", choices=tuple(OOM_POLICIES),
         flags=("--oom-policy",), label="on OOM", may_change=True)
     metrics: list[str] = setting(
-        list(METRIC_FUNCTIONS), "Metrics to compute: " + ", ".join(METRIC_FUNCTIONS)
+        list(DEFAULT_METRICS), "Metrics to compute: " + ", ".join(METRIC_FUNCTIONS)
         + " (a choice task ignores them: it reports " + " and ".join(CHOICE_METRICS) + ").",
         type="list[str]", choices=tuple(METRIC_FUNCTIONS), label="metrics")
     limit: int | None = setting(
@@ -610,7 +610,7 @@ def toml_error_location(exc: tomllib.TOMLDecodeError) -> tuple[int | None, str]:
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read and validate a TOML config; errors name the file, the line and the key."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is no TOML
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

@@ -54,7 +54,15 @@ class Dataset:
 
 
 class BadRecord(Exception):
-    """One record that cannot become a sample; the loader adds where it is."""
+    """One record that cannot become a sample; the loader adds where it is. ``fix`` names the
+    config key that cures it when the first record fails (a field under another name)."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+SKIP_FIX = 'on_bad_line = "skip" skips it'
 
 
 def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
@@ -68,7 +76,7 @@ def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
 def _utf8(path: Path, data: bytes) -> str:
     """A whole file's bytes decoded, or DataError naming its line that is not UTF-8."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is no text
     except UnicodeDecodeError as exc:
         before, reason = _not_utf8(data, exc)
         raise DataError(f"{path}:{before + 1}: {reason}") from None
@@ -109,7 +117,7 @@ def _records(path: Path) -> Iterator[tuple[str, int, Any]]:
         else:
             for number, raw in enumerate(handle, start=1):
                 try:
-                    line = raw.decode("utf-8")
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError as exc:  # a bad line like any other: "skip" skips it
                     yield f"{path}:{number}", number, BadRecord(_not_utf8(raw, exc)[1])
                     continue
@@ -125,12 +133,20 @@ def _pick_field(record: dict[str, Any], configured: str | None, candidates: tupl
                 what: str) -> str:
     if configured is not None:
         if configured not in record:
-            raise BadRecord(f"missing {what} field '{configured}'")
+            raise BadRecord(f"missing {what} field '{configured}' ({_fields(record)})",
+                            f"check {what}_field")
         return configured
     for name in candidates:
         if name in record:
             return name
-    raise BadRecord(f"no {what} field (looked for {', '.join(candidates)})")
+    raise BadRecord(f"no {what} field (looked for {', '.join(candidates)}; "
+                    f"{_fields(record)})", f'name it with {what}_field = "…" in the config')
+
+
+def _fields(record: dict[str, Any]) -> str:
+    names = list(record)
+    shown = ", ".join(names[:6]) + (", …" if len(names) > 6 else "")
+    return f"the record has {shown}" if names else "the record has no fields"
 
 
 def _shown(value: Any) -> str:
@@ -203,14 +219,14 @@ def _filled(key: str, template: str, record: dict[str, Any]) -> str:
     try:
         return render(template, record)
     except TemplateError as exc:
-        raise BadRecord(f"{key} {exc}") from None
+        raise BadRecord(f"{key} {exc}", _fields(record)) from None
 
 
 def _filled_value(key: str, template: str, record: dict[str, Any]) -> Any:
     try:
         return render_value(template, record)
     except TemplateError as exc:
-        raise BadRecord(f"{key} {exc}") from None
+        raise BadRecord(f"{key} {exc}", _fields(record)) from None
 
 
 def _record_text(record: dict[str, Any], spec: PromptSpec, *, required: bool) -> str:
@@ -235,7 +251,7 @@ def _record_text(record: dict[str, Any], spec: PromptSpec, *, required: bool) ->
     try:
         return fill_format(template, values)
     except TemplateError as exc:
-        raise BadRecord(f"prompt_template {exc}") from None
+        raise BadRecord(f"prompt_template {exc}", _fields(record)) from None
 
 
 def _record_references(record: dict[str, Any], spec: PromptSpec) -> list[str]:
@@ -259,7 +275,8 @@ def _sample_id(record: dict[str, Any], id_field: str | None, number: int) -> str
     """The configured id field, else the record's 'id', else its line or item number."""
     if id_field is not None:
         if id_field not in record:
-            raise BadRecord(f"missing id field '{id_field}'")
+            raise BadRecord(f"missing id field '{id_field}' ({_fields(record)})",
+                            "check id_field")
         return str(record[id_field])
     return str(record["id"]) if record.get("id") is not None else str(number)
 
@@ -289,6 +306,8 @@ def _read_samples(path: Path, spec: PromptSpec, on_bad_line: str, limit: int | N
     with its few-shot examples in front; a bad record (or a duplicate id) raises DataError
     naming its file and line, unless ``on_bad_line == "skip"``, which lists it as
     skipped. Everything is checked here, before a run writes anything."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; name a dataset file in it")
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found")
     spec.check()  # a broken template fails before any reading
@@ -307,7 +326,9 @@ def _read_samples(path: Path, spec: PromptSpec, on_bad_line: str, limit: int | N
             if on_bad_line == "skip":
                 skipped.append(f"{where}: {exc}")
                 continue
-            raise DataError(f"{where}: {exc}") from None
+            # the first record failing on a field is most likely named otherwise
+            fix = exc.fix if exc.fix and not samples and not skipped else SKIP_FIX
+            raise DataError(f"{where}: {exc}; {fix}") from None
         shots = sampler.shots_for(record) if sampler is not None else []
         sample.turns = chat_turns(shots, sample.prompt, spec.style)
         sample.prompt = plain_context(shots, sample.prompt, spec.style)
@@ -458,7 +479,8 @@ def _make_choice_sample(record: Any, index: int, number: int,
         choices = _as_choices(_filled_value("choices_template", spec.choices_template, record),
                               "choices_template")
     elif spec.choices_field not in record:
-        raise BadRecord(f"missing choices field '{spec.choices_field}'")
+        raise BadRecord(f"missing choices field '{spec.choices_field}' ({_fields(record)})",
+                        "check choices_field")
     else:
         choices = _as_choices(record[spec.choices_field], spec.choices_field)
     if spec.target_template is not None:

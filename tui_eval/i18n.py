@@ -106,8 +106,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "chat_template = true 但分词器没有对话模板；使用原始提示",
     },
     "demo_max_tokens": {
-        "en": "The demo generates at most {max_tokens} new tokens per answer (its model is "
-              "small); --max-tokens chooses another",
+        "en": "The demo's small model answers in {max_tokens} new tokens at most "
+              "(--max-tokens)",
         "zh": "示例每个答案最多生成 {max_tokens} 个新 token（其模型很小）；可用 --max-tokens 另选",
     },
     "prompts_truncated": {

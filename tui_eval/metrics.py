@@ -103,6 +103,15 @@ def exact_match(prediction: str | None, reference: str | None) -> float:
     return float(_tokens(prediction) == _tokens(reference))
 
 
+def exact_match_strict(prediction: str | None, reference: str | None) -> float:
+    """lm-evaluation-harness's ``exact_match`` with its defaults (no ``ignore_case``, no
+    ``ignore_punctuation``, no ``regexes_to_ignore``): 1 when the prediction equals the
+    reference character for character, with no normalisation at all."""
+    if prediction is None or reference is None:
+        return 0.0
+    return float(prediction == reference)
+
+
 def token_f1(prediction: str | None, reference: str | None) -> float:
     """SQuAD token F1 (Rajpurkar et al., 2016): harmonic mean of the precision and recall of
     the normalised tokens shared by prediction and reference; each CJK character is a token.
@@ -173,7 +182,11 @@ METRIC_FUNCTIONS: dict[str, Callable[[str, str], float]] = {
     "contains": contains,
     "numeric": numeric,
     "token_f1": token_f1,
+    "exact_match_strict": exact_match_strict,
 }
+
+# What a run scores when no metrics are named; the strict variant is asked for by name.
+DEFAULT_METRICS = ("exact_match", "contains", "numeric", "token_f1")
 
 
 def score(prediction: str | None, references: Iterable[str],

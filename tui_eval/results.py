@@ -107,6 +107,27 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
+def missing_dirs(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what
+    ``prepare_run_dir`` will create, so a run that fails can take back what it left empty."""
+    missing = []
+    for directory in (path, *path.parents):
+        if directory.exists() or directory == directory.parent:
+            break
+        missing.append(directory)
+    return missing
+
+
+def remove_if_empty(directories: list[Path]) -> None:
+    """Remove each directory (deepest first) that holds nothing; never one that holds a
+    file or another directory."""
+    for directory in directories:
+        try:
+            directory.rmdir()  # refuses a directory that is not empty
+        except OSError:
+            return
+
+
 def prepare_run_dir(path: Path) -> Path:
     """Create the directory and prove it is writable (and not on a full disk), before any
     model is loaded. Whether a run it already holds is continued is the engine's call."""
@@ -182,6 +203,9 @@ class PredictionRow:
     # the prompt's chat turns (few-shot examples, a system prompt) when it has them: what a
     # chat template wrapped; left out of the line when None
     turns: list[dict[str, str]] | None = None
+    # how many of its tokens were cut: ``prompt`` is the whole text, the model saw it
+    # without them
+    truncated_tokens: int = 0
     # choice tasks only
     choices: list[str] | None = None
     logprobs: list[float | None] | None = None  # per choice: summed log-probability
@@ -446,7 +470,8 @@ class RunMetrics:
     compile_seconds: float = 0.0  # compiling its shapes (the first call of each)
     samples_per_s: float = 0.0
     tokens_per_s: float = 0.0
-    generated_tokens: int = 0
+    generated_tokens: int = 0  # 0 for a choice task, which generates nothing
+    read_tokens: int = 0  # a choice task's input tokens (its tokens_per_s is their rate)
     device: str | None = None
     dtype: str | None = None
     model: str = ""
@@ -550,8 +575,9 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
         wall_seconds=wall_seconds, generation_seconds=generation_seconds,
         compiled=compiled, compile_seconds=compile_seconds,
         samples_per_s=rate(generated), tokens_per_s=rate(generated_tokens),
-        generated_tokens=generated_tokens, device=device, dtype=dtype, model=model,
-        task=task, pairs_per_s=rate(pairs))
+        generated_tokens=0 if task == "choice" else generated_tokens,
+        read_tokens=generated_tokens if task == "choice" else 0, device=device, dtype=dtype,
+        model=model, task=task, pairs_per_s=rate(pairs))
 
 
 def rescored_metrics(previous: RunMetrics, rows: Sequence[PredictionRow], names: Sequence[str],

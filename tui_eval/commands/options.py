@@ -86,6 +86,8 @@ def config_and_source(args: argparse.Namespace) -> tuple[EvalConfig, ConfigSourc
         config_file = args.config
     else:
         config_file = args.config if args.config is not None else find_default_config()
+    if config_file is not None and config_file.is_dir():
+        raise UsageError(f"{config_file}: is a directory; name a config file")
     if config_file is not None and not config_file.is_file():
         raise UsageError(f"{config_file}: config file not found")
     task_file, data_dir = getattr(args, "task_file", None), getattr(args, "data_dir", None)

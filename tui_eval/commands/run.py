@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 from tui_eval import __version__
@@ -26,16 +28,24 @@ from tui_eval.theme_names import theme_not_found
 GPUS_TEXT = re.compile(r"^(all|[1-9]\d*)$")
 
 
+def wrapped(*paragraphs: str) -> str:
+    """Paragraphs filled to the width argparse gives its own text (the raw formatter, which
+    keeps the sub-command table's lines, would not wrap them)."""
+    width = max(shutil.get_terminal_size().columns - 2, 40)
+    return "\n".join(textwrap.fill(text, width) for text in paragraphs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     width = max(len(name) for name in SUBCOMMANDS)
     commands = "\n".join(f"  {name:<{width}}  {about}"
                          for name, (_, about) in SUBCOMMANDS.items())
     parser = ArgumentParser(
         prog="tui-eval",
-        description="Evaluate a Hugging Face causal LM on a local dataset with OOM-proof "
-                    "batched generation, or multiple-choice scoring by log-likelihood.\n"
-                    "Without -m and -d it runs the built-in demo (its multiple-choice set "
-                    "with --task choice).",
+        description=wrapped(
+            "Evaluate a Hugging Face causal LM on a local dataset with OOM-proof batched "
+            "generation, or multiple-choice scoring by log-likelihood.",
+            "Without -m and -d it runs the built-in demo (its multiple-choice set with "
+            "--task choice)."),
         epilog=f"sub-commands (tui-eval COMMAND --help):\n{commands}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tui-eval {__version__}")

@@ -21,10 +21,10 @@ from tui_eval.model.backend import ContextLimit, HFBackend
 @dataclass
 class PromptFit:
     """Each prompt's length in tokens as the model will see it (in the order given), and
-    the dataset indexes of the prompts that were cut to fit."""
+    the dataset indexes of the prompts that were cut to fit, with the tokens cut off each."""
 
     lengths: list[int]
-    truncated: set[int] = field(default_factory=set)
+    truncated: dict[int, int] = field(default_factory=dict)
 
 
 def fit_prompts(backend: HFBackend, config: EvalConfig, samples: Sequence[Sample],
@@ -52,20 +52,18 @@ def fit_prompts(backend: HFBackend, config: EvalConfig, samples: Sequence[Sample
     log("WARNING", "prompts_truncated", n=len(over), room=room, limit=limit.tokens,
         max_tokens=config.max_tokens)
     return PromptFit([min(length, room) for length in lengths],
-                     {sample.index for _, sample in over})
+                     {sample.index: length - room for length, sample in over})
 
 
 def _too_long_message(over: list[tuple[int, Sample]], max_tokens: int,
                       limit: ContextLimit) -> str:
     length, sample = max(over, key=lambda pair: pair[0])
     others = len(over) - 1
-    also = f", as for {others} other sample{'s' if others > 1 else ''}" if others else ""
+    also = f", as for {others} other{'s' if others > 1 else ''}" if others else ""
     where = f"the model's {limit.tokens} positions ({limit.source})"
     fits = limit.tokens - length
     if fits < 1:
-        return (f"sample {sample.id!r} has {length} prompt tokens, more than {where} "
-                f"hold{also}; shorten it, or --truncate left cuts prompts from the left "
-                "to fit")
-    return (f"sample {sample.id!r} has {length} prompt tokens; with --max-tokens {max_tokens} "
-            f"that is {length + max_tokens}, more than {where}{also}; --max-tokens {fits} "
-            "fits every prompt, or --truncate left cuts prompts from the left to fit")
+        return (f"sample {sample.id!r}: {length} prompt tokens, more than {where}{also}; "
+                "shorten it, or use --truncate left")
+    return (f"sample {sample.id!r}: {length} prompt tokens + --max-tokens {max_tokens} > "
+            f"{where}{also}; use --max-tokens {fits} or --truncate left")

@@ -66,8 +66,10 @@ from tui_eval.results import (
     build_run_metrics,
     default_run_dir,
     holds_run,
+    missing_dirs,
     prepare_run_dir,
     rank_predictions_file,
+    remove_if_empty,
 )
 
 # After a stop, how long rank 0 waits for the other ranks to report before it writes the
@@ -143,6 +145,7 @@ class Evaluation:
             self.sink = FanOut(RankEventSender(self.world.store, self.world.rank), sink)
         self.cancel = cancel or CancelToken()
         self.run_dir: Path | None = None
+        self.created_dirs: list[Path] = []  # made for this run: removed if it fails empty
         self.started = time.perf_counter()
         self.task: RunTask | None = None  # set once the data is read
 
@@ -163,9 +166,12 @@ class Evaluation:
         try:
             return self._run()
         except UsageError:
+            remove_if_empty(self.created_dirs)
             raise
-        except Exception as exc:
-            self.sink(RunFailed(error=f"{type(exc).__name__}: {exc}"))
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self.sink(RunFailed(error=f"{type(exc).__name__}: {exc}"))
+            remove_if_empty(self.created_dirs)
             raise
         finally:
             self.recorder.close()
@@ -181,7 +187,9 @@ class Evaluation:
             # a choice task checks its pairs here
             task = self.task = make_task(config, backend, dataset)
             self.skipped_lines = len(dataset.skipped)
-            self.run_dir = prepare_run_dir(Path(config.output_dir or default_run_dir()))
+            run_dir = Path(config.output_dir or default_run_dir())
+            self.created_dirs = missing_dirs(run_dir)
+            self.run_dir = prepare_run_dir(run_dir)
             self._plan_resume(config, dataset)
             finished = self._already_complete(dataset)
             if finished is None:

@@ -50,7 +50,8 @@ class GenerationTask:
         self.backend = backend
         self._rendered: dict[int, str] = {}  # sample index → the text the model sees
         self._lengths: dict[int, int] = {}  # sample index → its prompt's tokens, as fed
-        self.truncated: set[int] = set()  # samples whose prompts were cut to fit
+        # samples whose prompts were cut to fit → the tokens cut off their left
+        self.truncated: dict[int, int] = {}
         # "on", "off", or "auto": eager for the first batch, then decide
         self.compile_mode = starting_mode(config.compile, backend.device,
                                           spread=config.device_map is not None)
@@ -222,4 +223,5 @@ class GenerationTask:
                              turns=sample.turns, rendered=rendered, prediction=prediction,
                              extracted=extracted, reference=reference, scores=scores,
                              new_tokens=outcome.new_tokens, error=outcome.error,
-                             truncated=sample.index in self.truncated)
+                             truncated=sample.index in self.truncated,
+                             truncated_tokens=self.truncated.get(sample.index, 0))

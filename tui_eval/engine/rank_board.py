@@ -59,9 +59,11 @@ class RankBoard:
 
     def progress(self) -> Progress:
         """The run's progress: counts summed over the ranks; the rates of those still
-        working (a rank that is done no longer adds to the pace), or of all once all are."""
+        working (a rank that is done no longer adds to the pace), or of all once all are,
+        so the line that completes the run shows the pace the summary reports."""
         shares = [self.shares[rank] for rank in sorted(self.shares)]
-        working = [share for share in shares if not share.finished] or shares
+        working = [share for share in shares
+                   if not share.finished and share.done < share.total] or shares
         done = sum(share.done for share in shares)
         rate = sum(share.samples_per_s for share in working)
         return Progress(

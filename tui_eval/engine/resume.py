@@ -31,6 +31,7 @@ from tui_eval.results import (
     RUN_FILES,
     PredictionRow,
     RunConfig,
+    RunMetrics,
     holds_run,
     parse_prediction_line,
     rank_prediction_paths,
@@ -59,6 +60,10 @@ def saved_config_values(run_dir: Path) -> dict[str, Any]:
     return values
 
 
+# The keys `tui-eval rescore` changes on a finished run (engine/rescore.py's SCORING_KEYS).
+RESCORE_KEYS = ("metrics", "extract")
+
+
 def config_differences(saved: dict[str, Any], config: EvalConfig) -> list[str]:
     """'key: X there, Y now' for every key that must match and does not."""
     differences = []
@@ -67,8 +72,15 @@ def config_differences(saved: dict[str, Any], config: EvalConfig) -> list[str]:
             continue
         before = saved.get(key, DEFAULTS[key])
         if not _same_value(key, before, value):
-            differences.append(f"{key}: {before!r} there, {value!r} now")
+            differences.append(f"{key}: {_shown(before)} there, {_shown(value)} now")
     return differences
+
+
+def _shown(value: Any) -> str:
+    # the user's words, not Python's: a key not set reads "unset"; a long value is cut, so
+    # the refusal stays a short line
+    text = "unset" if value is None else repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _same_value(key: str, before: Any, now: Any) -> bool:
@@ -207,6 +219,14 @@ def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset | ChoiceData
     differences = config_differences(saved_config_values(run_dir), with_task(config))
     if differences:
         shown = "; ".join(differences[:3]) + ("; …" if len(differences) > 3 else "")
+        metrics = RunMetrics.read(run_dir)
+        if metrics is not None and not metrics.partial:  # nothing left to continue
+            rescore = ""
+            if all(line.split(":", 1)[0] in RESCORE_KEYS for line in differences):
+                rescore = f"score it again with `tui-eval rescore {shlex.quote(str(run_dir))}`, "
+            raise UsageError(f"{run_dir}: holds a finished run with a different config "
+                             f"({shown}); {rescore}replace it with --overwrite, or choose "
+                             "another -o")
         raise UsageError(f"{run_dir}: holds a run with a different config ({shown}); continue "
                          f"it with `{resume_command(run_dir)}`, replace it with --overwrite, "
                          "or choose another -o")

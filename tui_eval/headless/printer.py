@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
+import unicodedata
 from typing import TextIO
 
 from tui_eval.events import (
@@ -28,6 +30,14 @@ def progress_text(event: Progress) -> str:
     return (f"{event.done}/{event.total} samples | {event.samples_per_s:.2f} samples/s | "
             f"{event.tokens_per_s:.0f} tok/s | ETA {format_duration(event.eta_s)} | "
             f"batch {event.batch_size} | fallbacks {event.fallbacks}")
+
+
+def medium_progress_text(event: Progress) -> str:
+    """The figures without their long names, for an 80-column terminal."""
+    text = (f"{event.done}/{event.total} | {event.samples_per_s:.1f} samples/s | "
+            f"{event.tokens_per_s:.0f} tok/s | ETA {format_duration(event.eta_s)} | "
+            f"bs {event.batch_size}")
+    return text + (f" | fallbacks {event.fallbacks}" if event.fallbacks else "")
 
 
 def short_progress_text(event: Progress) -> str:
@@ -62,13 +72,66 @@ def ranks_text(event: Progress) -> str:
     return "ranks: " + " · ".join(rank_share_text(rank) for rank in event.ranks)
 
 
-def plain_progress_lines(event: Progress) -> list[str]:
+def plain_progress_lines(event: Progress, width: int | None = None) -> list[str]:
     """What a log gets for one progress event: the totals, then each process's share in a
-    run of several."""
+    run of several. With a known ``width`` each line fits it: the short figures, and the
+    shares cut with '…'."""
     lines = [f"progress: {progress_text(event)}"]
     if several_ranks(event):
         lines.append(ranks_text(event))
-    return lines
+    if width is None:
+        return lines
+    room = max(width - 1, 1)
+    for text in (medium_progress_text(event), short_progress_text(event)):
+        if len(lines[0]) > room:
+            lines[0] = f"progress: {text}"
+    return [line if len(line) <= room else line[:room - 1] + "…" for line in lines]
+
+
+_TABLE_PADDING = re.compile(r" {2,}\|")
+# spaces; a run of narrow characters (a word, a path); one wide character (Chinese text
+# has no spaces: a line may break between any two of its characters)
+_PIECES = re.compile(r"\s+|[^\s\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f"
+                     r"\uff00-\uff60\uffe0-\uffe6]+|\S")
+INDENT = "    "
+
+
+def columns(text: str) -> int:
+    """The terminal columns ``text`` takes: a wide (CJK) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def fit_log_line(text: str, width: int) -> list[str]:
+    """A log line as lines that fit ``width`` columns, for a terminal (run.log keeps it
+    whole): a table row goes without its time stamp, its cells' padding squeezed if need
+    be; other lines wrap between words (or Chinese characters), indented, and a word
+    longer than the room (a path) stays whole rather than being cut."""
+    room = max(width - 1, 20)
+    if columns(text) <= room:
+        return [text]
+    row = text.partition(" - ")[2]
+    if row.startswith("|"):
+        return [row if columns(row) <= room else _TABLE_PADDING.sub(" |", row)]
+    lines: list[str] = []
+    line = ""
+    for piece in _PIECES.findall(text):
+        if piece.isspace():
+            line += " " if line.strip() else ""
+        elif columns(line.rstrip() + piece) <= room or not line.strip():
+            line += piece
+        else:
+            lines.append(line.rstrip())
+            line = INDENT + piece
+    return [*lines, line.rstrip()]
+
+
+def terminal_width(stream: TextIO) -> int | None:
+    """The columns the printed lines must fit on a terminal; None for a file or a pipe (a
+    log, or a reader that wants whole lines), whose lines stay whole."""
+    try:
+        return shutil.get_terminal_size().columns if stream.isatty() else None
+    except (AttributeError, ValueError, OSError):  # a closed or unusual stream
+        return None
 
 
 def _bar_line(text: str, done_fraction: float, room: int) -> str | None:
@@ -93,7 +156,8 @@ def progress_line(event: Progress, width: int) -> str:
                          fraction, room)
         if line is not None:
             return line
-    for text in (progress_text(event), short_progress_text(event)):
+    for text in (progress_text(event), medium_progress_text(event),
+                 short_progress_text(event)):
         line = _bar_line(text, fraction, room)
         if line is not None:
             return line
@@ -145,21 +209,30 @@ class HeadlessPrinter:
             # get the hang-up, such as a rank started by --gpus): run.log keeps the record
             self.stream = None
 
+    def _width(self) -> int | None:
+        assert self.stream is not None
+        return self.width or terminal_width(self.stream)
+
+    def _print_fitted(self, text: str) -> None:
+        width = self._width()
+        for line in [text] if width is None else fit_log_line(text, width):
+            self._print(line)
+
     def _show(self, event: Event) -> None:
         if isinstance(event, LogLine):
-            self._print(format_log_line(event))
+            self._print_fitted(format_log_line(event))
         elif isinstance(event, Progress):
             self._progress(event)
         elif isinstance(event, RunFinished):
             self._print("\n" + metrics_table(event.metrics))
         elif isinstance(event, RunFailed):
             rank = "" if event.rank is None else f"rank {event.rank}: "
-            self._print(f"run failed: {rank}{event.error}")
+            self._print_fitted(f"run failed: {rank}{event.error}")
 
     def _progress(self, event: Progress) -> None:
         assert self.stream is not None
         if self.interactive:
-            width = self.width or shutil.get_terminal_size().columns
+            width = self._width() or shutil.get_terminal_size().columns
             self.stream.write(f"\r\033[K{progress_line(event, width)}")
             self.stream.flush()
             self._bar_shown = True
@@ -167,5 +240,5 @@ class HeadlessPrinter:
         now = time.monotonic()
         if event.done == event.total or now - self._last_plain >= PLAIN_PROGRESS_INTERVAL_S:
             self._last_plain = now
-            for line in plain_progress_lines(event):
+            for line in plain_progress_lines(event, self._width()):
                 self._print(line)

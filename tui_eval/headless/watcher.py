@@ -31,8 +31,10 @@ from tui_eval.events import (
 from tui_eval.events.follow import EventFollower, Liveness, RunState, liveness, stopped_line
 from tui_eval.headless.printer import (
     PLAIN_PROGRESS_INTERVAL_S,
+    fit_log_line,
     metrics_table,
     plain_progress_lines,
+    terminal_width,
 )
 from tui_eval.results import EVENTS_FILE, resume_command
 
@@ -89,8 +91,14 @@ class PlainWatcher:
         self._last_progress_print = float("-inf")
         self._progress_shown: Progress | None = None
 
+    def _width(self) -> int | None:
+        return terminal_width(self.stream)
+
     def say(self, text: str) -> None:
-        self.stream.write(text + "\n")
+        width = self._width()
+        for line in text.split("\n"):
+            for part in [line] if width is None else fit_log_line(line, width):
+                self.stream.write(part + "\n")
         self.stream.flush()
 
     def run(self, once: bool = False) -> int:
@@ -187,7 +195,7 @@ class PlainWatcher:
         if force or now - self._last_progress_print >= self.progress_every:
             self._last_progress_print = now
             self._progress_shown = event
-            for line in plain_progress_lines(event):
+            for line in plain_progress_lines(event, self._width()):
                 self.say(line)
 
     def _liveness(self) -> Liveness:

@@ -267,6 +267,7 @@ class HFBackend:
         # (start, end) perf_counter times of each compilation: a meter leaves them out of
         # the GPU's utilisation, which is near zero while the CPU compiles
         self.compile_spans: list[tuple[float, float]] = []
+        self._stop_strings_work: bool | None = None  # see _reads_stop_strings
         # Called with the shape just before a call compiles it, so that the engine can log
         # "compiling for shape …" (at the first batch, and again after an OOM lowers it).
         self.on_new_shape: Callable[[StaticShape], None] | None = None
@@ -596,10 +597,18 @@ class HFBackend:
             options.update(temperature=None, top_p=None, top_k=None)
         if force_length:
             options["min_new_tokens"] = max_new_tokens
-        elif stop:
-            options.update(stop_strings=stop, tokenizer=tok)
+        criteria: list[Any] = []
+        if not force_length and stop:
+            if self._reads_stop_strings(stop):
+                options.update(stop_strings=stop, tokenizer=tok)
+            else:
+                criteria.append(decoded_stop_criterion(tok, stop))
         if on_step is not None:
-            options["stopping_criteria"] = step_callback_criteria(on_step)
+            criteria.append(step_callback_criterion(on_step))
+        if criteria:
+            from transformers import StoppingCriteriaList
+
+            options["stopping_criteria"] = StoppingCriteriaList(criteria)
         shape: StaticShape | None = None
         compile_seconds = 0.0
         if self.compile and texts:
@@ -614,6 +623,20 @@ class HFBackend:
         return self._finish(new_ids, stop or [], force_length=force_length, shape=shape,
                             compile_seconds=compile_seconds)
 
+    def _reads_stop_strings(self, stop: list[str]) -> bool:
+        """Whether transformers' own stop-string check can take this tokenizer: it reads
+        the vocabulary as text and fails on some (a character-level one); those stop with
+        ``decoded_stop_criterion`` instead."""
+        if self._stop_strings_work is None:
+            from transformers.generation.stopping_criteria import StopStringCriteria
+
+            try:
+                StopStringCriteria(self.tokenizer, stop)
+                self._stop_strings_work = True
+            except (ValueError, IndexError, KeyError):
+                self._stop_strings_work = False
+        return self._stop_strings_work
+
     def _finish(self, new_ids: list[list[int]], stop: list[str], *, force_length: bool,
                 shape: StaticShape | None, compile_seconds: float) -> Generation:
         """Texts from the new ids: each row up to its end token, cut at a stop string."""
@@ -622,10 +645,16 @@ class HFBackend:
         texts_out: list[str] = []
         counts: list[int] = []
         for row in new_ids:
-            length = next((i + 1 for i, t in enumerate(row) if t in end_ids), len(row))
-            counts.append(length if not force_length else len(row))
+            end = next((i for i, t in enumerate(row) if t in end_ids), None)
+            length = len(row) if end is None else end + 1
             text = tok.decode(row[:length], skip_special_tokens=True)
-            texts_out.append(cut_at_stop(text, stop))
+            cut = cut_at_stop(text, stop)
+            # A row that a stop string ended is padded while the batch runs on: its first
+            # pad is no generated token (an end token the model wrote is one).
+            if end is not None and cut != text:
+                length = end
+            counts.append(length if not force_length else len(row))
+            texts_out.append(cut)
         return Generation(texts=texts_out, new_tokens=counts, shape=shape,
                           compile_seconds=compile_seconds)
 
@@ -722,10 +751,10 @@ class HFBackend:
         return list(eos) if isinstance(eos, (list, tuple)) else [eos]
 
 
-def step_callback_criteria(on_step: Callable[[], bool]) -> Any:
+def step_callback_criterion(on_step: Callable[[], bool]) -> Any:
     """``on_step`` as a transformers stopping criterion: called once per new token, its
     answer applies to every row."""
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers import StoppingCriteria
 
     class StepCallback(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
@@ -734,7 +763,29 @@ def step_callback_criteria(on_step: Callable[[], bool]) -> Any:
             return torch.full((input_ids.shape[0],), bool(on_step()), dtype=torch.bool,
                               device=input_ids.device)
 
-    return StoppingCriteriaList([StepCallback()])
+    return StepCallback()
+
+
+def decoded_stop_criterion(tokenizer: Any, stop: list[str]) -> Any:
+    """A row is done once the text it generated holds a stop string: the new tokens decoded
+    at each step. For tokenizers whose vocabulary transformers' StopStringCriteria cannot
+    read; the prompt's own text never counts."""
+    from transformers import StoppingCriteria
+
+    class DecodedStop(StoppingCriteria):
+        prompt_width: int | None = None
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            import torch
+
+            if self.prompt_width is None:  # the first call follows the first new token
+                self.prompt_width = input_ids.shape[1] - 1
+            rows = input_ids[:, self.prompt_width:].tolist()
+            done = [any(marker and marker in tokenizer.decode(row, skip_special_tokens=True)
+                        for marker in stop) for row in rows]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return DecodedStop()
 
 
 # torch.compile's on-disk caches, unless the user set them: a second process compiling the

@@ -249,6 +249,16 @@ class SamplesScreen(Screen[None]):
         return str(config.get("model")) if config.get("chat_template") else None
 
 
+def prompt_heading(row: PredictionRow, how: str = "") -> str:
+    """The heading over a sample's prompt (``how``: e.g. " (with the chat template)"). A
+    prompt cut to fit the context (truncate = "left") is kept whole in the row, so the
+    heading says what the model did not see."""
+    if not row.truncated:
+        return f"Prompt, as the model saw it{how}"
+    cut = f"first {row.truncated_tokens} tokens" if row.truncated_tokens else "start"
+    return f"Prompt{how}, whole: cut to fit, the model did not see its {cut}"
+
+
 class SampleScreen(Screen[None]):
     """One sample in full: the prompt as the model saw it, the raw output, the scores."""
 
@@ -260,9 +270,9 @@ class SampleScreen(Screen[None]):
         self.row = row
         self.chat_model = chat_model
         verdict = "right" if row.passed() else "wrong"
-        title, text = "Prompt, as the model saw it", row.prompt
+        title, text = prompt_heading(row), row.prompt
         if row.rendered is not None:  # the run kept the text the model saw
-            title, text = f"{title} (with the chat template)", row.rendered
+            title, text = prompt_heading(row, " (with the chat template)"), row.rendered
         self.prompt_title = Static(title, classes="sample-heading")
         self.prompt = Static(text, markup=False, id="sample-prompt", classes="sample-text")
         self.heading = Static(f"Sample {row.id} (#{row.index + 1} in the dataset): {verdict}",
@@ -296,8 +306,8 @@ class SampleScreen(Screen[None]):
         self.sub_title = f"sample {self.row.id}"
         if self.chat_model is not None and self.row.rendered is None:
             # a run from before rows kept the rendered text: render it as the engine did
-            self.prompt_title.update("Prompt, as the model saw it (applying the chat "
-                                     "template…)")
+            self.prompt_title.update(prompt_heading(self.row,
+                                                    " (applying the chat template…)"))
             self._render_chat_prompt(self.chat_model)
 
     @work(thread=True, exit_on_error=False, name="chat template")
@@ -308,7 +318,7 @@ class SampleScreen(Screen[None]):
         try:
             backend = HFBackend(model, device="cpu", chat_template=True)
             text = backend.render(self.row.prompt, self.row.turns)
-            title = "Prompt, as the model saw it (with the chat template)"
+            title = prompt_heading(self.row, " (with the chat template)")
         except Exception as exc:  # noqa: BLE001 - the sample is still worth showing
             text = self.row.prompt
             title = f"Prompt (the chat template could not be applied here: {exc})"
