@@ -8,8 +8,10 @@ bridge from events.jsonl with ``read_only=True``, which hides editing and the ru
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
@@ -64,6 +67,8 @@ from tui_eval.ui.widgets.results import ResultsPane
 RUN_ACTIONS = ("start", "cancel", "tune", "save_config")
 PROGRESS_REDRAW_S = 0.25  # however fast the batches, the progress pane redraws 4 times a second
 CYCLED_BUILTIN_THEMES = ("textual-dark", "textual-light")
+THEME_SETTLE_S = 0.15  # t presses this close together make one theme switch
+HANGUP_EXIT_GRACE_S = 5.0  # after SIGHUP and the run's last write, the longest clean exit
 
 
 def describe_error(error: BaseException | None) -> str:
@@ -122,6 +127,15 @@ class EvalApp(App[int]):
         self._progress_drawn_at = 0.0
         self._progress_draw_pending = False
         self.progress_draws = 0  # how often the progress pane was redrawn (coalescing test)
+        self._theme_target: str | None = None  # where queued theme presses lead
+        self.theme_switches = 0  # themes applied by t (coalescing test)
+        self._theme_timer: Timer | None = None
+        self.hung_up = False  # SIGHUP: the terminal is gone, nothing is drawn any more
+        self._engine_done = threading.Event()  # set by the engine thread as it ends
+        self._engine_done.set()
+        self._unmounted = threading.Event()  # the app has shut down
+        self._watchdog: threading.Thread | None = None
+        self._undo_hangup: Callable[[], None] | None = None
         self.run_dir: Path | None = None  # the latest run's results directory
         # The panes, kept here rather than queried: the app feeds them while another screen
         # (the samples browser, a dialog) is in front of them.
@@ -202,8 +216,8 @@ class EvalApp(App[int]):
         # however the theme is changed (t, the command palette), the field and ctrl+s follow
         self.watch(self, "theme", self._show_theme_in_config, init=False)
         self._poll_gauges()
+        self._undo_hangup = install_app_hangup(self.stop_and_quit, self._start_watchdog)
         if not self.read_only:
-            install_app_hangup(self.stop_and_quit)
             self.log_pane.add_line("NOTE", "edit the settings on the left (esc leaves a "
                                    "field); s starts a run")
 
@@ -341,6 +355,8 @@ class EvalApp(App[int]):
         return True
 
     def _refuse_if_busy(self) -> bool:
+        if self.hung_up:
+            return True  # quitting: the terminal is gone
         if self.activity is None:
             return False
         what = "A run" if self.activity == "run" else "Auto-tune"
@@ -365,6 +381,7 @@ class EvalApp(App[int]):
             self.results_pane.start_tune()  # the run tunes first: a fresh table for it
         self.progress_pane.reset("starting: loading the model…")
         self._set_activity("run")
+        self._engine_done.clear()
         self._evaluate(config, self._cancel)
 
     def action_tune(self) -> None:
@@ -379,6 +396,7 @@ class EvalApp(App[int]):
         self.results_pane.start_tune()
         self.progress_pane.reset("auto-tune: probing batch sizes on the longest prompts…")
         self._set_activity("tune")
+        self._engine_done.clear()
         self._tune(config, self._cancel)
 
     def action_cancel(self) -> None:
@@ -392,10 +410,24 @@ class EvalApp(App[int]):
         self.notify("Stopping after the batch in flight…", title="Cancelling")
 
     def action_next_theme(self) -> None:
+        # A switch restyles every widget (about a second of CPU): presses that come while
+        # one is pending only move the target; it is applied once the keys pause.
         cycle = list(dict.fromkeys([*CYCLED_BUILTIN_THEMES, *self.file_theme_names]))
-        position = cycle.index(self.theme) if self.theme in cycle else -1
-        name = cycle[(position + 1) % len(cycle)]
+        current = self._theme_target or self.theme
+        position = cycle.index(current) if current in cycle else -1
+        pending = self._theme_target is not None
+        self._theme_target = cycle[(position + 1) % len(cycle)]
+        if pending and self._theme_timer is not None:
+            self._theme_timer.reset()
+        else:
+            self._theme_timer = self.set_timer(THEME_SETTLE_S, self._apply_theme_target)
+
+    def _apply_theme_target(self) -> None:
+        name, self._theme_target, self._theme_timer = self._theme_target, None, None
+        if name is None or self.hung_up:
+            return
         self.theme = name  # the config field follows (_show_theme_in_config)
+        self.theme_switches += 1
         self.notify(f"Theme: {name} (ctrl+s keeps it)", timeout=2)
 
     def action_focus_log(self) -> None:
@@ -455,13 +487,38 @@ class EvalApp(App[int]):
         self.notify(f"Saved to {path}", title="Config saved")
 
     def stop_and_quit(self) -> None:
-        """SIGHUP (the SSH session went away): stop the run after the batch in flight, which
-        writes partial metrics, then exit."""
+        """SIGHUP (the terminal went away): stop the run after the batch in flight, which
+        writes partial metrics, then exit. Nothing more is drawn, and a watchdog ends the
+        process if the clean exit has not come a few seconds after the run's files are
+        closed: Textual's writer can block for good on a dead terminal."""
+        self._start_watchdog()
+        if self.hung_up:
+            return
+        self.hung_up = True
+        self._theme_target = None
+        self._cancel.cancel()
         if self.activity is None:
             self.exit(0)
-            return
-        self._quit_when_idle = True
-        self._cancel.cancel()
+        else:
+            self._quit_when_idle = True
+
+    def _start_watchdog(self) -> None:
+        """Safe in a signal handler: a thread takes over (it takes no lock here)."""
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._exit_if_stuck,
+                                              name="hangup watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _exit_if_stuck(self) -> None:
+        self._cancel.cancel()  # the loop may be blocked: the run stops all the same
+        self._engine_done.wait()  # the batch in flight and the partial metrics are written
+        if not self._unmounted.wait(HANGUP_EXIT_GRACE_S):
+            os._exit(0)
+
+    def on_unmount(self) -> None:
+        self._unmounted.set()
+        if self._undo_hangup is not None:
+            self._undo_hangup()
 
     async def action_quit(self) -> None:
         if self.activity is None or self.read_only:
@@ -508,12 +565,18 @@ class EvalApp(App[int]):
 
     @work(thread=True, group="engine", exit_on_error=False, name="evaluation")
     def _evaluate(self, config: EvalConfig, cancel: CancelToken) -> None:
-        Evaluation(config, self.bridge, cancel=cancel, front_end="app",
-                   **self.run_options).run()
+        try:
+            Evaluation(config, self.bridge, cancel=cancel, front_end="app",
+                       **self.run_options).run()
+        finally:
+            self._engine_done.set()
 
     @work(thread=True, group="engine", exit_on_error=False, name="auto-tune")
     def _tune(self, config: EvalConfig, cancel: CancelToken) -> None:
-        run_auto_tune(config, self.bridge, cancel)
+        try:
+            run_auto_tune(config, self.bridge, cancel)
+        finally:
+            self._engine_done.set()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker

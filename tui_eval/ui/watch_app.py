@@ -20,7 +20,6 @@ from textual.worker import get_current_worker
 from tui_eval.config import EvalConfig
 from tui_eval.device.monitor import Sampler
 from tui_eval.engine.resume import saved_config_values
-from tui_eval.engine.signals import install_app_hangup
 from tui_eval.errors import UsageError
 from tui_eval.events import RunStarted, TryStarted
 from tui_eval.events.follow import EventFollower, RunState, liveness, stopped_line
@@ -57,7 +56,6 @@ class WatchApp(EvalApp):
         self.stopped_shown = False
 
     def on_mount(self) -> None:
-        install_app_hangup(lambda: self.exit(0))  # nothing to save: a watcher only reads
         self._follow()
 
     @work(thread=True, group="watch", exit_on_error=False, name="follow events.jsonl")
