@@ -158,10 +158,12 @@ def test_second_start_while_running_is_refused(tiny_model, long_jsonl, tmp_path)
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await tap(pilot, "s")
+            await wait_for(pilot, lambda: app.activity == "run")
             await tap(pilot, "s")
+            await wait_for(pilot, lambda: any("already going" in n.message
+                                              for n in app._notifications))
             assert app.activity == "run"
             assert len([w for w in app.workers if w.group == "engine"]) == 1
-            assert any("already going" in n.message for n in app._notifications)
             await tap(pilot, "c")
             await wait_for(pilot, lambda: app.activity is None)
 
@@ -331,7 +333,7 @@ def test_progress_events_are_coalesced():
                                     tokens_per_s=1.0, eta_s=None, batch_size=4,
                                     fallbacks=0, errors=0))
             await wait_for(pilot, lambda: app.progress_pane.last is not None
-                           and app.progress_pane.last.done == 2000, timeout=5)
+                           and app.progress_pane.last.done == 2000)
             assert app.bridge.progress_received == 2000
             assert app.progress_draws <= 3  # one message per redraw, not one per event
 

@@ -55,7 +55,7 @@ def shown_ids(screen: SamplesScreen) -> list[str]:
 async def open_samples(pilot: Any, count: int) -> SamplesScreen:
     await pilot.press("p")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, SamplesScreen)
-                   and pilot.app.screen.table.row_count == count, timeout=10)
+                   and pilot.app.screen.table.row_count == count)
     return pilot.app.screen
 
 
@@ -77,7 +77,7 @@ def test_browse_filter_search_and_open_a_sample(tmp_path: Path) -> None:
             await pilot.press("enter")  # keeps the search, back to the table
             assert screen.search.display and app.focused is screen.table
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, SampleScreen), timeout=5)
+            await wait_for(pilot, lambda: isinstance(app.screen, SampleScreen))
             detail = app.screen
             assert str(detail.prompt.render()) == "6+6="
             assert str(detail.query_one("#sample-output").render()) == "12"

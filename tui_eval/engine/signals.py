@@ -11,7 +11,7 @@ terminal is gone, output goes to /dev/null from then on; run.log and events.json
 the record. A signal ignored at start (SIGHUP under nohup) stays ignored.
 
 Handlers are Python-level, so they only run in the main thread between bytecodes: they
-set flags, log one line, and (second stop) raise; nothing else.
+set flags, log one line (SIGHUP's from a thread), and (second stop) raise; nothing else.
 """
 
 from __future__ import annotations
@@ -135,7 +135,11 @@ class HeadlessSignals:
             if was_tty and not os.isatty(fd):  # a hung-up terminal no longer answers
                 _silence(fd)
         if self.hangups == 1:
-            self._log("WARNING", "hangup", run_dir=self.run.run_dir or "its -o directory")
+            # From a thread: the handler may have interrupted this thread inside a write to
+            # the same stream or file, where a second write raises and the line is lost.
+            threading.Thread(target=self._log, args=("WARNING", "hangup"),
+                             kwargs={"run_dir": self.run.run_dir or "its -o directory"},
+                             name="hangup log", daemon=True).start()
 
     def exit_interrupted(self, metrics: RunMetrics | None) -> int:
         """After the run stopped on a signal: make metrics.json whole, say how to resume."""

@@ -503,8 +503,9 @@ class EvalApp(App[int]):
             self._quit_when_idle = True
 
     def _start_watchdog(self) -> None:
-        """Safe in a signal handler: a thread takes over (it takes no lock here)."""
-        if self._watchdog is None:
+        """Safe in a signal handler: a thread takes over (it takes no lock here). Not under
+        a test's Pilot, whose process must outlive the app."""
+        if self._watchdog is None and not self.is_headless:
             self._watchdog = threading.Thread(target=self._exit_if_stuck,
                                               name="hangup watchdog", daemon=True)
             self._watchdog.start()

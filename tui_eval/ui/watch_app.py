@@ -54,6 +54,7 @@ class WatchApp(EvalApp):
         self.follower = EventFollower(run_dir / EVENTS_FILE)
         self.state = RunState()
         self.stopped_shown = False
+        self.follower_polls = 0  # looks at events.jsonl so far (tests wait on it)
 
     def on_mount(self) -> None:
         self._follow()
@@ -64,6 +65,7 @@ class WatchApp(EvalApp):
         config_shown = run_config(self.run_dir) is not None
         while not worker.is_cancelled:
             self._forward(self.follower.poll())
+            self.follower_polls += 1
             if not config_shown:
                 values = run_config(self.run_dir)
                 if values is not None:
