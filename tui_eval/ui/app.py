@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -25,10 +25,11 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from tui_eval.cancel import CancelToken
-from tui_eval.config import EvalConfig
+from tui_eval.config import DEFAULTS, EvalConfig
 from tui_eval.device.monitor import HostReading, Sampler, Snapshot
 from tui_eval.engine.compare import Comparison
 from tui_eval.engine.evaluation import Evaluation
+from tui_eval.engine.preparation import DEMO_MAX_TOKENS
 from tui_eval.engine.signals import install_app_hangup
 from tui_eval.errors import UsageError
 from tui_eval.events import (
@@ -63,19 +64,22 @@ from tui_eval.ui.widgets.log_pane import LogPane
 from tui_eval.ui.widgets.output_area import OutputArea
 from tui_eval.ui.widgets.progress import ProgressPane
 from tui_eval.ui.widgets.results import ResultsPane
+from tui_eval.ui.wording import field_words
 
 RUN_ACTIONS = ("start", "cancel", "tune", "save_config")
 PROGRESS_REDRAW_S = 0.25  # however fast the batches, the progress pane redraws 4 times a second
 CYCLED_BUILTIN_THEMES = ("textual-dark", "textual-light")
+FULL_FOOTER_WIDTH = 100  # columns from which the footer also shows ^p palette
 THEME_SETTLE_S = 0.15  # t presses this close together make one theme switch
 HANGUP_EXIT_GRACE_S = 5.0  # after SIGHUP and the run's last write, the longest clean exit
 
 
 def describe_error(error: BaseException | None) -> str:
+    """A failure in the app's words: the fields, where the engine names flags."""
     if error is None:
         return "unknown error"
     if isinstance(error, UsageError):
-        return str(error)
+        return field_words(str(error))
     return f"{type(error).__name__}: {error}"
 
 
@@ -93,15 +97,18 @@ class EvalApp(App[int]):
         Binding("c", "cancel", "Cancel", tooltip="Stop after the batch in flight"),
         Binding("a", "tune", "Tune", tooltip="Find the fastest batch size that fits"),
         Binding("t", "next_theme", "Theme", tooltip="Switch to the next colour theme"),
-        # not in the footer (80 columns hold the rest): escape does the same
-        Binding("l", "focus_log", "Log", tooltip="Focus the log to scroll it", show=False),
+        Binding("l", "focus_log", "Log", tooltip="Focus the log to scroll it"),
+        Binding("r", "focus_results", "Results",
+                tooltip="Focus the results to scroll them (the auto-tune's probe table)"),
         Binding("p", "samples", "Samples", tooltip="Browse the run's samples: w wrong only, "
                 "/ search, enter opens one"),
-        Binding("g", "chart", "Chart", show=False,
+        Binding("g", "chart", "Chart",
                 tooltip="samples/s and peak memory against batch size: auto-tune, bench"),
-        Binding("v", "compare", "Compare", show=False,
+        Binding("v", "compare", "Compare",
                 tooltip="Compare this run with another: metrics and changed verdicts"),
-        Binding("ctrl+s", "save_config", "Save", tooltip="Save the settings to the config file"),
+        # not in the footer: the Config pane's border says it
+        Binding("ctrl+s", "save_config", "Save", show=False,
+                tooltip="Save the settings to the config file"),
         Binding("q", "quit", "Quit", tooltip="Quit (asks first while a run is going)"),
         Binding("escape", "focus_log", "Leave field", show=False),
     ]
@@ -130,6 +137,7 @@ class EvalApp(App[int]):
         self._theme_target: str | None = None  # where queued theme presses lead
         self.theme_switches = 0  # themes applied by t (coalescing test)
         self._theme_timer: Timer | None = None
+        self._demo_max_tokens: int | None = None  # max tokens the demo put in the field
         self.hung_up = False  # SIGHUP: the terminal is gone, nothing is drawn any more
         self._engine_done = threading.Event()  # set by the engine thread as it ends
         self._engine_done.set()
@@ -198,7 +206,7 @@ class EvalApp(App[int]):
                 self.progress_pane = progress
                 yield progress
                 with OutputArea(id="output"):
-                    log = LogPane(id="log")
+                    log = LogPane(id="log", reword=None if self.read_only else field_words)
                     log.border_title = "Log"
                     self.log_pane = log
                     yield log
@@ -206,7 +214,13 @@ class EvalApp(App[int]):
                     results.border_title = "Results"
                     self.results_pane = results
                     yield results
-        yield Footer()
+        yield Footer(compact=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # every key in the footer: below FULL_FOOTER_WIDTH the palette's own entry gives
+        # way (ctrl+p still opens it)
+        for footer in self.query(Footer):
+            footer.show_command_palette = event.size.width >= FULL_FOOTER_WIDTH
 
     def on_mount(self) -> None:
         for problem in self.startup_problems:
@@ -218,6 +232,7 @@ class EvalApp(App[int]):
         self._poll_gauges()
         self._undo_hangup = install_app_hangup(self.stop_and_quit, self._start_watchdog)
         if not self.read_only:
+            self._follow_demo_max_tokens()
             self.log_pane.add_line("NOTE", "edit the settings on the left (esc leaves a "
                                    "field); s starts a run")
 
@@ -249,9 +264,10 @@ class EvalApp(App[int]):
             self._show_finished(event.metrics)
         elif isinstance(event, RunFailed):
             self._failure_reported = True
+            error = event.error if self.read_only else field_words(event.error)
             self.progress_pane.reset("failed: see the log")
-            self.log_pane.add_line("ERROR", f"run failed: {event.error}")
-            self.notify(event.error, title="Run failed", severity="error", timeout=10)
+            self.log_pane.add_line("ERROR", f"run failed: {error}")
+            self.notify(error, title="Run failed", severity="error", timeout=10)
 
     def _show_finished(self, metrics: RunMetrics) -> None:
         self.results_pane.show_metrics(metrics)
@@ -325,7 +341,34 @@ class EvalApp(App[int]):
         if (field or self._default_theme()) != name:  # an unset field stays unset
             self.config_pane.set_value("theme", name)
 
+    def _follow_demo_max_tokens(self) -> None:
+        """The field shows what a run would use: the demo (no model, no data) generates
+        DEMO_MAX_TOKENS where max tokens is left at its default; once a model or data is
+        filled in, the default comes back."""
+        values = self.config_pane.values()
+        demo = (values.get("model") is None and values.get("data") is None
+                and values.get("task") != "choice")
+        current = values.get("max_tokens")
+        if demo and current == DEFAULTS["max_tokens"]:
+            self.config_pane.set_value("max_tokens", DEMO_MAX_TOKENS)
+            self._demo_max_tokens = DEMO_MAX_TOKENS
+        elif not demo and self._demo_max_tokens is not None:
+            if current == self._demo_max_tokens:
+                self.config_pane.set_value("max_tokens", DEFAULTS["max_tokens"])
+            self._demo_max_tokens = None
+
+    def _values_to_save(self) -> dict[str, Any]:
+        values = self.config_pane.values()
+        if self._demo_max_tokens is not None and \
+                values.get("max_tokens") == self._demo_max_tokens:
+            values["max_tokens"] = DEFAULTS["max_tokens"]  # the demo's, not the user's
+        return values
+
     def on_config_pane_changed(self, message: ConfigPane.Changed) -> None:
+        if message.key in ("model", "data", "task"):
+            self._follow_demo_max_tokens()
+        elif message.key == "max_tokens" and message.value != self._demo_max_tokens:
+            self._demo_max_tokens = None  # the user's value from now on
         if message.key == "theme":
             self.theme = message.value or self._default_theme()
         elif message.key == "gpu_poll_seconds":
@@ -347,12 +390,15 @@ class EvalApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only and action in RUN_ACTIONS:
             return False
-        if action in (*RUN_ACTIONS, "focus_log", "samples", "chart", "compare") and \
+        if action in (*RUN_ACTIONS, "focus_log", "focus_results", "samples", "chart",
+                      "compare") and \
                 len(self.screen_stack) > 1:
             return False  # over the main screen (the samples browser): its own keys only
+        # the footer holds every key at 80 columns by leaving out what cannot be done now
         if action == "cancel" and self.activity is None:
-            return None  # shown, greyed out
-        return True
+            return False
+        # the palette's entry for a tune still says why not
+        return not (action == "tune" and self.activity is not None)
 
     def _refuse_if_busy(self) -> bool:
         if self.hung_up:
@@ -433,6 +479,13 @@ class EvalApp(App[int]):
     def action_focus_log(self) -> None:
         self.log_pane.focus()
 
+    def action_focus_results(self) -> None:
+        if self.results_pane.has_class("-empty"):
+            self.notify("No results yet: a run's metrics and an auto-tune's probes show "
+                        "here.", title="Results")
+            return
+        self.results_pane.focus()  # arrows and page keys scroll it; escape leaves
+
     def samples_dir(self) -> Path | None:
         """Where the samples browser reads predictions.jsonl: the latest run's directory,
         or before any run the output directory set in the config, when it holds one."""
@@ -479,7 +532,7 @@ class EvalApp(App[int]):
             return
         path = self.config_path or Path("eval.toml")
         try:
-            save_config(path, self.config_pane.values())
+            save_config(path, self._values_to_save())
         except (OSError, UsageError) as exc:
             self.notify(str(exc), title="Not saved", severity="error")
             return
@@ -555,6 +608,8 @@ class EvalApp(App[int]):
                                 "(ctrl+s)", self.action_save_config)
         yield SystemCommand("Next theme", "Cycle the colour themes (t)", self.action_next_theme)
         yield SystemCommand("Focus log", "Scroll the run's log (l)", self.action_focus_log)
+        yield SystemCommand("Focus results", "Scroll the metrics and the auto-tune's probe "
+                            "table (r)", self.action_focus_results)
         yield SystemCommand("Browse samples", "Every finished sample: wrong ones, search, "
                             "one in full (p)", self.action_samples)
         yield SystemCommand("Chart", "samples/s and peak memory against batch size: the "
