@@ -442,3 +442,21 @@ def test_watch_app_shows_the_config_of_a_resumed_try(tmp_path: Path) -> None:
             await pilot.press("q")
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_the_watch_apps_chart_does_not_offer_a_key_it_lacks(finished_run: Path) -> None:
+    from tui_eval.ui.chart import ChartScreen
+
+    app = watch_app(finished_run)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(pilot, lambda: app.results_pane.metrics is not None)
+            await pilot.press("g")
+            await settle(pilot, lambda: isinstance(app.screen, ChartScreen))
+            await pilot.pause()
+            note = str(app.screen.query_one("#tune-note").render())
+            assert "press a" not in note and "no auto-tune in this run" in note
+
+    asyncio.run(scenario())

@@ -510,7 +510,8 @@ class EvalApp(App[int]):
         # no tune to draw but a bench: the bench first
         bench_first = not results.probes and bench_dir is not None and holds_bench(bench_dir)
         self.push_screen(ChartScreen(lambda: (results.probes, results.chosen_batch_size),
-                                     self.bench_dir, initial=BENCH_TAB if bench_first else None))
+                                     self.bench_dir, initial=BENCH_TAB if bench_first else None,
+                                     can_tune=not self.read_only))
 
     def action_compare(self) -> None:
         run_a = self.samples_dir()
