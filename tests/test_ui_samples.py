@@ -12,7 +12,7 @@ from test_ui import make_app, run, run_config, tap, wait_for
 
 from tui_eval.config import EvalConfig
 from tui_eval.results import PredictionRow
-from tui_eval.ui.samples import SampleScreen, SamplesScreen
+from tui_eval.ui.samples import RIGHT_MARK, SampleScreen, SamplesScreen, choice_lines
 
 pytestmark = pytest.mark.slow  # Pilot tests: the full suite runs them
 
@@ -131,3 +131,25 @@ def test_the_watch_app_browses_the_run_it_follows(tmp_path: Path) -> None:
 
     run(scenario())
     assert sorted(path.name for path in run_dir.iterdir()) == ["predictions.jsonl"]
+
+
+def test_a_choice_sample_shows_its_choices_with_log_probabilities_and_marks() -> None:
+    row = PredictionRow(index=0, id="c1", prompt="The capital of France is", prediction=" Lyon",
+                        reference=" Paris", scores={"acc": 0.0, "acc_norm": 1.0},
+                        choices=[" Paris", " Lyon", " Nice"], logprobs=[-4.5, -3.25, None],
+                        pred=1, pred_norm=0, gold=0)
+    assert choice_lines(row).splitlines() == [
+        f"{RIGHT_MARK}   1     -4.500   Paris  ← gold, picked per character (acc_norm)",
+        " ▶  2     -3.250   Lyon  ← picked (acc)",
+        "    3          -   Nice"]
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            app.push_screen(SampleScreen(row))
+            await wait_for(pilot, lambda: isinstance(app.screen, SampleScreen))
+            await pilot.pause()
+            shown = str(app.screen.query_one("#sample-choices").render())
+            assert shown == choice_lines(row)
+
+    run(scenario())
