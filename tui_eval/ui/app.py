@@ -138,7 +138,7 @@ class EvalApp(App[int]):
         self.theme_switches = 0  # themes applied by t (coalescing test)
         self._theme_timer: Timer | None = None
         self._demo_max_tokens: int | None = None  # max tokens the demo put in the field
-        self.hung_up = False  # SIGHUP: the terminal is gone, nothing is drawn any more
+        self.hung_up = False  # SIGHUP: the terminal is gone; the app is on its way out
         self._engine_done = threading.Event()  # set by the engine thread as it ends
         self._engine_done.set()
         self._unmounted = threading.Event()  # the app has shut down
@@ -542,9 +542,10 @@ class EvalApp(App[int]):
 
     def stop_and_quit(self) -> None:
         """SIGHUP (the terminal went away): stop the run after the batch in flight, which
-        writes partial metrics, then exit. Nothing more is drawn, and a watchdog ends the
-        process if the clean exit has not come a few seconds after the run's files are
-        closed: Textual's writer can block for good on a dead terminal."""
+        writes partial metrics, then exit. Queued theme switches are dropped and no run
+        starts; a watchdog ends the process if the clean exit has not come a few seconds
+        after the run's files are closed: Textual's writer can block for good on a dead
+        terminal."""
         self._start_watchdog()
         if self.hung_up:
             return
