@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -125,8 +126,10 @@ async def g_shows_the_bench(bench: Path) -> None:
         assert "fastest 8" in drawn and "batch size" in drawn
         assert str(screen.query_one("#bench-note").render()).endswith("24 samples")
         await pilot.press("t")  # another theme: the plot is drawn again in its colours
+        while app.theme == "textual-dark":
+            await pilot.pause(0.05)
         await pilot.pause()
-        assert app.theme != "textual-dark" and "fastest 8" in plot.render().plain
+        assert "fastest 8" in plot.render().plain
         await pilot.press("1")
         assert screen.query_one("#chart-tabs").active == TUNE_TAB
         assert not screen.query_one("#tune-plot").display  # no probes, only the note
@@ -167,3 +170,28 @@ async def bench_alone(app: BenchChartApp) -> None:
         assert screen.query_one("#bench-plot", BatchPlot).chart.speed[0].sizes == (1, 2, 4, 8)
         await pilot.press("escape")
         await pilot.pause()
+
+
+@pytest.mark.slow
+def test_the_legend_sits_beside_the_plot_and_a_line_marks_the_size(tmp_path: Path) -> None:
+    asyncio.run(legend_and_mark(write_bench(tmp_path / "bench")))
+
+
+async def legend_and_mark(bench: Path) -> None:
+    app = app_with_output(bench)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("g")
+        await pilot.pause()
+        screen = app.screen
+        plot = screen.query_one("#bench-plot", BatchPlot)
+        rows = plot.render().plain.splitlines()
+        # the series are named once each, as their axes' titles: no legend over the data
+        assert sum(row.count("peak GiB") for row in rows) == 1
+        assert sum(row.count("samples/s") for row in rows) == 1
+        legend = str(screen.query_one("#bench-legend").render())
+        assert legend == "● samples/s (left)   ■ peak GiB (right)   │ fastest 8"
+        # a vertical line at size 8, the fastest: one column of │ through the plot's rows
+        counts = Counter(n for row in rows for n, char in enumerate(row) if char == "│")
+        frame = {min(counts), max(counts)}  # the axes' own lines, left and right
+        inside = [count for column, count in counts.items() if column not in frame]
+        assert max(inside, default=0) >= len(rows) // 2

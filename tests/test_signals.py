@@ -38,6 +38,13 @@ def started(out: Path) -> bool:
         return False
 
 
+def tried(out: Path) -> bool:
+    try:
+        return b'"event": "try_started"' in (out / "events.jsonl").read_bytes()
+    except FileNotFoundError:
+        return False
+
+
 def valid_rows(out: Path) -> list[dict]:
     """Every line of predictions.jsonl must be a whole row."""
     text = (out / "predictions.jsonl").read_text(encoding="utf-8")
@@ -107,7 +114,9 @@ def test_sighup_is_logged_and_the_run_goes_on(tiny_model: Path, long_jsonl: Path
     out = tmp_path / "run"
     process = headless(*run_args(tiny_model, long_jsonl, out, "-b", "4", "--max-tokens", "4"),
                        cwd=tmp_path)
-    wait_until(lambda: started(out) or process.poll() is not None, what="the run to start")
+    # try_started is written before the model loads: the run cannot have ended yet, and
+    # the handlers are in place (installed before the run begins)
+    wait_until(lambda: tried(out) or process.poll() is not None, what="the try to start")
     process.send_signal(signal.SIGHUP)
     stdout, stderr = finish(process)
     assert process.returncode == 0, stderr

@@ -158,10 +158,12 @@ def test_second_start_while_running_is_refused(tiny_model, long_jsonl, tmp_path)
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await tap(pilot, "s")
+            await wait_for(pilot, lambda: app.activity == "run")
             await tap(pilot, "s")
+            await wait_for(pilot, lambda: any("already going" in n.message
+                                              for n in app._notifications))
             assert app.activity == "run"
             assert len([w for w in app.workers if w.group == "engine"]) == 1
-            assert any("already going" in n.message for n in app._notifications)
             await tap(pilot, "c")
             await wait_for(pilot, lambda: app.activity is None)
 
@@ -329,7 +331,7 @@ def test_progress_events_are_coalesced():
                                     tokens_per_s=1.0, eta_s=None, batch_size=4,
                                     fallbacks=0, errors=0))
             await wait_for(pilot, lambda: app.progress_pane.last is not None
-                           and app.progress_pane.last.done == 2000, timeout=5)
+                           and app.progress_pane.last.done == 2000)
             assert app.bridge.progress_received == 2000
             assert app.progress_draws <= 3  # one message per redraw, not one per event
 
@@ -416,10 +418,30 @@ def test_t_cycles_themes_and_the_theme_field_follows(tmp_path):
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("t")
-            assert app.theme == "textual-light"
+            await wait_for(pilot, lambda: app.theme == "textual-light")
             assert app.config_pane.values()["theme"] == "textual-light"
             await pilot.press("t")
-            assert app.theme == "textual-dark"
+            await wait_for(pilot, lambda: app.theme == "textual-dark")
+
+    run(scenario())
+
+
+def test_queued_theme_presses_make_one_switch_to_where_the_last_leads(tmp_path):
+    themes = tmp_path / "themes"
+    themes.mkdir()
+    for name in ("one", "two"):
+        (themes / f"{name}.toml").write_text(f'name = "{name}"\nprimary = "#336699"\n')
+    app = make_app(EvalConfig(theme="textual-dark"), theme_directories=[themes])
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            for _ in range(6):  # all queued before the first is handled
+                app.simulate_key("t")
+            await wait_for(pilot, lambda: app.theme_switches > 0)
+            await pilot.pause()
+            # the cycle: textual-dark, textual-light, one, two; six presses end on "one"
+            assert app.theme == "one" and app.theme_switches == 1
+            assert app.config_pane.values()["theme"] == "one"
 
     run(scenario())
 

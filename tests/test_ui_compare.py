@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # Pilot tests: the full suite runs them
 
 async def ask(pilot, path: str) -> CompareAskScreen:
     await pilot.press("v")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareAskScreen), timeout=5)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareAskScreen))
     screen = pilot.app.screen
     screen.input.value = path
     await pilot.press("enter")
@@ -36,14 +36,14 @@ def test_compare_the_run_with_another_and_go_back(tmp_path: Path) -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
             await ask(pilot, str(b))
-            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=5)
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
             screen = app.screen
             assert ("exact_match", "0.7500", "0.7500", "+0.0000") in screen.metric_cells()
             assert ("samples/s", "10.00", "40.00", "+30.00") in screen.metric_cells()
             assert [row[:3] for row in screen.changed_cells()] == [
                 ("q2", "✗", "✓"), ("q3", "✓", "✗")]
             await pilot.press("escape")
-            await wait_for(pilot, lambda: len(app.screen_stack) == 1, timeout=5)
+            await wait_for(pilot, lambda: len(app.screen_stack) == 1)
 
     run(scenario())
 
@@ -67,7 +67,7 @@ def test_runs_that_cannot_be_compared_say_why_in_one_line(tmp_path: Path) -> Non
             assert "\n" not in problem
             assert app.screen is screen  # still asking
             await pilot.press("escape")
-            await wait_for(pilot, lambda: len(app.screen_stack) == 1, timeout=5)
+            await wait_for(pilot, lambda: len(app.screen_stack) == 1)
 
     run(scenario())
 
@@ -99,7 +99,7 @@ def test_the_palette_offers_it_and_the_watcher_compares_the_watched_run(tmp_path
             assert "Compare with another run…" in [
                 command.title for command in app.get_system_commands(app.screen)]
             await ask(pilot, str(b))
-            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=5)
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
             assert app.screen.comparison.a.run_dir == a
             assert [row[0] for row in app.screen.changed_cells()] == ["q2"]
 

@@ -37,17 +37,18 @@ def test_the_log_keeps_following_when_the_results_shrink_it_at_80x24() -> None:
             await pilot.pause()
             app.apply_event(RunFinished(metrics=METRICS))  # the Results pane appears
             await wait_for(pilot, lambda: not app.results_pane.has_class("-empty")
-                           and at_end(log), timeout=5)
+                           and at_end(log))
             assert log.size.height >= 8  # the log keeps 8 rows beside the results
             # the reader scrolls up: new lines no longer move the view
             log.focus()
             await pilot.press("home")
             app.apply_event(LogLine(level="INFO", message="one more"))
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: "one more" in log.plain_lines()[-1])
+            await pilot.pause()
             assert log.scroll_y == 0
             await pilot.press("end")  # back at the end: following again
             app.apply_event(LogLine(level="INFO", message="and another"))
-            await wait_for(pilot, lambda: at_end(log), timeout=5)
+            await wait_for(pilot, lambda: at_end(log))
 
     run(scenario())
 
@@ -83,7 +84,7 @@ def test_the_tune_table_shows_the_columns_that_fit(size: tuple[int, int], with_m
             if with_metrics:
                 await pilot.pause()
                 app.apply_event(RunFinished(metrics=METRICS))
-            await wait_for(pilot, lambda: app.results_pane.tune_columns == columns, timeout=5)
+            await wait_for(pilot, lambda: app.results_pane.tune_columns == columns)
             await pilot.pause()
             pane = app.results_pane
             table = pane.tune_table
@@ -123,8 +124,8 @@ def test_notifications_do_not_cover_the_results_at_80x24() -> None:
             fill_log(app)
             app.apply_event(TuneFinished(chosen_batch_size=8, mode="power", probes=PROBES))
             app.apply_event(RunFinished(metrics=METRICS))  # notifies "Run finished"
-            await wait_for(pilot, lambda: len(app.screen.query("Toast")) > 0, timeout=5)
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: len(app.screen.query("Toast")) > 0 and all(
+                toast.region.area for toast in app.screen.query("Toast")))
             results = app.results_pane.region
             for toast in app.screen.query("Toast"):
                 assert not toast.region.overlaps(results), (toast.region, results)
@@ -136,6 +137,15 @@ def warning_colour(app) -> object:
     """The colour the log drew its last (warning) line in."""
     strip = app.log_pane.lines[-1]
     return next(segment.style.color for segment in strip if segment.text.strip())
+
+
+def highlighted_command(app) -> str:
+    """The command palette's highlighted choice, once its search has answered."""
+    from textual.command import CommandList
+
+    found = app.screen.query(CommandList)
+    option = found.first().highlighted_option if found else None
+    return str(option.prompt) if option is not None else ""
 
 
 def test_a_theme_chosen_in_the_command_palette_is_applied_everywhere(tmp_path: Path) -> None:
@@ -150,12 +160,12 @@ def test_a_theme_chosen_in_the_command_palette_is_applied_everywhere(tmp_path: P
             app.action_change_theme()  # the palette's "Change theme"
             await pilot.pause()
             await pilot.press(*"nord")
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: highlighted_command(app).startswith("nord"))
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.theme == "nord" and len(app.screen_stack) == 1)
             assert app.config_pane.values()["theme"] == "nord"
             expected = app.log_pane.get_component_rich_style("log--warning").color
-            await wait_for(pilot, lambda: warning_colour(app) == expected, timeout=5)
+            await wait_for(pilot, lambda: warning_colour(app) == expected)
             assert expected != old_colour
             await pilot.press("ctrl+s")
             await pilot.pause()
@@ -172,10 +182,9 @@ def test_an_unset_theme_field_stays_unset_when_the_default_theme_is_applied(
     async def scenario() -> None:
         async with app.run_test(size=(100, 32)) as pilot:
             await pilot.press("t")
-            await wait_for(pilot, lambda: app.config_pane.values()["theme"] == "textual-light",
-                           timeout=5)
+            await wait_for(pilot, lambda: app.config_pane.values()["theme"] == "textual-light")
             app.config_pane.set_value("theme", None)  # "default" chosen in the field
-            await wait_for(pilot, lambda: app.theme == "textual-dark", timeout=5)
+            await wait_for(pilot, lambda: app.theme == "textual-dark")
             await pilot.pause()
             assert app.config_pane.values()["theme"] is None
 

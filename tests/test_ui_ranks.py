@@ -29,7 +29,7 @@ def sampler(gpus: int) -> Sampler:
 
 
 async def first_snapshot(pilot: Any) -> None:
-    await wait_for(pilot, lambda: pilot.app.gauges_pane.snapshots_shown >= 1, timeout=10)
+    await wait_for(pilot, lambda: pilot.app.gauges_pane.snapshots_shown >= 1)
     await pilot.pause()
 
 
@@ -137,15 +137,15 @@ def test_a_taller_terminal_brings_the_cards_back_with_their_history() -> None:
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.gauges_pane.snapshots_shown >= 3, timeout=10)
+            await wait_for(pilot, lambda: app.gauges_pane.snapshots_shown >= 3)
             pane = app.gauges_pane
             assert pane.compact
             await pilot.resize_terminal(120, 40)
-            await wait_for(pilot, lambda: not pane.compact, timeout=5)
+            await wait_for(pilot, lambda: not pane.compact)
             card = app.query_one("#gpu-2")
             assert card.display and len(card.util_spark.values) >= 3
             await pilot.resize_terminal(80, 24)
-            await wait_for(pilot, lambda: pane.compact, timeout=5)
+            await wait_for(pilot, lambda: pane.compact)
 
     run(scenario())
 
@@ -166,15 +166,15 @@ def test_a_backlog_read_at_once_keeps_the_progress_made_after_the_start() -> Non
             later = progress(rank_shares())
             app.bridge(started(later.time - 1.0))
             app.bridge(later)
-            await wait_for(pilot, lambda: pane.last is not None, timeout=5)
+            await wait_for(pilot, lambda: pane.last is not None)
             await pilot.pause()
             assert pane.bar.figure == "778/1000"
             assert pane.rank_rows.plain_rows()[0].startswith("r0 cuda:0")
             # an older try's progress, then a new start: the start is what stays
             app.bridge(progress(rank_shares()))
             app.bridge(started(later.time + 1.0))
-            await wait_for(pilot, lambda: pane.bar.figure == "0/1000", timeout=5)
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: pane.bar.figure == "0/1000")
+            await wait_for(pilot, lambda: not app._progress_draw_pending)  # no draw to come
             assert pane.bar.figure == "0/1000"
 
     run(scenario())

@@ -12,7 +12,7 @@ from test_ui import make_app, run, run_config, tap, wait_for
 
 from tui_eval.config import EvalConfig
 from tui_eval.results import PredictionRow
-from tui_eval.ui.samples import SampleScreen, SamplesScreen
+from tui_eval.ui.samples import RIGHT_MARK, SampleScreen, SamplesScreen, choice_lines
 
 pytestmark = pytest.mark.slow  # Pilot tests: the full suite runs them
 
@@ -55,7 +55,7 @@ def shown_ids(screen: SamplesScreen) -> list[str]:
 async def open_samples(pilot: Any, count: int) -> SamplesScreen:
     await pilot.press("p")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, SamplesScreen)
-                   and pilot.app.screen.table.row_count == count, timeout=10)
+                   and pilot.app.screen.table.row_count == count)
     return pilot.app.screen
 
 
@@ -77,7 +77,7 @@ def test_browse_filter_search_and_open_a_sample(tmp_path: Path) -> None:
             await pilot.press("enter")  # keeps the search, back to the table
             assert screen.search.display and app.focused is screen.table
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, SampleScreen), timeout=5)
+            await wait_for(pilot, lambda: isinstance(app.screen, SampleScreen))
             detail = app.screen
             assert str(detail.prompt.render()) == "6+6="
             assert str(detail.query_one("#sample-output").render()) == "12"
@@ -200,3 +200,25 @@ def test_a_cut_prompt_says_what_the_model_did_not_see() -> None:
     assert prompt_heading(cut) == ("Prompt, whole: cut to fit, the model did not see its "
                                    "first 5 tokens")
     assert "as the model saw it" not in prompt_heading(cut, " (with the chat template)")
+
+
+def test_a_choice_sample_shows_its_choices_with_log_probabilities_and_marks() -> None:
+    row = PredictionRow(index=0, id="c1", prompt="The capital of France is", prediction=" Lyon",
+                        reference=" Paris", scores={"acc": 0.0, "acc_norm": 1.0},
+                        choices=[" Paris", " Lyon", " Nice"], logprobs=[-4.5, -3.25, None],
+                        pred=1, pred_norm=0, gold=0)
+    assert choice_lines(row).splitlines() == [
+        f"{RIGHT_MARK}   1     -4.500   Paris  ← gold, picked per character (acc_norm)",
+        " ▶  2     -3.250   Lyon  ← picked (acc)",
+        "    3          -   Nice"]
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            app.push_screen(SampleScreen(row))
+            await wait_for(pilot, lambda: isinstance(app.screen, SampleScreen))
+            await pilot.pause()
+            shown = str(app.screen.query_one("#sample-choices").render())
+            assert shown == choice_lines(row)
+
+    run(scenario())

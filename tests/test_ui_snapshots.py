@@ -383,7 +383,9 @@ async def watched(pilot: Any) -> None:
     app = pilot.app
     while app.gauges_pane.snapshots_shown < 1 or app.progress_pane.last is None:
         await pilot.pause(0.02)
-    await pilot.pause(0.3)  # the config pane takes the run's config.json
+    while app.config_pane.values().get("model") != "models/llama-3-8b":
+        await pilot.pause(0.02)  # the config pane takes the run's config.json
+    await pilot.pause()
 
 
 def test_watching_four_ranks_on_eight_gpus_80x24(snap_compare, ranked_run_dir):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until
 
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
@@ -126,16 +127,18 @@ def test_a_big_file_is_read_once_then_only_its_growth(tmp_path: Path) -> None:
 def test_plain_watcher_follows_a_file_that_grows_while_the_run_writes(tmp_path: Path) -> None:
     path = tmp_path / EVENTS_FILE
 
-    def writer() -> None:
+    out = io.StringIO()
+
+    def writer() -> None:  # each line once the watcher has shown the one before
         append(path, line(started(os.getpid())))  # this process: alive throughout
         for done in range(2, 11, 2):
-            time.sleep(0.05)
+            wait_until(lambda: "run: 10 samples" in out.getvalue(), what="the start shown")
             append(path, line(LogLine(level="INFO", message=f"batch ending at {done}")))
             append(path, line(progress(done)))
-        time.sleep(0.05)
+            wait_until(lambda: f"batch ending at {done}" in out.getvalue(),  # noqa: B023
+                       what="the batch shown")
         append(path, line(finished()))
 
-    out = io.StringIO()
     thread = threading.Thread(target=writer)
     thread.start()
     code = PlainWatcher(tmp_path, stream=out, interval=0.01, progress_every=0.0).run()
@@ -195,15 +198,18 @@ def test_plain_watcher_attached_to_an_interrupted_run_follows_its_resume(
     path = tmp_path / EVENTS_FILE
     path.write_bytes(line(started(dead_pid())) + line(finished(4, partial=True)))
 
+    out = io.StringIO()
+
     def resume() -> None:
-        time.sleep(0.2)  # the resume is still reading its data when the watcher attaches
+        # the resume is still reading its data when the watcher attaches
+        wait_until(lambda: "waiting 30s for a resumed try" in out.getvalue(),
+                   what="the watcher to wait")
         append(path, line(try_started(os.getpid())) + line(started(os.getpid())))
-        time.sleep(0.05)
+        wait_until(lambda: "a new try began" in out.getvalue(), what="the new try shown")
         append(path, line(progress(8)) + line(finished(10)))
 
     thread = threading.Thread(target=resume)
     thread.start()
-    out = io.StringIO()
     code = PlainWatcher(tmp_path, stream=out, interval=0.01, progress_every=0.0,
                         resume_grace=30).run()
     thread.join()
@@ -233,16 +239,17 @@ def test_watch_gives_up_on_a_directory_with_no_run_after_wait(tmp_path: Path) ->
 def test_watch_waits_for_a_run_that_starts_later(tmp_path: Path) -> None:
     run_dir = tmp_path / "later"
 
+    out = io.StringIO()
+
     def start_later() -> None:
-        time.sleep(0.2)
+        wait_until(lambda: "waiting for a run" in out.getvalue(), what="the watcher to wait")
         run_dir.mkdir()
         append(run_dir / EVENTS_FILE, line(LogLine(level="INFO", message="Loading model")))
-        time.sleep(0.1)
+        wait_until(lambda: "Loading model" in out.getvalue(), what="the first line shown")
         append(run_dir / EVENTS_FILE, line(started(os.getpid())) + line(finished()))
 
     thread = threading.Thread(target=start_later)
     thread.start()
-    out = io.StringIO()
     code = PlainWatcher(run_dir, stream=out, interval=0.01, wait=60).run()
     thread.join()
     assert code == 0
@@ -348,7 +355,8 @@ def test_watch_app_follows_growth_and_shows_a_stopped_run(tmp_path: Path) -> Non
 
     async def scenario() -> None:
         async with app.run_test(size=(100, 32)) as pilot:
-            await pilot.pause(0.2)
+            # the follower has looked at the empty directory before the run appears
+            await settle(pilot, lambda: app.follower_polls >= 1)
             append(path, line(started(os.getpid())) + line(progress(3)))
             await settle(pilot, lambda: app.progress_pane.last is not None
                          and app.progress_pane.last.done == 3)
@@ -432,5 +440,23 @@ def test_watch_app_shows_the_config_of_a_resumed_try(tmp_path: Path) -> None:
             await settle(pilot, lambda: app.config_pane.values()["batch_size"] == 8)
             assert app.results_pane.metrics is None  # the old try's partial metrics went
             await pilot.press("q")
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_the_watch_apps_chart_does_not_offer_a_key_it_lacks(finished_run: Path) -> None:
+    from tui_eval.ui.chart import ChartScreen
+
+    app = watch_app(finished_run)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(pilot, lambda: app.results_pane.metrics is not None)
+            await pilot.press("g")
+            await settle(pilot, lambda: isinstance(app.screen, ChartScreen))
+            await pilot.pause()
+            note = str(app.screen.query_one("#tune-note").render())
+            assert "press a" not in note and "no auto-tune in this run" in note
 
     asyncio.run(scenario())

@@ -11,7 +11,7 @@ terminal is gone, output goes to /dev/null from then on; run.log and events.json
 the record. A signal ignored at start (SIGHUP under nohup) stays ignored.
 
 Handlers are Python-level, so they only run in the main thread between bytecodes: they
-set flags, log one line, and (second stop) raise; nothing else.
+set flags, log one line (SIGHUP's from a thread), and (second stop) raise; nothing else.
 """
 
 from __future__ import annotations
@@ -135,7 +135,11 @@ class HeadlessSignals:
             if was_tty and not os.isatty(fd):  # a hung-up terminal no longer answers
                 _silence(fd)
         if self.hangups == 1:
-            self._log("WARNING", "hangup", run_dir=self.run.run_dir or "its -o directory")
+            # From a thread: the handler may have interrupted this thread inside a write to
+            # the same stream or file, where a second write raises and the line is lost.
+            threading.Thread(target=self._log, args=("WARNING", "hangup"),
+                             kwargs={"run_dir": self.run.run_dir or "its -o directory"},
+                             name="hangup log", daemon=True).start()
 
     def exit_interrupted(self, metrics: RunMetrics | None) -> int:
         """After the run stopped on a signal: make metrics.json whole, say how to resume."""
@@ -211,22 +215,41 @@ def _say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def install_app_hangup(on_hangup: Callable[[], None]) -> bool:
+def install_app_hangup(on_hangup: Callable[[], None],
+                       at_once: Callable[[], None] | None = None) -> Callable[[], None] | None:
     """For an asyncio app (the Textual app): on SIGHUP, point a dead terminal at /dev/null so
-    the app's last writes cannot fail, then call ``on_hangup`` on the event loop (the app
-    stops its run after the batch in flight, which writes partial metrics, and exits).
-    Call it from inside the running loop, e.g. in ``on_mount``. Returns False where SIGHUP
-    does not exist or was ignored at start (nohup)."""
+    the app's last writes cannot fail, call ``at_once`` in the handler itself (it may only
+    set flags or start a thread: the event loop may be blocked, e.g. on a writer that a
+    dead terminal never drains), then ``on_hangup`` on the event loop (the app stops its
+    run after the batch in flight, which writes partial metrics, and exits).
+    Call it from inside the running loop, e.g. in ``on_mount``, in the main thread. Returns
+    the undo (the previous handler back), or None where SIGHUP does not exist or was
+    ignored at start (nohup)."""
     hup = getattr(signal, "SIGHUP", None)
-    if hup is None or signal.getsignal(hup) is signal.SIG_IGN:
-        return False
+    if hup is None or threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(hup)
+    if previous is signal.SIG_IGN:
+        return None
     was_tty = {fd: os.isatty(fd) for fd in (1, 2)}
+    loop = asyncio.get_running_loop()
 
-    def hung_up() -> None:
+    # A Python-level handler, not loop.add_signal_handler: it runs in the main thread even
+    # while that thread waits on a lock, where the loop's own handler would wait for the
+    # loop.
+    def hung_up(signum: int, frame: FrameType | None) -> None:
         for fd, tty in was_tty.items():
             if tty and not os.isatty(fd):
                 _silence(fd)
-        on_hangup()
+        if at_once is not None:
+            at_once()
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to stop
+            loop.call_soon_threadsafe(on_hangup)
 
-    asyncio.get_running_loop().add_signal_handler(hup, hung_up)
-    return True
+    signal.signal(hup, hung_up)
+
+    def undo() -> None:
+        if signal.getsignal(hup) is hung_up:
+            signal.signal(hup, previous)
+
+    return undo

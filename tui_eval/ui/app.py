@@ -8,24 +8,28 @@ bridge from events.jsonl with ``read_only=True``, which hides editing and the ru
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from tui_eval.cancel import CancelToken
-from tui_eval.config import EvalConfig
+from tui_eval.config import DEFAULTS, EvalConfig
 from tui_eval.device.monitor import HostReading, Sampler, Snapshot
 from tui_eval.engine.compare import Comparison
 from tui_eval.engine.evaluation import Evaluation
+from tui_eval.engine.preparation import DEMO_MAX_TOKENS
 from tui_eval.engine.signals import install_app_hangup
 from tui_eval.errors import UsageError
 from tui_eval.events import (
@@ -60,17 +64,22 @@ from tui_eval.ui.widgets.log_pane import LogPane
 from tui_eval.ui.widgets.output_area import OutputArea
 from tui_eval.ui.widgets.progress import ProgressPane
 from tui_eval.ui.widgets.results import ResultsPane
+from tui_eval.ui.wording import field_words
 
 RUN_ACTIONS = ("start", "cancel", "tune", "save_config")
 PROGRESS_REDRAW_S = 0.25  # however fast the batches, the progress pane redraws 4 times a second
 CYCLED_BUILTIN_THEMES = ("textual-dark", "textual-light")
+FULL_FOOTER_WIDTH = 100  # columns from which the footer also shows ^p palette
+THEME_SETTLE_S = 0.15  # t presses this close together make one theme switch
+HANGUP_EXIT_GRACE_S = 5.0  # after SIGHUP and the run's last write, the longest clean exit
 
 
 def describe_error(error: BaseException | None) -> str:
+    """A failure in the app's words: the fields, where the engine names flags."""
     if error is None:
         return "unknown error"
     if isinstance(error, UsageError):
-        return str(error)
+        return field_words(str(error))
     return f"{type(error).__name__}: {error}"
 
 
@@ -88,15 +97,18 @@ class EvalApp(App[int]):
         Binding("c", "cancel", "Cancel", tooltip="Stop after the batch in flight"),
         Binding("a", "tune", "Tune", tooltip="Find the fastest batch size that fits"),
         Binding("t", "next_theme", "Theme", tooltip="Switch to the next colour theme"),
-        # not in the footer (80 columns hold the rest): escape does the same
-        Binding("l", "focus_log", "Log", tooltip="Focus the log to scroll it", show=False),
+        Binding("l", "focus_log", "Log", tooltip="Focus the log to scroll it"),
+        Binding("r", "focus_results", "Results",
+                tooltip="Focus the results to scroll them (the auto-tune's probe table)"),
         Binding("p", "samples", "Samples", tooltip="Browse the run's samples: w wrong only, "
                 "/ search, enter opens one"),
-        Binding("g", "chart", "Chart", show=False,
+        Binding("g", "chart", "Chart",
                 tooltip="samples/s and peak memory against batch size: auto-tune, bench"),
-        Binding("v", "compare", "Compare", show=False,
+        Binding("v", "compare", "Compare",
                 tooltip="Compare this run with another: metrics and changed verdicts"),
-        Binding("ctrl+s", "save_config", "Save", tooltip="Save the settings to the config file"),
+        # not in the footer: the Config pane's border says it
+        Binding("ctrl+s", "save_config", "Save", show=False,
+                tooltip="Save the settings to the config file"),
         Binding("q", "quit", "Quit", tooltip="Quit (asks first while a run is going)"),
         Binding("escape", "focus_log", "Leave field", show=False),
     ]
@@ -122,6 +134,16 @@ class EvalApp(App[int]):
         self._progress_drawn_at = 0.0
         self._progress_draw_pending = False
         self.progress_draws = 0  # how often the progress pane was redrawn (coalescing test)
+        self._theme_target: str | None = None  # where queued theme presses lead
+        self.theme_switches = 0  # themes applied by t (coalescing test)
+        self._theme_timer: Timer | None = None
+        self._demo_max_tokens: int | None = None  # max tokens the demo put in the field
+        self.hung_up = False  # SIGHUP: the terminal is gone; the app is on its way out
+        self._engine_done = threading.Event()  # set by the engine thread as it ends
+        self._engine_done.set()
+        self._unmounted = threading.Event()  # the app has shut down
+        self._watchdog: threading.Thread | None = None
+        self._undo_hangup: Callable[[], None] | None = None
         self.run_dir: Path | None = None  # the latest run's results directory
         # The panes, kept here rather than queried: the app feeds them while another screen
         # (the samples browser, a dialog) is in front of them.
@@ -184,7 +206,7 @@ class EvalApp(App[int]):
                 self.progress_pane = progress
                 yield progress
                 with OutputArea(id="output"):
-                    log = LogPane(id="log")
+                    log = LogPane(id="log", reword=None if self.read_only else field_words)
                     log.border_title = "Log"
                     self.log_pane = log
                     yield log
@@ -192,7 +214,13 @@ class EvalApp(App[int]):
                     results.border_title = "Results"
                     self.results_pane = results
                     yield results
-        yield Footer()
+        yield Footer(compact=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # every key in the footer: below FULL_FOOTER_WIDTH the palette's own entry gives
+        # way (ctrl+p still opens it)
+        for footer in self.query(Footer):
+            footer.show_command_palette = event.size.width >= FULL_FOOTER_WIDTH
 
     def on_mount(self) -> None:
         for problem in self.startup_problems:
@@ -202,8 +230,9 @@ class EvalApp(App[int]):
         # however the theme is changed (t, the command palette), the field and ctrl+s follow
         self.watch(self, "theme", self._show_theme_in_config, init=False)
         self._poll_gauges()
+        self._undo_hangup = install_app_hangup(self.stop_and_quit, self._start_watchdog)
         if not self.read_only:
-            install_app_hangup(self.stop_and_quit)
+            self._follow_demo_max_tokens()
             self.log_pane.add_line("NOTE", "edit the settings on the left (esc leaves a "
                                    "field); s starts a run")
 
@@ -235,9 +264,10 @@ class EvalApp(App[int]):
             self._show_finished(event.metrics)
         elif isinstance(event, RunFailed):
             self._failure_reported = True
+            error = event.error if self.read_only else field_words(event.error)
             self.progress_pane.reset("failed: see the log")
-            self.log_pane.add_line("ERROR", f"run failed: {event.error}")
-            self.notify(event.error, title="Run failed", severity="error", timeout=10)
+            self.log_pane.add_line("ERROR", f"run failed: {error}")
+            self.notify(error, title="Run failed", severity="error", timeout=10)
 
     def _show_finished(self, metrics: RunMetrics) -> None:
         self.results_pane.show_metrics(metrics)
@@ -311,7 +341,27 @@ class EvalApp(App[int]):
         if (field or self._default_theme()) != name:  # an unset field stays unset
             self.config_pane.set_value("theme", name)
 
+    def _follow_demo_max_tokens(self) -> None:
+        """The field shows what a run would use: the demo (no model, no data) generates
+        DEMO_MAX_TOKENS where max tokens is left at its default; once a model or data is
+        filled in, the default comes back."""
+        values = self.config_pane.values()
+        demo = (values.get("model") is None and values.get("data") is None
+                and values.get("task") != "choice")
+        current = values.get("max_tokens")
+        if demo and current == DEFAULTS["max_tokens"]:
+            self.config_pane.set_value("max_tokens", DEMO_MAX_TOKENS)
+            self._demo_max_tokens = DEMO_MAX_TOKENS
+        elif not demo and self._demo_max_tokens is not None:
+            if current == self._demo_max_tokens:
+                self.config_pane.set_value("max_tokens", DEFAULTS["max_tokens"])
+            self._demo_max_tokens = None
+
     def on_config_pane_changed(self, message: ConfigPane.Changed) -> None:
+        if message.key in ("model", "data", "task"):
+            self._follow_demo_max_tokens()
+        elif message.key == "max_tokens" and message.value != self._demo_max_tokens:
+            self._demo_max_tokens = None  # the user's value from now on
         if message.key == "theme":
             self.theme = message.value or self._default_theme()
         elif message.key == "gpu_poll_seconds":
@@ -333,14 +383,19 @@ class EvalApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only and action in RUN_ACTIONS:
             return False
-        if action in (*RUN_ACTIONS, "focus_log", "samples", "chart", "compare") and \
+        if action in (*RUN_ACTIONS, "focus_log", "focus_results", "samples", "chart",
+                      "compare") and \
                 len(self.screen_stack) > 1:
             return False  # over the main screen (the samples browser): its own keys only
+        # the footer holds every key at 80 columns by leaving out what cannot be done now
         if action == "cancel" and self.activity is None:
-            return None  # shown, greyed out
-        return True
+            return False
+        # the palette's entry for a tune still says why not
+        return not (action == "tune" and self.activity is not None)
 
     def _refuse_if_busy(self) -> bool:
+        if self.hung_up:
+            return True  # quitting: the terminal is gone
         if self.activity is None:
             return False
         what = "A run" if self.activity == "run" else "Auto-tune"
@@ -365,6 +420,7 @@ class EvalApp(App[int]):
             self.results_pane.start_tune()  # the run tunes first: a fresh table for it
         self.progress_pane.reset("starting: loading the model…")
         self._set_activity("run")
+        self._engine_done.clear()
         self._evaluate(config, self._cancel)
 
     def action_tune(self) -> None:
@@ -379,6 +435,7 @@ class EvalApp(App[int]):
         self.results_pane.start_tune()
         self.progress_pane.reset("auto-tune: probing batch sizes on the longest prompts…")
         self._set_activity("tune")
+        self._engine_done.clear()
         self._tune(config, self._cancel)
 
     def action_cancel(self) -> None:
@@ -392,14 +449,35 @@ class EvalApp(App[int]):
         self.notify("Stopping after the batch in flight…", title="Cancelling")
 
     def action_next_theme(self) -> None:
+        # A switch restyles every widget (about a second of CPU): presses that come while
+        # one is pending only move the target; it is applied once the keys pause.
         cycle = list(dict.fromkeys([*CYCLED_BUILTIN_THEMES, *self.file_theme_names]))
-        position = cycle.index(self.theme) if self.theme in cycle else -1
-        name = cycle[(position + 1) % len(cycle)]
+        current = self._theme_target or self.theme
+        position = cycle.index(current) if current in cycle else -1
+        pending = self._theme_target is not None
+        self._theme_target = cycle[(position + 1) % len(cycle)]
+        if pending and self._theme_timer is not None:
+            self._theme_timer.reset()
+        else:
+            self._theme_timer = self.set_timer(THEME_SETTLE_S, self._apply_theme_target)
+
+    def _apply_theme_target(self) -> None:
+        name, self._theme_target, self._theme_timer = self._theme_target, None, None
+        if name is None or self.hung_up:
+            return
         self.theme = name  # the config field follows (_show_theme_in_config)
+        self.theme_switches += 1
         self.notify(f"Theme: {name} (ctrl+s keeps it)", timeout=2)
 
     def action_focus_log(self) -> None:
         self.log_pane.focus()
+
+    def action_focus_results(self) -> None:
+        if self.results_pane.has_class("-empty"):
+            self.notify("No results yet: a run's metrics and an auto-tune's probes show "
+                        "here.", title="Results")
+            return
+        self.results_pane.focus()  # arrows and page keys scroll it; escape leaves
 
     def samples_dir(self) -> Path | None:
         """Where the samples browser reads predictions.jsonl: the latest run's directory,
@@ -425,7 +503,8 @@ class EvalApp(App[int]):
         # no tune to draw but a bench: the bench first
         bench_first = not results.probes and bench_dir is not None and holds_bench(bench_dir)
         self.push_screen(ChartScreen(lambda: (results.probes, results.chosen_batch_size),
-                                     self.bench_dir, initial=BENCH_TAB if bench_first else None))
+                                     self.bench_dir, initial=BENCH_TAB if bench_first else None,
+                                     can_tune=not self.read_only))
 
     def action_compare(self) -> None:
         run_a = self.samples_dir()
@@ -449,6 +528,9 @@ class EvalApp(App[int]):
         # only what was changed here: a flag's value or a value the file spells its own
         # way (a table, a comment) is not written back
         changed = self.config_pane.unsaved()
+        if self._demo_max_tokens is not None and \
+                changed.get("max_tokens") == self._demo_max_tokens:
+            del changed["max_tokens"]  # the demo's, not the user's
         if not changed:
             self.notify(f"Nothing changed since {path} was read or saved.",
                         title="Not saved")
@@ -463,13 +545,40 @@ class EvalApp(App[int]):
         self.notify(f"Saved {', '.join(changed)} to {path}", title="Config saved")
 
     def stop_and_quit(self) -> None:
-        """SIGHUP (the SSH session went away): stop the run after the batch in flight, which
-        writes partial metrics, then exit."""
+        """SIGHUP (the terminal went away): stop the run after the batch in flight, which
+        writes partial metrics, then exit. Queued theme switches are dropped and no run
+        starts; a watchdog ends the process if the clean exit has not come a few seconds
+        after the run's files are closed: Textual's writer can block for good on a dead
+        terminal."""
+        self._start_watchdog()
+        if self.hung_up:
+            return
+        self.hung_up = True
+        self._theme_target = None
+        self._cancel.cancel()
         if self.activity is None:
             self.exit(0)
-            return
-        self._quit_when_idle = True
-        self._cancel.cancel()
+        else:
+            self._quit_when_idle = True
+
+    def _start_watchdog(self) -> None:
+        """Safe in a signal handler: a thread takes over (it takes no lock here). Not under
+        a test's Pilot, whose process must outlive the app."""
+        if self._watchdog is None and not self.is_headless:
+            self._watchdog = threading.Thread(target=self._exit_if_stuck,
+                                              name="hangup watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _exit_if_stuck(self) -> None:
+        self._cancel.cancel()  # the loop may be blocked: the run stops all the same
+        self._engine_done.wait()  # the batch in flight and the partial metrics are written
+        if not self._unmounted.wait(HANGUP_EXIT_GRACE_S):
+            os._exit(0)
+
+    def on_unmount(self) -> None:
+        self._unmounted.set()
+        if self._undo_hangup is not None:
+            self._undo_hangup()
 
     async def action_quit(self) -> None:
         if self.activity is None or self.read_only:
@@ -505,6 +614,8 @@ class EvalApp(App[int]):
                                 "(ctrl+s)", self.action_save_config)
         yield SystemCommand("Next theme", "Cycle the colour themes (t)", self.action_next_theme)
         yield SystemCommand("Focus log", "Scroll the run's log (l)", self.action_focus_log)
+        yield SystemCommand("Focus results", "Scroll the metrics and the auto-tune's probe "
+                            "table (r)", self.action_focus_results)
         yield SystemCommand("Browse samples", "Every finished sample: wrong ones, search, "
                             "one in full (p)", self.action_samples)
         yield SystemCommand("Chart", "samples/s and peak memory against batch size: the "
@@ -516,12 +627,18 @@ class EvalApp(App[int]):
 
     @work(thread=True, group="engine", exit_on_error=False, name="evaluation")
     def _evaluate(self, config: EvalConfig, cancel: CancelToken) -> None:
-        Evaluation(config, self.bridge, cancel=cancel, front_end="app",
-                   **self.run_options).run()
+        try:
+            Evaluation(config, self.bridge, cancel=cancel, front_end="app",
+                       **self.run_options).run()
+        finally:
+            self._engine_done.set()
 
     @work(thread=True, group="engine", exit_on_error=False, name="auto-tune")
     def _tune(self, config: EvalConfig, cancel: CancelToken) -> None:
-        run_auto_tune(config, self.bridge, cancel)
+        try:
+            run_auto_tune(config, self.bridge, cancel)
+        finally:
+            self._engine_done.set()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker

@@ -42,8 +42,12 @@ def tune_chart(probes: list[TuneProbe], chosen: int | None) -> BatchChart:
                       tuple(s for s in (memory,) if s.sizes), marked, "chosen")
 
 
-def tune_note(probes: list[TuneProbe], chosen: int | None) -> str:
+def tune_note(probes: list[TuneProbe], chosen: int | None, *, can_tune: bool = True) -> str:
+    """``can_tune``: the app, where a tunes; a watcher only waits for the run's own."""
     if not probes:
+        if not can_tune:
+            return ("no auto-tune in this run: a run with batch size auto draws its probes "
+                    "here as they come")
         return ("no auto-tune yet: press a (or run with batch size auto) and its probes "
                 "are drawn here")
     oom = [str(p.batch_size) for p in probes if not p.has_rate]
@@ -106,8 +110,9 @@ class ChartScreen(Screen[None]):
     ]
 
     def __init__(self, probes: ProbesSource | None, bench_dir: BenchDirSource,
-                 *, initial: str | None = None) -> None:
+                 *, initial: str | None = None, can_tune: bool = True) -> None:
         super().__init__()
+        self.can_tune = can_tune
         self.probes_of = probes
         self.bench_dir_of = bench_dir
         self.initial = initial or (TUNE_TAB if probes is not None else BENCH_TAB)
@@ -115,6 +120,8 @@ class ChartScreen(Screen[None]):
         self.bench_note = Static("", markup=False, id="bench-note", classes="chart-note")
         self.tune_plot = BatchPlot(id="tune-plot")
         self.bench_plot = BatchPlot(id="bench-plot")
+        self.tune_legend = Static("", id="tune-legend", classes="chart-legend")
+        self.bench_legend = Static("", id="bench-legend", classes="chart-legend")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,9 +129,11 @@ class ChartScreen(Screen[None]):
             if self.probes_of is not None:
                 with TabPane("Auto-tune", id=TUNE_TAB):
                     yield self.tune_note
+                    yield self.tune_legend
                     yield self.tune_plot
             with TabPane("Bench", id=BENCH_TAB):
                 yield self.bench_note
+                yield self.bench_legend
                 yield self.bench_plot
         yield Footer()
 
@@ -136,14 +145,16 @@ class ChartScreen(Screen[None]):
     def draw(self) -> None:
         if self.probes_of is not None:
             probes, chosen = self.probes_of()
-            self.tune_note.update(tune_note(probes, chosen))
+            self.tune_note.update(tune_note(probes, chosen, can_tune=self.can_tune))
             self.tune_plot.show(tune_chart(probes, chosen))
             self.tune_plot.display = bool(probes)
+            self.tune_legend.update(self.tune_plot.legend)
         note, chart = read_bench_chart(self.bench_dir_of())
         self.bench_note.update(note)
         self.bench_plot.display = chart is not None
         if chart is not None:
             self.bench_plot.show(chart)
+        self.bench_legend.update(self.bench_plot.legend if chart is not None else "")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # a bench alone has one tab: nothing to switch to

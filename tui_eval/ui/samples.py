@@ -49,6 +49,25 @@ def reference_text(row: PredictionRow) -> str:
     return " | ".join(row.references)
 
 
+def choice_lines(row: PredictionRow) -> str:
+    """A choice sample's choices, one a line: its number, summed log-probability, text, and
+    which is the gold one and which each rule picked."""
+    choices = row.choices or []
+    logprobs = list(row.logprobs or [])
+    lines = []
+    for number, choice in enumerate(choices):
+        logprob = logprobs[number] if number < len(logprobs) else None
+        marks = [label for label, index in (("gold", row.gold), ("picked (acc)", row.pred),
+                                            ("picked per character (acc_norm)", row.pred_norm))
+                 if index == number]
+        mark = (RIGHT_MARK if number == row.gold else " ") + \
+            ("▶" if number == row.pred else " ")
+        figure = f"{logprob:9.3f}" if logprob is not None else f"{'-':>9}"
+        lines.append(f"{mark} {number + 1:>2}  {figure}  {one_line(choice, 60)}"
+                     + (f"  ← {', '.join(marks)}" if marks else ""))
+    return "\n".join(lines)
+
+
 def select_rows(rows: dict[int, PredictionRow], *, wrong_only: bool, query: str
                 ) -> list[PredictionRow]:
     """The rows the table shows, in dataset order."""
@@ -260,7 +279,8 @@ def prompt_heading(row: PredictionRow, how: str = "") -> str:
 
 
 class SampleScreen(Screen[None]):
-    """One sample in full: the prompt as the model saw it, the raw output, the scores."""
+    """One sample in full: the prompt as the model saw it, the raw output, a choice
+    sample's choices with their log-probabilities, the scores."""
 
     AUTO_FOCUS = "#sample-body"
     BINDINGS = [Binding("escape", "back", "Back", tooltip="Back to the samples")]
@@ -292,6 +312,11 @@ class SampleScreen(Screen[None]):
             yield Static("Reference" if len(row.references) == 1 else "References",
                          classes="sample-heading")
             yield Static("\n".join(row.references), markup=False, classes="sample-text")
+            if row.is_choice:
+                yield Static(f"Choices ({RIGHT_MARK} gold, ▶ picked; summed log-probability)",
+                             classes="sample-heading")
+                yield Static(choice_lines(row), markup=False, id="sample-choices",
+                             classes="sample-text")
             yield Static("Scores", classes="sample-heading")
             scores = "\n".join(f"{name}: {score_text(value)}"
                                for name, value in row.scores.items()) or "none"

@@ -20,7 +20,6 @@ from textual.worker import get_current_worker
 from tui_eval.config import EvalConfig
 from tui_eval.device.monitor import Sampler
 from tui_eval.engine.resume import saved_config_values
-from tui_eval.engine.signals import install_app_hangup
 from tui_eval.errors import UsageError
 from tui_eval.events import RunStarted, TryStarted
 from tui_eval.events.follow import EventFollower, RunState, liveness, stopped_line
@@ -55,9 +54,9 @@ class WatchApp(EvalApp):
         self.follower = EventFollower(run_dir / EVENTS_FILE)
         self.state = RunState()
         self.stopped_shown = False
+        self.follower_polls = 0  # looks at events.jsonl so far (tests wait on it)
 
     def on_mount(self) -> None:
-        install_app_hangup(lambda: self.exit(0))  # nothing to save: a watcher only reads
         self._follow()
 
     @work(thread=True, group="watch", exit_on_error=False, name="follow events.jsonl")
@@ -66,6 +65,7 @@ class WatchApp(EvalApp):
         config_shown = run_config(self.run_dir) is not None
         while not worker.is_cancelled:
             self._forward(self.follower.poll())
+            self.follower_polls += 1
             if not config_shown:
                 values = run_config(self.run_dir)
                 if values is not None:

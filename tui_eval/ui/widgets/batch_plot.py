@@ -1,12 +1,15 @@
 """A plot of rates and peak memory against batch size (textual-plotext): samples/s on the
 left axis, peak memory in GiB on the right, batch sizes on a log2 axis so that 1, 2, 4, …
-are evenly spaced, and one size's points marked (the tune's choice, the bench's fastest)."""
+are evenly spaced, and one size marked by a vertical line and its points (the tune's choice,
+the bench's fastest). The legend is not drawn inside the plot, where it would cover the
+data: ``legend`` is a line to show beside it."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
@@ -45,12 +48,17 @@ def rgb(color: Color) -> tuple[int, int, int]:
     return (color.r, color.g, color.b)
 
 
+def css(color: tuple[int, int, int]) -> str:
+    return "rgb({},{},{})".format(*color)
+
+
 class BatchPlot(PlotextPlot):
     """Draws a ``BatchChart``; ``show`` replaces it. Colours follow the app's theme."""
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 (Textual's name)
         super().__init__(id=id)
         self.chart: BatchChart | None = None
+        self.legend = Text()  # the series' markers in their colours, and the mark
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -65,6 +73,7 @@ class BatchPlot(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         chart = self.chart
+        self.legend = Text()
         if chart is None or chart.empty:
             self.refresh()
             return
@@ -76,10 +85,20 @@ class BatchPlot(PlotextPlot):
                  for n, series in enumerate(chart.speed)]
         drawn += [(series, memory_colors[n % 2], "right", "■")
                   for n, series in enumerate(chart.memory)]
-        # the lines first, then every point over them: a line never hides a measurement
+        mark_color = rgb(Color.parse(theme.success or "green"))
+        if chart.marked is not None:  # under everything else
+            plt.vline(math.log2(chart.marked), color=mark_color)
+        # the lines first, then every point over them: a line never hides a measurement;
+        # no label: plotext's legend would sit on the data
         for series, color, side, _ in drawn:
             plt.plot(log2_sizes(series), list(series.values), marker=LINE_MARKER, color=color,
-                     label=series.label, yside=side)
+                     yside=side)
+        for series, color, side, point in drawn:
+            self.legend.append(f"{point} {series.label}", style=css(color))
+            self.legend.append(f" ({side})   ")
+        if chart.marked is not None:
+            self.legend.append(f"│ {chart.mark_label} {chart.marked}", style=css(mark_color))
+        self.legend.rstrip()
         for series, color, side, point in drawn:
             plt.scatter(log2_sizes(series), list(series.values), marker=point, color=color,
                         yside=side)
@@ -99,7 +118,7 @@ class BatchPlot(PlotextPlot):
             # the marked size's own points, drawn last in the theme's success colour, and
             # its name on the zero row below them, where the rising lines seldom are
             mark = math.log2(chart.marked)
-            color = rgb(Color.parse(theme.success or "green"))
+            color = mark_color
             for series, _, side, _ in drawn:
                 if chart.marked in series.sizes:
                     value = series.values[series.sizes.index(chart.marked)]

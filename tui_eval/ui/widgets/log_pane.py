@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -37,11 +38,13 @@ class LogEntry:
     table_row: bool  # drawn unwrapped, so that its columns stay aligned
 
 
-def log_entry(event: LogLine) -> LogEntry:
+def log_entry(event: LogLine, reword: Callable[[str], str] | None = None) -> LogEntry:
+    """``reword``: what the pane shows instead of the line's text (the app names its fields
+    where run.log names flags)."""
     text = format_log_line(event)
     if TABLE_ROW.match(event.message):
         return LogEntry(event.level, text, event.message, table_row=True)
-    return LogEntry(event.level, text, text, table_row=False)
+    return LogEntry(event.level, text, reword(text) if reword else text, table_row=False)
 
 
 class LogPane(RichLog):
@@ -55,7 +58,9 @@ class LogPane(RichLog):
     LogPane > .log--note { color: $text-muted; text-style: italic; }
     """
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None,
+                 reword: Callable[[str], str] | None = None) -> None:
+        self.reword = reword
         super().__init__(id=id, wrap=True, markup=False, highlight=False,
                          max_lines=MAX_LINES, min_width=1, auto_scroll=False)
         self.entries: deque[LogEntry] = deque(maxlen=MAX_LINES)
@@ -72,7 +77,7 @@ class LogPane(RichLog):
         self.following = new_value >= self.max_scroll_y
 
     def add_event(self, event: LogLine) -> None:
-        self._add(log_entry(event))
+        self._add(log_entry(event, self.reword))
 
     def add_line(self, level: str, text: str) -> None:
         self._add(LogEntry(level, text, text, table_row=False))
