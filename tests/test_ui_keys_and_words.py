@@ -92,9 +92,11 @@ def test_the_demo_shows_the_max_tokens_it_runs_with(tmp_path: Path) -> None:
             await pilot.pause()
             pane = app.config_pane
             assert pane.values()["max_tokens"] == DEMO_MAX_TOKENS
+            pane.set_value("limit", 5)  # the user's own change
             await pilot.press("ctrl+s")  # the demo's value is not the user's: not saved
             await wait_for(pilot, lambda: (tmp_path / "eval.toml").exists())
-            assert "max_tokens" not in (tmp_path / "eval.toml").read_text(encoding="utf-8")
+            saved = (tmp_path / "eval.toml").read_text(encoding="utf-8")
+            assert "limit = 5" in saved and "max_tokens" not in saved
             pane.set_value("model", "some/model")  # a model of one's own: the default again
             await wait_for(pilot, lambda: pane.values()["max_tokens"] == DEFAULTS["max_tokens"])
 

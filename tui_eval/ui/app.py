@@ -350,12 +350,20 @@ class EvalApp(App[int]):
                 and values.get("task") != "choice")
         current = values.get("max_tokens")
         if demo and current == DEFAULTS["max_tokens"]:
-            self.config_pane.set_value("max_tokens", DEMO_MAX_TOKENS)
+            self._show_max_tokens(DEMO_MAX_TOKENS)
             self._demo_max_tokens = DEMO_MAX_TOKENS
         elif not demo and self._demo_max_tokens is not None:
             if current == self._demo_max_tokens:
-                self.config_pane.set_value("max_tokens", DEFAULTS["max_tokens"])
+                self._show_max_tokens(DEFAULTS["max_tokens"])
             self._demo_max_tokens = None
+
+    def _show_max_tokens(self, value: int) -> None:
+        """Show what a run would use without counting it as the user's change: ctrl+s
+        writes what the user changed only."""
+        untouched = "max_tokens" not in self.config_pane.unsaved()
+        self.config_pane.set_value("max_tokens", value)
+        if untouched:
+            self.config_pane.mark_saved({"max_tokens": value})
 
     def on_config_pane_changed(self, message: ConfigPane.Changed) -> None:
         if message.key in ("model", "data", "task"):
@@ -528,9 +536,6 @@ class EvalApp(App[int]):
         # only what was changed here: a flag's value or a value the file spells its own
         # way (a table, a comment) is not written back
         changed = self.config_pane.unsaved()
-        if self._demo_max_tokens is not None and \
-                changed.get("max_tokens") == self._demo_max_tokens:
-            del changed["max_tokens"]  # the demo's, not the user's
         if not changed:
             self.notify(f"Nothing changed since {path} was read or saved.",
                         title="Not saved")
