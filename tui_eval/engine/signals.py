@@ -11,7 +11,10 @@ terminal is gone, output goes to /dev/null from then on; run.log and events.json
 the record. A signal ignored at start (SIGHUP under nohup) stays ignored.
 
 Handlers are Python-level, so they only run in the main thread between bytecodes: they
-set flags, log one line (SIGHUP's from a thread), and (second stop) raise; nothing else.
+set flags, log one line from a thread, and (second stop) raise; nothing else. The line goes
+through a thread because the handler may have interrupted this thread inside a write to
+the same stream or file, where a second write raises and the line would be lost; the
+thread waits for that write to end.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from tui_eval.results import (
 )
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LOG_JOIN_SECONDS = 5.0  # a handler's log line waits at most this long for its stream
 
 
 class StoppableRun(Protocol):
@@ -92,6 +96,7 @@ class HeadlessSignals:
         self.hangups = 0
         self._previous: dict[int, Any] = {}
         self._was_tty = {fd: os.isatty(fd) for fd in (1, 2)}
+        self._loggers: list[threading.Thread] = []
 
     def __enter__(self) -> HeadlessSignals:
         # A signal ignored at start stays ignored, as Python itself does for SIGINT: nohup
@@ -110,6 +115,12 @@ class HeadlessSignals:
                  trace: TracebackType | None) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        self.flush_log()
+
+    def flush_log(self) -> None:
+        """Wait (briefly) for the lines the handlers logged, so that none is cut off."""
+        for thread in self._loggers:
+            thread.join(LOG_JOIN_SECONDS)
 
     def _log(self, level: str, key: str, **values: object) -> None:
         # A stream busy or closed under the handler: the flag matters, not the line.
@@ -121,7 +132,7 @@ class HeadlessSignals:
         if self.stop_signal is None:
             self.stop_signal = name
             self.run.cancel.cancel()
-            self._log("WARNING", "stop_requested", signal=name)
+            self._log_from_thread("WARNING", "stop_requested", signal=name)
             return
         # The wrap-up takes milliseconds; a third signal must not tear it.
         for sig in STOP_SIGNALS:
@@ -135,14 +146,18 @@ class HeadlessSignals:
             if was_tty and not os.isatty(fd):  # a hung-up terminal no longer answers
                 _silence(fd)
         if self.hangups == 1:
-            # From a thread: the handler may have interrupted this thread inside a write to
-            # the same stream or file, where a second write raises and the line is lost.
-            threading.Thread(target=self._log, args=("WARNING", "hangup"),
-                             kwargs={"run_dir": self.run.run_dir or "its -o directory"},
-                             name="hangup log", daemon=True).start()
+            self._log_from_thread("WARNING", "hangup",
+                                  run_dir=self.run.run_dir or "its -o directory")
+
+    def _log_from_thread(self, level: str, key: str, **values: object) -> None:
+        thread = threading.Thread(target=self._log, args=(level, key), kwargs=values,
+                                  name="signal log", daemon=True)
+        self._loggers.append(thread)
+        thread.start()
 
     def exit_interrupted(self, metrics: RunMetrics | None) -> int:
         """After the run stopped on a signal: make metrics.json whole, say how to resume."""
+        self.flush_log()  # the stop's own line comes before the resume line
         run_dir = self.run.run_dir
         if metrics is None and run_dir is not None:
             metrics = (RunMetrics.read(run_dir) if self.tracker.finished
