@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tui_eval import __version__
-from tui_eval.config import DEFAULTS, EvalConfig, check_together
+from tui_eval.config import DEFAULTS, ConfigSource, EvalConfig, check_together
 from tui_eval.data import (
     ChoiceDataset,
     Dataset,
@@ -168,23 +168,12 @@ def run_description(config: EvalConfig, backend: HFBackend) -> RunConfig:
                      dtype=backend.dtype_name, host=socket.gethostname())
 
 
-def for_rank(config: EvalConfig, local_rank: int) -> EvalConfig:
-    """In a run of several processes each holds its own copy of the model: on CUDA the
-    rank's own GPU (``cuda:LOCAL_RANK``), elsewhere the device asked for."""
-    if config.device_map is not None:
-        raise UsageError("device_map spreads one model over the GPUs, while under torchrun "
-                         "(or --gpus) each process holds a whole model on its own GPU: use "
-                         "one or the other")
-    if config.device not in ("auto", "cuda"):
-        return config
-    import torch
-
-    if not torch.cuda.is_available():
-        if config.device == "cuda":
-            raise UsageError("--device cuda: torch sees no CUDA GPU on this machine")
-        return config
-    if local_rank >= torch.cuda.device_count():
-        raise UsageError(f"LOCAL_RANK={local_rank} but torch sees "
-                         f"{torch.cuda.device_count()} CUDA GPU(s): start at most that many "
-                         "processes per node")
-    return replace(config, device=f"cuda:{local_rank}")
+def log_config_source(source: ConfigSource | None, log: LogFn) -> None:
+    """The run log's first line: the config file the run read, and the keys it set."""
+    if source is None:
+        return
+    if not source.keys:
+        log("INFO", "config_file_empty", path=source.path)
+        return
+    log("INFO", "config_file_found" if source.found else "config_file",
+        path=source.path, keys=", ".join(source.keys))
