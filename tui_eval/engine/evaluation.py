@@ -19,22 +19,14 @@ from tui_eval.cancel import CancelToken
 from tui_eval.config import ConfigSource, EvalConfig
 from tui_eval.data import ChoiceDataset, Dataset
 from tui_eval.engine.device_hooks import DEVICE_HOOKS
-from tui_eval.engine.preparation import (
-    load_weights,
-    log_config_source,
-    open_backend,
-    read_dataset,
-    run_description,
-    settle_config,
-)
+from tui_eval.engine.preparation import Prepared, log_config_source, prepare
 from tui_eval.engine.resume import (
     ProgressOffset,
     ResumePlan,
+    RunFiles,
     plan_resume,
-    read_run_rows,
-    replace_rank_files,
 )
-from tui_eval.engine.tasks import RunTask, make_task
+from tui_eval.engine.tasks import RunTask
 from tui_eval.engine.tuning import run_batch_size
 from tui_eval.errors import UsageError
 from tui_eval.events import (
@@ -49,7 +41,7 @@ from tui_eval.events import (
     TryStarted,
 )
 from tui_eval.events.recorder import EventRecorder
-from tui_eval.i18n import default_language
+from tui_eval.i18n import LogFn, default_language
 from tui_eval.model.backend import HFBackend
 from tui_eval.ranks.coordinator import Decision, coordinator_for
 from tui_eval.ranks.world import World
@@ -111,10 +103,9 @@ class Evaluation:
         self.run_dir: Path | None = None
         self.created_dirs: list[Path] = []  # made for this run: removed if it fails empty
         self.started = time.perf_counter()
-        self.task: RunTask | None = None  # set once the data is read
-        self.dataset: Dataset | ChoiceDataset | None = None
+        self.prepared: Prepared | None = None  # set once the data is read
+        self.task: RunTask | None = None
         self.finished: RunMetrics | None = None  # a run found complete
-        self.writer: PredictionWriter | None = None
         self.batch_size = 0  # the run's, once chosen
         self.share_total = 0  # this process's samples
 
@@ -149,9 +140,11 @@ class Evaluation:
         self.ranks.decide(self)
         if self.finished is not None:
             return self.finished
-        task, dataset = self.task, self.dataset
-        assert task is not None and dataset is not None
-        samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
+        prepared = self.prepared
+        assert prepared is not None and self.run_dir is not None
+        task = prepared.task
+        # a resumed run skips rows on disk
+        samples = self.resumed.remaining(prepared.dataset.samples)
         batch_size = self.ranks.batch_size(lambda: self._batch_size(task.plan(samples)))
         try:
             return self._run_batches(task, samples, batch_size)
@@ -163,29 +156,29 @@ class Evaluation:
     def decide(self) -> Decision:
         """Prepare, plan what the output directory holds, and check the samples to run."""
         log_config_source(self.config_source, self.log)
-        config, backend, dataset, task = self._prepare(self.log)
-        run_dir = Path(config.output_dir or default_run_dir())
+        prepared = self._prepare(self.log)
+        run_dir = Path(prepared.config.output_dir or default_run_dir())
         self.created_dirs = missing_dirs(run_dir)
         self.run_dir = prepare_run_dir(run_dir)
-        self._plan_resume(config, dataset)
-        self.finished = self._already_complete(dataset)
+        self._plan_resume(prepared.config, prepared.dataset)
+        self.finished = self._already_complete(prepared.dataset)
         if self.finished is None:
             # before anything is written: a rerun with a smaller --max-tokens starts afresh
-            task.check(self.resumed.remaining(dataset.samples), self.log)
+            prepared.task.check(self.resumed.remaining(prepared.dataset.samples), self.log)
         return Decision(run_dir=str(self.run_dir), done=sorted(self.resumed.done_indices),
                         complete=self.finished is not None)
 
     def begin(self, decision: Decision) -> None:
         """Open the run: its events file, the weights, config.json."""
-        assert self.run_dir is not None and self.dataset is not None
+        prepared = self.prepared
+        assert self.run_dir is not None and prepared is not None
         self.recorder.open(self.run_dir)  # writes the lines logged so far first
         # a watcher forgets the last try's ending here, and follows this process
         self.sink(TryStarted(run_dir=str(self.run_dir), pid=os.getpid(),
-                             done_before=self.resumed.done, total=len(self.dataset.samples),
-                             world_size=self.world.size))
-        if self.backend.model is None:
-            load_weights(self.backend, self.config, self.log)
-        run_description(self.config, self.backend).write(self.run_dir)
+                             done_before=self.resumed.done,
+                             total=len(prepared.dataset.samples), world_size=self.world.size))
+        prepared.load_weights()
+        prepared.describe(self.run_dir)
         if self.resumed.done:
             self.sink = ProgressOffset(self.sink, self.resumed.done)
 
@@ -195,22 +188,19 @@ class Evaluation:
         def quiet(level: str, key: str, **values: object) -> None:
             """Rank 0 logs the preparation once for all."""
 
-        config, backend, dataset, task = self._prepare(quiet)
+        prepared = self._prepare(quiet)
         self.run_dir = Path(decision.run_dir)
         self.resumed = ResumePlan(indices=frozenset(decision.done))
-        task.check(self.resumed.remaining(dataset.samples), quiet)
-        if backend.model is None:
-            load_weights(backend, config, quiet)
+        prepared.task.check(self.resumed.remaining(prepared.dataset.samples), quiet)
+        prepared.load_weights()
 
-    def _prepare(self, log: Any) -> tuple[EvalConfig, HFBackend, Dataset | ChoiceDataset,
-                                          RunTask]:
-        config = self.config = self.ranks.place(settle_config(self.requested, log))
-        backend = self.backend = self.backend or open_backend(config, log)
-        dataset = self.dataset = read_dataset(config, log)
-        # a choice task checks its pairs here
-        task = self.task = make_task(config, backend, dataset)
-        self.skipped_lines = len(dataset.skipped)
-        return config, backend, dataset, task
+    def _prepare(self, log: LogFn) -> Prepared:
+        prepared = self.prepared = prepare(self.requested, log, backend=self.backend,
+                                           settled=self.ranks.place)
+        self.config, self.backend = prepared.config, prepared.backend
+        self.task = prepared.task
+        self.skipped_lines = len(prepared.dataset.skipped)
+        return prepared
 
     def _plan_resume(self, config: EvalConfig, dataset: Dataset | ChoiceDataset) -> None:
         """Continue, replace or refuse the run the output dir holds, before the model loads."""
@@ -256,7 +246,7 @@ class Evaluation:
         loop_log = RunLog(loop_sink, self.lang)
         policy = make_oom_policy(config.oom_policy, task.work(), loop_sink, self.lang,
                                  batch_size, DEVICE_HOOKS)
-        writer = self.writer = PredictionWriter(self.run_dir, ranks.predictions_file)
+        writer = PredictionWriter(self.run_dir, ranks.predictions_file)
         sinks.lead(RunStarted(run_dir=str(self.run_dir), total=len(samples),
                               batch_size=batch_size, model=str(config.model),
                               device=backend.device, dtype=backend.dtype_name,
@@ -308,13 +298,15 @@ class Evaluation:
             compiled=task.compiled, compile_seconds=task.compile_seconds,
             stopped=len(rows) < len(mine))
         self.batch_size, self.share_total = batch_size, len(mine)
-        return ranks.finish(rows, report, generation_started, self)
+        files = RunFiles(self.run_dir, self.resumed, writer)
+        return ranks.finish(rows, report, generation_started, self, files)
 
     def run_metrics(self, rows: list[PredictionRow], report: RankFinished) -> RunMetrics:
         """The run's metrics: rows kept from earlier tries count like rows made now; rates
         stay this try's."""
-        config, backend, task, dataset = self.config, self.backend, self.task, self.dataset
-        assert backend is not None and task is not None and dataset is not None
+        assert self.prepared is not None
+        config, backend, task, dataset = (self.config, self.prepared.backend, self.prepared.task,
+                                          self.prepared.dataset)
         return build_run_metrics(
             self.resumed.rows + rows, config.metric_names, n_total=len(dataset.samples),
             n_resumed=self.resumed.done, n_skipped_lines=self.skipped_lines,
@@ -339,19 +331,6 @@ class Evaluation:
             dtype=self.backend.dtype_name, model=str(self.config.model),
             task=self.config.task or "generate")
 
-    def rows_of_try(self) -> list[PredictionRow]:
-        assert self.run_dir is not None
-        kept = self.resumed.done_indices
-        return [row for row in read_run_rows(self.run_dir)[0] if row.index not in kept]
-
-    def keep_in_order(self, rows: list[PredictionRow] | None) -> None:
-        assert self.run_dir is not None and self.writer is not None
-        if rows is None:
-            self.writer.restore_dataset_order()
-            return
-        all_rows = self.resumed.rows + rows
-        replace_rank_files(self.run_dir, sorted(all_rows, key=lambda row: row.index))
-
     def announce(self, metrics: RunMetrics, generated: int) -> None:
         if metrics.partial:
             self.log("INFO", "run_cancelled", done=metrics.n, total=metrics.n_total,
@@ -367,8 +346,13 @@ class Evaluation:
         self.sink(RunFinished(metrics=metrics))
 
     def _batch_size(self, items: list[Any]) -> int:
-        assert self.task is not None and self.backend is not None and self.run_dir is not None
+        assert self.prepared is not None and self.run_dir is not None
         size, self.tune_seconds = run_batch_size(
-            self.task, items, self.config, self.backend, self.sink, self.lang, self.run_dir,
-            resumed=bool(self.resumed.done), cancel=self.cancel)
+            self.prepared.task, items, self.config, self.prepared.backend, self.sink,
+            self.lang, self.run_dir, resumed=bool(self.resumed.done), cancel=self.cancel)
         return size
+
+def evaluate(config: EvalConfig, sink: EventSink, cancel: CancelToken | None = None,
+             **options: Any) -> RunMetrics:
+    """One run of ``config`` (``options``: ``Evaluation``'s); its metrics."""
+    return Evaluation(config, sink, cancel, **options).run()

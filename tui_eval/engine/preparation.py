@@ -1,14 +1,15 @@
 """What every command does before it generates or scores: pick the demo when asked for
-nothing, settle the task, open the tokenizer, read the data, load the weights, describe the
-run. The evaluation, the tuner and the bench share these steps so they fail the same way
-and log the same lines.
+nothing, settle the task, open the tokenizer, read the data, make the task (``prepare``),
+then load the weights and describe the run (``Prepared``). The evaluation, the tuner and
+the bench share these steps so they fail the same way and log the same lines.
 """
 
 from __future__ import annotations
 
 import platform
 import socket
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tui_eval import __version__
@@ -23,6 +24,7 @@ from tui_eval.data import (
     load_dataset,
 )
 from tui_eval.device.memcap import apply_max_memory, is_per_device
+from tui_eval.engine.tasks import RunTask, make_task
 from tui_eval.errors import UsageError
 from tui_eval.i18n import LogFn
 from tui_eval.model.backend import HFBackend
@@ -98,6 +100,12 @@ def open_backend(config: EvalConfig, log: LogFn) -> HFBackend:
     if config.chat_template and not backend.use_chat_template:
         log("WARNING", "chat_template_missing")
     return backend
+
+
+def render_prompt(model: str, prompt: str, turns: list[dict[str, str]] | None = None) -> str:
+    """A sample's prompt as the model's chat template renders it: the engine's own
+    rendering (tokenizer only, on the CPU), so a front end shows what was generated from."""
+    return HFBackend(model, device="cpu", chat_template=True).render(prompt, turns)
 
 
 def prompt_spec(config: EvalConfig) -> PromptSpec:
@@ -177,3 +185,40 @@ def log_config_source(source: ConfigSource | None, log: LogFn) -> None:
         return
     log("INFO", "config_file_found" if source.found else "config_file",
         path=source.path, keys=", ".join(source.keys))
+
+
+@dataclass
+class Prepared:
+    """A config made ready to run: settled, its tokenizer open, its data read, its task
+    made; the weights load when the caller is ready for them."""
+
+    config: EvalConfig
+    backend: HFBackend
+    dataset: Dataset | ChoiceDataset
+    task: RunTask
+    log: LogFn
+
+    def load_weights(self) -> None:
+        """Load the weights, unless the backend came loaded (bench reuses one model)."""
+        if self.backend.model is None:
+            load_weights(self.backend, self.config, self.log)
+
+    def describe(self, run_dir: Path) -> None:
+        """config.json: the resolved config and what it runs on."""
+        run_description(self.config, self.backend).write(run_dir)
+
+
+def prepare(config: EvalConfig, log: LogFn, *, backend: HFBackend | None = None,
+            settled: Callable[[EvalConfig], EvalConfig] | None = None) -> Prepared:
+    """Settle the config, open the tokenizer (or take ``backend``), read the data and make
+    the task, in that order, so every command fails the same way on the same input.
+    ``settled`` sees the settled config before anything opens (a rank's own device; the
+    bench refusing a table already there)."""
+    config = settle_config(config, log)
+    if settled is not None:
+        config = settled(config)
+    backend = backend or open_backend(config, log)
+    dataset = read_dataset(config, log)
+    # a choice task checks its pairs here
+    task = make_task(config, backend, dataset)
+    return Prepared(config=config, backend=backend, dataset=dataset, task=task, log=log)

@@ -21,15 +21,8 @@ from tui_eval.config import EvalConfig
 from tui_eval.device.memcap import memory_capacity
 from tui_eval.engine.device_hooks import DEVICE_HOOKS
 from tui_eval.engine.generation import GenerationTask
-from tui_eval.engine.preparation import (
-    device_description,
-    load_weights,
-    open_backend,
-    read_dataset,
-    run_description,
-    settle_config,
-)
-from tui_eval.engine.tasks import RunTask, make_task
+from tui_eval.engine.preparation import device_description, prepare
+from tui_eval.engine.tasks import RunTask
 from tui_eval.engine.tune_cache import TuneKey, cache_path, lookup, store
 from tui_eval.errors import UsageError
 from tui_eval.events import EventSink, FanOut, RunLog, TuneFinished
@@ -144,16 +137,15 @@ def run_tuning(config: EvalConfig, sink: EventSink,
     events = FanOut(recorder, sink)
     log = RunLog(events, lang)
     try:
-        config = settle_config(config, log)
-        backend = open_backend(config, log)
-        dataset = read_dataset(config, log)
-        task = make_task(config, backend, dataset)
+        prepared = prepare(config, log)
+        config, backend, dataset, task = (prepared.config, prepared.backend, prepared.dataset,
+                                          prepared.task)
         # the probes run the longest prompts: they must fit as a run's would
         task.check(dataset.samples, log)
         run_dir = prepare_run_dir(Path(config.output_dir or default_tune_dir()))
         recorder.open(run_dir)
-        load_weights(backend, config, log)
-        run_description(config, backend).write(run_dir)
+        prepared.load_weights()
+        prepared.describe(run_dir)
         items = task.plan(dataset.samples)
         backend.compile = config.compile == "on"  # probe the path the run would take first
         result = tune_batch_size(task, items, config, backend, events, lang, run_dir, cancel,

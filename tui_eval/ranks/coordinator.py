@@ -72,13 +72,20 @@ class Preparing(Protocol):
 class Ending(Protocol):
     """The evaluation's end of a run, as a coordinator calls it."""
 
-    run_dir: Path | None
-
     def run_metrics(self, rows: list[PredictionRow], report: RankFinished) -> RunMetrics:
         """The run's metrics (rows kept from earlier tries count), not yet written."""
 
     def share_metrics(self, rows: list[PredictionRow], report: RankFinished) -> RunMetrics:
         """One rank's own share's figures (for its exit code; never written)."""
+
+    def announce(self, metrics: RunMetrics, generated: int) -> None:
+        """The run's last line and its ``RunFinished``."""
+
+
+class TryFiles(Protocol):
+    """This try's prediction files."""
+
+    run_dir: Path
 
     def rows_of_try(self) -> list[PredictionRow]:
         """This try's rows in every rank's file (a rank that died left its batches)."""
@@ -86,9 +93,6 @@ class Ending(Protocol):
     def keep_in_order(self, rows: list[PredictionRow] | None) -> None:
         """predictions.jsonl in dataset order: the file as written (``None``), or every
         rank's ``rows`` merged into it."""
-
-    def announce(self, metrics: RunMetrics, generated: int) -> None:
-        """The run's last line and its ``RunFinished``."""
 
 
 def silent(event: Event) -> None:
@@ -135,12 +139,11 @@ class Solo:
         """Stop whatever the batches needed (rank 0's collector)."""
 
     def finish(self, rows: list[PredictionRow], report: RankFinished, started: float,
-               end: Ending) -> RunMetrics:
+               end: Ending, files: TryFiles) -> RunMetrics:
         metrics = end.run_metrics(rows, report)
         if not metrics.partial:
-            end.keep_in_order(None)
-        assert end.run_dir is not None
-        metrics.write(end.run_dir)
+            files.keep_in_order(None)
+        metrics.write(files.run_dir)
         end.announce(metrics, len(rows))
         return metrics
 
@@ -198,19 +201,18 @@ class Leader(Solo):
             self.collector.stop()
 
     def finish(self, rows: list[PredictionRow], report: RankFinished, started: float,
-               end: Ending) -> RunMetrics:
+               end: Ending, files: TryFiles) -> RunMetrics:
         assert self.board is not None
         self.report(report)
         self._wait_for_ranks(self.board)
         self.close()
-        rows, summed = self._gather(end, report, started)
+        rows, summed = self._gather(files, report, started)
         metrics = end.run_metrics(rows, summed)
         if len(self.board.finished) == self.world.size or not metrics.partial:
             # every rank has closed its file (or every sample has its row): one
             # predictions.jsonl in dataset order, as a run of one leaves
-            end.keep_in_order(rows)
-        assert end.run_dir is not None
-        metrics.write(end.run_dir)
+            files.keep_in_order(rows)
+        metrics.write(files.run_dir)
         end.announce(metrics, len(rows))
         return metrics
 
@@ -224,11 +226,11 @@ class Leader(Solo):
                 if time.monotonic() >= stop_at:
                     return
 
-    def _gather(self, end: Ending, own: RankFinished,
+    def _gather(self, files: TryFiles, own: RankFinished,
                 started: float) -> tuple[list[PredictionRow], RankFinished]:
         """This try's rows of every rank, from their files, and the ranks' reports summed."""
         assert self.board is not None
-        rows = end.rows_of_try()
+        rows = files.rows_of_try()
         reports = list(self.board.finished.values()) or [own]
         compile_seconds = max(report.compile_seconds for report in reports)
         if len(reports) == self.world.size:
@@ -288,7 +290,7 @@ class Peer(Solo):
         self.share_sink(event)
 
     def finish(self, rows: list[PredictionRow], report: RankFinished, started: float,
-               end: Ending) -> RunMetrics:
+               end: Ending, files: TryFiles) -> RunMetrics:
         self.report(report)
         return end.share_metrics(rows, report)
 
