@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tui_eval.config import EvalConfig
-    from tui_eval.engine.bench import bench_table, run_bench, with_speedups
+    from tui_eval.engine.benching import bench_table, run_bench, with_speedups
 
     threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or 1
     sizes = doubling(min(args.max_batch_size, args.samples))

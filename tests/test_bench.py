@@ -10,7 +10,7 @@ import pytest
 
 from tui_eval.cli import main
 from tui_eval.commands.bench import parse_batch_sizes, parse_compile_modes
-from tui_eval.engine.bench import BenchRow, bench_table, with_speedups
+from tui_eval.engine.benching import BenchRow, bench_table, with_speedups
 from tui_eval.errors import UsageError
 from tui_eval.results import BenchResult
 

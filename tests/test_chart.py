@@ -31,7 +31,7 @@ PROBES = [TuneProbe(2, "ok", 0.5, 4.0, 128.0, 3 * GIB, None),
           TuneProbe(1, "ok", 0.5, 2.0, 64.0, 2 * GIB, None),
           TuneProbe(4, "oom", 0.1, 0.0, 0.0, None, None)]
 
-# bench.json as `tui-eval bench` writes it (engine.bench), with two sizes' peaks unknown
+# bench.json as `tui-eval bench` writes it (engine.benching), with two sizes' peaks unknown
 BENCH = {"rows": [
     {"batch_size": size, "seconds": seconds, "speedup": 12.0 / seconds,
      "samples_per_s": 24.0 / seconds, "tokens_per_s": 96.0 / seconds,

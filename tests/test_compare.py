@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tui_eval.cli import main
-from tui_eval.engine.compare import compare_runs, comparison_report
+from tui_eval.engine.comparison import compare_runs, comparison_report
 from tui_eval.errors import UsageError
 from tui_eval.results import PredictionRow, RunMetrics
 

@@ -13,9 +13,9 @@ from conftest import write_jsonl
 
 from tui_eval.cli import main
 from tui_eval.data import PromptSpec, load_choice_dataset, load_dataset
+from tui_eval.engine import render_prompt
 from tui_eval.engine.preparation import DEMO_MODEL
 from tui_eval.errors import DataError
-from tui_eval.model.backend import HFBackend
 from tui_eval.prompts import PromptStyle
 from tui_eval.results import read_predictions
 
@@ -191,8 +191,7 @@ def test_chat_template_turns_few_shot_into_user_and_assistant_turns(
                          {"role": "assistant", "content": "4"},
                          {"role": "user", "content": "1+1="}]
     # what the model saw, as the samples browser renders it again from the row
-    seen = HFBackend(str(chat_model), device="cpu", chat_template=True).render(row.prompt,
-                                                                               row.turns)
+    seen = render_prompt(str(chat_model), row.prompt, row.turns)
     assert seen == "<system>Add.<user>2+2=<assistant>4<user>1+1=<assistant>"
 
 

@@ -17,11 +17,11 @@ from test_choice_engine import choice_rows
 
 from tui_eval.batching.plan import share_by_cost
 from tui_eval.cli import main
-from tui_eval.engine.rank_board import RankBoard
 from tui_eval.engine.resume import merge_rank_files
-from tui_eval.engine.world import world_from_env
 from tui_eval.errors import UsageError
 from tui_eval.events import Progress, RankFinished, RankStarted
+from tui_eval.ranks.rank_board import RankBoard
+from tui_eval.ranks.world import world_from_env
 from tui_eval.results import PredictionRow, rank_predictions_file, write_predictions_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -211,7 +211,7 @@ def test_a_killed_rank_ends_the_run_in_one_line_and_one_process_completes_it(
     flags = args_for(tiny_model, data, out, "-b", "1", "--max-tokens", "8")
     launcher = subprocess.Popen(
         [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from tui_eval.engine.launch import launch_ranks; "
+         "from tui_eval.ranks.launch import launch_ranks; "
          f"sys.exit(launch_ranks({flags!r}, 2, Path({str(out)!r})))"],
         cwd=tmp_path, env=environment(), text=True, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE)
@@ -274,7 +274,7 @@ def test_bad_input_under_two_ranks_is_one_line_from_rank_0(tiny_model: Path,
     flags = args_for(tiny_model, tmp_path / "missing.jsonl", tmp_path / "run")
     launched = subprocess.run(
         [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from tui_eval.engine.launch import launch_ranks; "
+         "from tui_eval.ranks.launch import launch_ranks; "
          f"sys.exit(launch_ranks({flags!r}, 2, Path({str(tmp_path / 'run')!r})))"],
         cwd=tmp_path, env=environment(), text=True, capture_output=True, timeout=300)
     assert launched.returncode == 2
@@ -286,8 +286,8 @@ def test_bad_input_under_two_ranks_is_one_line_from_rank_0(tiny_model: Path,
 def test_events_of_other_ranks_arrive_in_order_through_the_store() -> None:
     import torch.distributed as dist
 
-    from tui_eval.engine.world import RankEventCollector, RankEventSender
     from tui_eval.events import LogLine
+    from tui_eval.ranks.world import RankEventCollector, RankEventSender
 
     server = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     store = dist.PrefixStore("tui-eval/", server)

@@ -77,11 +77,11 @@ def main(argv: list[str]) -> int:
     modes = parse_compile_modes(args.compile_modes) if args.compile_modes else None
     config = config_from_args(args)
     # the engine: once the flags are valid
-    from tui_eval.engine.bench import bench_table, run_bench
+    from tui_eval.engine import bench, bench_table
     from tui_eval.results import BENCH_FILE, BENCH_MD_FILE
 
     lang = config.lang or default_language()
-    rows, out = run_bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
+    rows, out = bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
                           compile_modes=modes)
     print()
     print(bench_table(rows, lang))

@@ -34,8 +34,8 @@ def main(argv: list[str]) -> int:
         if not run_dir.is_dir():
             raise UsageError(f"{run_dir}: not a directory")
     # the comparison: once the arguments are valid (no torch involved)
-    from tui_eval.engine.compare import compare_runs, comparison_report
+    from tui_eval.engine import compare, comparison_report
 
-    comparison = compare_runs(args.run_a, args.run_b)
+    comparison = compare(args.run_a, args.run_b)
     print(comparison_report(comparison, show_all=args.show_all))
     return EXIT_OK

@@ -78,7 +78,7 @@ def config_and_source(args: argparse.Namespace) -> tuple[EvalConfig, ConfigSourc
     base: dict[str, Any] | None = None
     if getattr(args, "resume", False):
         # The run's own config.json is the starting point; ./eval.toml is not consulted.
-        from tui_eval.engine.resume import saved_config_values  # the engine: only to resume
+        from tui_eval.engine import saved_config_values  # the engine: only to resume
 
         if args.output_dir is None:
             raise UsageError("--resume: name the run to continue with -o DIR")

@@ -1,5 +1,5 @@
 """``tui-eval rescore RUN_DIR [--metrics …] [--extract …]``: score a finished run again from
-its predictions.jsonl, without a model (see ``tui_eval.engine.rescore``)."""
+its predictions.jsonl, without a model (see ``tui_eval.engine.rescoring``)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run directory")
     overrides = overrides_from_args(args)
-    from tui_eval.engine.rescore import rescore_run  # no model, no torch: scores only
+    from tui_eval.engine import rescore  # no model, no torch: scores only
 
-    rescore_run(run_dir, overrides, HeadlessPrinter())
+    rescore(run_dir, overrides, HeadlessPrinter())
     return EXIT_OK

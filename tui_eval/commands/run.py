@@ -72,10 +72,13 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
     Under torchrun this process is one rank of several: rank 0 prints and owns the results
     directory, the others run their share silently."""
     # the engine: once the flags are valid, so that --help and bad flags answer at once
-    from tui_eval.engine.evaluation import Evaluation
-    from tui_eval.engine.launch import LAUNCHED_ENV
-    from tui_eval.engine.signals import HeadlessSignals, RunTracker
-    from tui_eval.engine.world import world_from_env
+    from tui_eval.engine import (
+        LAUNCHED_ENV,
+        Evaluation,
+        HeadlessSignals,
+        RunTracker,
+        world_from_env,
+    )
 
     world = world_from_env()
     world.join()
@@ -118,7 +121,7 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
 
 def run_on_gpus(argv: list[str], args: argparse.Namespace, config: EvalConfig) -> int:
     """``--gpus N``: the same command in N processes (this one waits for them)."""
-    from tui_eval.engine.launch import gpu_count, launch_ranks
+    from tui_eval.engine import gpu_count, launch_ranks
 
     if args.resume:  # -o names the run; its directory is the one to continue
         run_dir = Path(args.output_dir)

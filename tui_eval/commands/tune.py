@@ -35,9 +35,9 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     refuse_under_torchrun("tune")
     config = config_from_args(args)
-    from tui_eval.engine.tuning import run_tuning  # the engine: once the flags are valid
+    from tui_eval.engine import tune  # the engine: once the flags are valid
 
-    result, run_dir = run_tuning(config, HeadlessPrinter())
+    result, run_dir = tune(config, HeadlessPrinter())
     lang = config.lang or default_language()
     # the table was printed row by row as the probes ran
     print(message("tune_summary", lang, batch_size=result.chosen_batch_size,

@@ -11,39 +11,26 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tui_eval.batching.oom_policies import make_oom_policy
-from tui_eval.batching.plan import share_by_cost
 from tui_eval.cancel import CancelToken
 from tui_eval.config import ConfigSource, EvalConfig
 from tui_eval.data import ChoiceDataset, Dataset
 from tui_eval.engine.device_hooks import DEVICE_HOOKS
-from tui_eval.engine.preparation import (
-    for_rank,
-    load_weights,
-    open_backend,
-    read_dataset,
-    run_description,
-    settle_config,
-)
-from tui_eval.engine.rank_board import RankBoard
+from tui_eval.engine.preparation import Prepared, log_config_source, prepare
 from tui_eval.engine.resume import (
     ProgressOffset,
     ResumePlan,
+    RunFiles,
     plan_resume,
-    read_run_rows,
-    replace_rank_files,
 )
-from tui_eval.engine.tasks import RunTask, make_task
-from tui_eval.engine.tuning import tune_batch_size
-from tui_eval.engine.world import RankEventCollector, RankEventSender, RankTag, World
-from tui_eval.errors import EXIT_OK, QuietExit, UsageError
+from tui_eval.engine.tasks import RunTask
+from tui_eval.engine.tuning import run_batch_size
+from tui_eval.errors import UsageError
 from tui_eval.events import (
     EventSink,
-    FanOut,
     Progress,
     RankFinished,
     RankStarted,
@@ -54,55 +41,21 @@ from tui_eval.events import (
     TryStarted,
 )
 from tui_eval.events.recorder import EventRecorder
-from tui_eval.i18n import default_language
+from tui_eval.i18n import LogFn, default_language
 from tui_eval.model.backend import HFBackend
+from tui_eval.ranks.coordinator import Decision, coordinator_for
+from tui_eval.ranks.world import World
 from tui_eval.results import (
-    PREDICTIONS_FILE,
-    TUNE_FILE,
     PredictionRow,
     PredictionWriter,
     RunMetrics,
-    TuneResult,
     build_run_metrics,
     default_run_dir,
     holds_run,
     missing_dirs,
     prepare_run_dir,
-    rank_predictions_file,
     remove_if_empty,
 )
-
-# After a stop, how long rank 0 waits for the other ranks to report before it writes the
-# run's metrics from the rows on disk (torchrun kills what is left 30 s after a stop).
-STOP_GRACE_S = 10.0
-
-
-@dataclass
-class Decision:
-    """What rank 0 decided about the run, broadcast before any other rank does anything: a
-    run rank 0 stopped (bad input, a failure) or one already complete ends every rank;
-    otherwise all write to ``run_dir`` and skip the samples ``done``."""
-
-    run_dir: str = ""
-    done: list[int] = field(default_factory=list)
-    complete: bool = False
-    stopped: bool = False  # rank 0 could not go on (bad input, a failure, a stop)
-
-
-@dataclass
-class Share:
-    """What one process runs: its samples (all of them in a run of one) as planned items,
-    at the run's batch size, reporting to ``sink``; on rank 0 of several, the board and
-    the collector of the other ranks' events too."""
-
-    total: int  # this try's samples, over every rank
-    batch_size: int
-    samples: list[Any]
-    items: list[Any]
-    started_line: tuple[str, dict[str, object]]
-    sink: EventSink
-    board: RankBoard | None = None
-    collector: RankEventCollector | None = None
 
 
 class Evaluation:
@@ -113,6 +66,10 @@ class Evaluation:
 
     Compiling (a generation task's ``compile``) is a one-off cost apart from the run's
     time: the rates leave ``compile_seconds`` out.
+
+    In a run of several processes, what differs by rank (who decides, the batch size, the
+    share of samples, where events go, how the run ends) is the coordinator's
+    (tui_eval.ranks).
     """
 
     def __init__(self, config: EvalConfig, sink: EventSink,
@@ -136,18 +93,21 @@ class Evaluation:
         self.requested = config
         self.config = config
         self.lang = config.lang or default_language()
+        self.cancel = cancel or CancelToken()
         # world: the processes of a run of several (torchrun), joined; rank 0 owns the
         # results directory, the others send their events to it
         self.world = world or World()
+        self.ranks = coordinator_for(self.world, lambda: self.cancel.cancelled)
         self.recorder = EventRecorder()
-        self.sink: EventSink = FanOut(self.recorder, sink)
-        if not self.world.is_main:
-            self.sink = FanOut(RankEventSender(self.world.store, self.world.rank), sink)
-        self.cancel = cancel or CancelToken()
+        self.sink: EventSink = self.ranks.sink(self.recorder, sink)
         self.run_dir: Path | None = None
         self.created_dirs: list[Path] = []  # made for this run: removed if it fails empty
         self.started = time.perf_counter()
-        self.task: RunTask | None = None  # set once the data is read
+        self.prepared: Prepared | None = None  # set once the data is read
+        self.task: RunTask | None = None
+        self.finished: RunMetrics | None = None  # a run found complete
+        self.batch_size = 0  # the run's, once chosen
+        self.share_total = 0  # this process's samples
 
     @property
     def compile_seconds(self) -> float:
@@ -177,81 +137,70 @@ class Evaluation:
             self.recorder.close()
 
     def _run(self) -> RunMetrics:
-        if not self.world.is_main:
-            return self._run_as_peer()
-        self._log_config_source()
+        self.ranks.decide(self)
+        if self.finished is not None:
+            return self.finished
+        prepared = self.prepared
+        assert prepared is not None and self.run_dir is not None
+        task = prepared.task
+        # a resumed run skips rows on disk
+        samples = self.resumed.remaining(prepared.dataset.samples)
+        batch_size = self.ranks.batch_size(lambda: self._batch_size(task.plan(samples)))
         try:
-            config = self.config = self._settle(self.requested, self.log)
-            backend = self.backend or open_backend(config, self.log)
-            dataset = read_dataset(config, self.log)
-            # a choice task checks its pairs here
-            task = self.task = make_task(config, backend, dataset)
-            self.skipped_lines = len(dataset.skipped)
-            run_dir = Path(config.output_dir or default_run_dir())
-            self.created_dirs = missing_dirs(run_dir)
-            self.run_dir = prepare_run_dir(run_dir)
-            self._plan_resume(config, dataset)
-            finished = self._already_complete(dataset)
-            if finished is None:
-                # before anything is written: a rerun with a smaller --max-tokens starts afresh
-                task.check(self.resumed.remaining(dataset.samples), self.log)
-        except BaseException:  # the other ranks stop too; rank 0 says why
-            self.world.broadcast(Decision(stopped=True))
-            raise
-        self.world.broadcast(Decision(run_dir=str(self.run_dir),
-                                      done=sorted(self.resumed.done_indices),
-                                      complete=finished is not None))
-        if finished is not None:
-            return finished
+            return self._run_batches(task, samples, batch_size)
+        finally:
+            self.ranks.close()
+
+    # ── preparing: rank 0 (or a run of one) decides, begins; the others follow ──────────
+
+    def decide(self) -> Decision:
+        """Prepare, plan what the output directory holds, and check the samples to run."""
+        log_config_source(self.config_source, self.log)
+        prepared = self._prepare(self.log)
+        run_dir = Path(prepared.config.output_dir or default_run_dir())
+        self.created_dirs = missing_dirs(run_dir)
+        self.run_dir = prepare_run_dir(run_dir)
+        self._plan_resume(prepared.config, prepared.dataset)
+        self.finished = self._already_complete(prepared.dataset)
+        if self.finished is None:
+            # before anything is written: a rerun with a smaller --max-tokens starts afresh
+            prepared.task.check(self.resumed.remaining(prepared.dataset.samples), self.log)
+        return Decision(run_dir=str(self.run_dir), done=sorted(self.resumed.done_indices),
+                        complete=self.finished is not None)
+
+    def begin(self, decision: Decision) -> None:
+        """Open the run: its events file, the weights, config.json."""
+        prepared = self.prepared
+        assert self.run_dir is not None and prepared is not None
         self.recorder.open(self.run_dir)  # writes the lines logged so far first
         # a watcher forgets the last try's ending here, and follows this process
         self.sink(TryStarted(run_dir=str(self.run_dir), pid=os.getpid(),
-                             done_before=self.resumed.done, total=len(dataset.samples),
-                             world_size=self.world.size))
-        if backend.model is None:
-            load_weights(backend, config, self.log)
-        run_description(config, backend).write(self.run_dir)
+                             done_before=self.resumed.done,
+                             total=len(prepared.dataset.samples), world_size=self.world.size))
+        prepared.load_weights()
+        prepared.describe(self.run_dir)
         if self.resumed.done:
             self.sink = ProgressOffset(self.sink, self.resumed.done)
-        return self._evaluate(task, backend, dataset)
 
-    def _log_config_source(self) -> None:
-        source = self.config_source
-        if source is None:
-            return
-        if not source.keys:
-            self.log("INFO", "config_file_empty", path=source.path)
-            return
-        self.log("INFO", "config_file_found" if source.found else "config_file",
-                 path=source.path, keys=", ".join(source.keys))
-
-    def _settle(self, requested: EvalConfig, log: Any) -> EvalConfig:
-        config = settle_config(requested, log)
-        return for_rank(config, self.world.local_rank) if self.world.several else config
-
-    def _run_as_peer(self) -> RunMetrics:
-        """A rank other than 0: wait for rank 0's decision, then prepare the same way,
-        quietly (rank 0 has said it all), and run this rank's share."""
-        decision: Decision = self.world.broadcast()
-        if decision.stopped or decision.complete:
-            # Rank 0 says why and gives the run's exit code; this rank leaves quietly, and
-            # with 0, which torchrun does not take for a failure that ends rank 0 at once.
-            raise QuietExit(EXIT_OK)
+    def follow(self, decision: Decision) -> None:
+        """A rank other than 0: prepare the same way, quietly (rank 0 has said it all)."""
 
         def quiet(level: str, key: str, **values: object) -> None:
             """Rank 0 logs the preparation once for all."""
 
-        config = self.config = self._settle(self.requested, quiet)
-        backend = self.backend or open_backend(config, quiet)
-        dataset = read_dataset(config, quiet)
-        task = self.task = make_task(config, backend, dataset)
-        self.skipped_lines = len(dataset.skipped)
+        prepared = self._prepare(quiet)
         self.run_dir = Path(decision.run_dir)
         self.resumed = ResumePlan(indices=frozenset(decision.done))
-        task.check(self.resumed.remaining(dataset.samples), quiet)
-        if backend.model is None:
-            load_weights(backend, config, quiet)
-        return self._evaluate(task, backend, dataset)
+        prepared.task.check(self.resumed.remaining(prepared.dataset.samples), quiet)
+        prepared.load_weights()
+
+    def _prepare(self, log: LogFn) -> Prepared:
+        prepared = self.prepared = prepare(self.requested, log, backend=self.backend,
+                                           settled=self.ranks.place)
+        self.config, self.backend = prepared.config, prepared.backend
+        self.task = prepared.task
+        self.skipped_lines = len(prepared.dataset.skipped)
+        return prepared
 
     def _plan_resume(self, config: EvalConfig, dataset: Dataset | ChoiceDataset) -> None:
         """Continue, replace or refuse the run the output dir holds, before the model loads."""
@@ -284,59 +233,28 @@ class Evaluation:
         self.sink(RunFinished(metrics=metrics))
         return metrics
 
-    def _evaluate(self, task: RunTask, backend: HFBackend,
-                  dataset: Dataset | ChoiceDataset) -> RunMetrics:
-        world = self.world
-        assert self.run_dir is not None
-        samples = self.resumed.remaining(dataset.samples)  # a resumed run skips rows on disk
-        items = task.plan(samples)
-        # rank 0 tunes on the run's longest items and tells the others the size
-        batch_size = world.broadcast(self._batch_size(task, items, backend)
-                                     if world.is_main else None)
-        share = Share(total=len(samples), batch_size=batch_size, samples=samples, items=items,
-                      started_line=task.started_line(len(samples), batch_size),
-                      sink=self.sink)
-        if not world.several:
-            return self._run_batches(task, backend, dataset, share)
-        # each rank runs its share, about as many tokens as the others'
-        share.samples = share_by_cost(samples, task.costs(samples), world.size)[world.rank]
-        share.items = task.plan(share.samples)
-        if not world.is_main:
-            share.sink = RankTag(self.sink, world.rank)
-            return self._run_batches(task, backend, dataset, share)
-        board = share.board = RankBoard(self.sink, world.size, share.total)
-        self.sink = board  # the collector's thread writes through it too
-        share.sink = RankTag(board, world.rank)
-        collector = share.collector = RankEventCollector(world.store, world.size, board)
-        collector.start()
-        try:
-            return self._run_batches(task, backend, dataset, share)
-        finally:
-            collector.stop()
+    # ── the batches, and the end of the run ─────────────────────────────────────────────
 
-    def _run_batches(self, task: RunTask, backend: HFBackend,
-                     dataset: Dataset | ChoiceDataset, share: Share) -> RunMetrics:
-        """This process's share of the batches; then, on rank 0, the run's metrics."""
-        config, world = self.config, self.world
-        assert self.run_dir is not None
-        samples, items, batch_size, total = (share.samples, share.items, share.batch_size,
-                                             share.total)
-        loop_sink = share.sink
-        started_key, started_values = share.started_line
+    def _run_batches(self, task: RunTask, samples: list[Any], batch_size: int) -> RunMetrics:
+        """This process's share of the batches; then the run's end, as its part says."""
+        config, backend, ranks = self.config, self.backend, self.ranks
+        assert self.run_dir is not None and backend is not None
+        mine = ranks.share(samples, task.costs)
+        items = task.plan(mine)
+        sinks = ranks.sinks(self.sink, len(samples))
+        self.sink, loop_sink = sinks.run, sinks.share
         loop_log = RunLog(loop_sink, self.lang)
         policy = make_oom_policy(config.oom_policy, task.work(), loop_sink, self.lang,
                                  batch_size, DEVICE_HOOKS)
-        writer = PredictionWriter(self.run_dir, rank_predictions_file(world.rank)
-                                  if world.several else PREDICTIONS_FILE)
-        if world.is_main:
-            self.sink(RunStarted(run_dir=str(self.run_dir), total=total,
-                                 batch_size=batch_size, model=str(config.model),
-                                 device=backend.device, dtype=backend.dtype_name,
-                                 pid=os.getpid(), world_size=world.size))
-            self.log("INFO", started_key, **started_values)
-        if world.several:
-            loop_sink(RankStarted(total=len(samples), batch_size=batch_size, device=backend.device,
-                                  pid=os.getpid(), host=socket.gethostname()))
+        writer = PredictionWriter(self.run_dir, ranks.predictions_file)
+        sinks.lead(RunStarted(run_dir=str(self.run_dir), total=len(samples),
+                              batch_size=batch_size, model=str(config.model),
+                              device=backend.device, dtype=backend.dtype_name,
+                              pid=os.getpid(), world_size=self.world.size))
+        started_key, started_values = task.started_line(len(samples), batch_size)
+        RunLog(sinks.lead, self.lang)("INFO", started_key, **started_values)
+        ranks.report(RankStarted(total=len(mine), batch_size=batch_size, device=backend.device,
+                                 pid=os.getpid(), host=socket.gethostname()))
         task.start(items, batch_size, loop_log)
         rows: list[PredictionRow] = []
         errors = tokens = 0
@@ -365,127 +283,76 @@ class Evaluation:
                 elapsed = time.perf_counter() - generation_started - task.compile_seconds
                 rate = len(rows) / elapsed if elapsed > 0 else 0.0
                 loop_sink(Progress(
-                    done=len(rows), total=len(samples), samples_per_s=rate,
+                    done=len(rows), total=len(mine), samples_per_s=rate,
                     tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
-                    eta_s=(len(samples) - len(rows)) / rate if rate > 0 else None,
+                    eta_s=(len(mine) - len(rows)) / rate if rate > 0 else None,
                     batch_size=policy.batch_size, fallbacks=policy.fallbacks, errors=errors))
         finally:
             writer.close()
             task.finish()
         generation_seconds = max(0.0, time.perf_counter() - generation_started
                                  - task.compile_seconds)
-        finished = RankFinished(
+        report = RankFinished(
             done=len(rows), generated_tokens=tokens, generation_seconds=generation_seconds,
             fallbacks=policy.fallbacks, final_batch_size=policy.batch_size, errors=errors,
             compiled=task.compiled, compile_seconds=task.compile_seconds,
-            stopped=len(rows) < len(samples))
-        if world.several:
-            loop_sink(finished)
-            if not world.is_main:  # rank 0 writes the run's metrics
-                return self._rank_metrics(rows, len(samples), finished, backend)
-            assert share.board is not None and share.collector is not None
-            self._wait_for_ranks(share.board)
-            share.collector.stop()
-            rows, finished = self._gather_ranks(share.board, finished, generation_started)
-        # Rows kept from earlier tries count like rows made now; rates stay this try's.
-        all_rows = self.resumed.rows + rows
-        metrics = build_run_metrics(
-            all_rows, config.metric_names, n_total=len(dataset.samples),
+            stopped=len(rows) < len(mine))
+        self.batch_size, self.share_total = batch_size, len(mine)
+        files = RunFiles(self.run_dir, self.resumed, writer)
+        return ranks.finish(rows, report, generation_started, self, files)
+
+    def run_metrics(self, rows: list[PredictionRow], report: RankFinished) -> RunMetrics:
+        """The run's metrics: rows kept from earlier tries count like rows made now; rates
+        stay this try's."""
+        assert self.prepared is not None
+        config, backend, task, dataset = (self.config, self.prepared.backend, self.prepared.task,
+                                          self.prepared.dataset)
+        return build_run_metrics(
+            self.resumed.rows + rows, config.metric_names, n_total=len(dataset.samples),
             n_resumed=self.resumed.done, n_skipped_lines=self.skipped_lines,
-            batch_size=batch_size, final_batch_size=finished.final_batch_size,
-            tune_seconds=self.tune_seconds, fallback_count=finished.fallbacks,
+            batch_size=self.batch_size, final_batch_size=report.final_batch_size,
+            tune_seconds=self.tune_seconds, fallback_count=report.fallbacks,
             wall_seconds=time.perf_counter() - self.started,
-            generation_seconds=finished.generation_seconds, compiled=finished.compiled,
-            compile_seconds=finished.compile_seconds, generated=len(rows),
-            generated_tokens=finished.generated_tokens, device=backend.device,
+            generation_seconds=report.generation_seconds, compiled=report.compiled,
+            compile_seconds=report.compile_seconds, generated=len(rows),
+            generated_tokens=report.generated_tokens, device=backend.device,
             dtype=backend.dtype_name, model=str(config.model), extract=config.extract,
             task=task.name)
-        board = share.board
-        if board is not None and (len(board.finished) == world.size or not metrics.partial):
-            # every rank has closed its file (or every sample has its row): one
-            # predictions.jsonl in dataset order, as a run of one leaves
-            replace_rank_files(self.run_dir, sorted(all_rows, key=lambda row: row.index))
-        elif board is None and not metrics.partial:
-            writer.restore_dataset_order()
-        metrics.write(self.run_dir)
+
+    def share_metrics(self, rows: list[PredictionRow], report: RankFinished) -> RunMetrics:
+        """A rank other than 0: its own share's figures, for its exit code; not written."""
+        assert self.backend is not None
+        return build_run_metrics(
+            rows, self.config.metric_names, n_total=self.share_total,
+            batch_size=report.final_batch_size, final_batch_size=report.final_batch_size,
+            fallback_count=report.fallbacks, wall_seconds=time.perf_counter() - self.started,
+            generation_seconds=report.generation_seconds, generated=len(rows),
+            generated_tokens=report.generated_tokens, device=self.backend.device,
+            dtype=self.backend.dtype_name, model=str(self.config.model),
+            task=self.config.task or "generate")
+
+    def announce(self, metrics: RunMetrics, generated: int) -> None:
         if metrics.partial:
             self.log("INFO", "run_cancelled", done=metrics.n, total=metrics.n_total,
                      run_dir=self.run_dir)
         elif self.resumed.done:
-            self.log("INFO", "run_finished_resumed", n=len(rows),
-                     seconds=finished.generation_seconds, rate=metrics.samples_per_s,
+            self.log("INFO", "run_finished_resumed", n=generated,
+                     seconds=metrics.generation_seconds, rate=metrics.samples_per_s,
                      kept=self.resumed.done, run_dir=self.run_dir)
         else:
-            self.log("INFO", "run_finished", n=len(rows), seconds=finished.generation_seconds,
-                     rate=metrics.samples_per_s, run_dir=self.run_dir)
+            self.log("INFO", "run_finished", n=generated,
+                     seconds=metrics.generation_seconds, rate=metrics.samples_per_s,
+                     run_dir=self.run_dir)
         self.sink(RunFinished(metrics=metrics))
-        return metrics
 
-    def _wait_for_ranks(self, board: RankBoard) -> None:
-        """Rank 0, its own share done: wait for every rank's report; after a stop, only
-        a little (a rank that died never reports)."""
-        stop_at: float | None = None
-        while not board.all_finished.wait(0.2):
-            if self.cancel.cancelled:
-                stop_at = stop_at or time.monotonic() + STOP_GRACE_S
-                if time.monotonic() >= stop_at:
-                    return
+    def _batch_size(self, items: list[Any]) -> int:
+        assert self.prepared is not None and self.run_dir is not None
+        size, self.tune_seconds = run_batch_size(
+            self.prepared.task, items, self.config, self.prepared.backend, self.sink,
+            self.lang, self.run_dir, resumed=bool(self.resumed.done), cancel=self.cancel)
+        return size
 
-    def _gather_ranks(self, board: RankBoard, own: RankFinished,
-                      generation_started: float) -> tuple[list[PredictionRow], RankFinished]:
-        """This try's rows of every rank, from their files (a rank that died has its
-        finished batches there too), and the ranks' reports summed."""
-        assert self.run_dir is not None
-        kept = self.resumed.done_indices
-        rows = [row for row in read_run_rows(self.run_dir)[0] if row.index not in kept]
-        reports = list(board.finished.values()) or [own]
-        compile_seconds = max(report.compile_seconds for report in reports)
-        if len(reports) == self.world.size:
-            # the ranks started together (after the batch size was broadcast): the run
-            # took as long as its slowest rank, by that rank's own clock
-            seconds = max(report.generation_seconds for report in reports)
-        else:  # a rank never reported: rank 0's clock until it stopped waiting
-            seconds = max(0.0, time.perf_counter() - generation_started - compile_seconds)
-        summed = RankFinished(
-            done=len(rows), generated_tokens=sum(r.generated_tokens for r in reports),
-            generation_seconds=seconds,
-            fallbacks=sum(r.fallbacks for r in reports),
-            final_batch_size=min(r.final_batch_size for r in reports),
-            errors=sum(r.errors for r in reports), compiled=any(r.compiled for r in reports),
-            compile_seconds=compile_seconds, stopped=any(r.stopped for r in reports))
-        return rows, summed
-
-    def _rank_metrics(self, rows: list[PredictionRow], share: int, finished: RankFinished,
-                      backend: HFBackend) -> RunMetrics:
-        """A rank other than 0: its own share's figures, for its exit code; not written."""
-        return build_run_metrics(
-            rows, self.config.metric_names, n_total=share,
-            batch_size=finished.final_batch_size, final_batch_size=finished.final_batch_size,
-            fallback_count=finished.fallbacks, wall_seconds=time.perf_counter() - self.started,
-            generation_seconds=finished.generation_seconds, generated=len(rows),
-            generated_tokens=finished.generated_tokens, device=backend.device,
-            dtype=backend.dtype_name, model=str(self.config.model), task=self.config.task
-            or "generate")
-
-    def _batch_size(self, task: RunTask, items: list[Any], backend: HFBackend) -> int:
-        """The configured size, or with batch_size = "auto" the size tuned on the run's
-        longest items (tune.json): a resumed run keeps the size its tune.json chose, unless
-        retune is set."""
-        if self.config.batch_size != "auto":
-            return int(self.config.batch_size)
-        if not items:
-            return 1
-        assert self.run_dir is not None
-        if self.resumed.done and not self.config.retune and (self.run_dir / TUNE_FILE).exists():
-            try:
-                earlier = TuneResult.read(self.run_dir)
-            except (UsageError, TypeError):
-                earlier = None
-            if earlier is not None and earlier.chosen_batch_size >= 1:
-                self.log("INFO", "tune_from_run_dir", batch_size=earlier.chosen_batch_size)
-                self.tune_seconds = 0.0
-                return earlier.chosen_batch_size
-        result = tune_batch_size(task, items, self.config, backend, self.sink,
-                                 self.lang, self.run_dir, cancel=self.cancel)
-        self.tune_seconds = result.seconds
-        return result.chosen_batch_size
+def evaluate(config: EvalConfig, sink: EventSink, cancel: CancelToken | None = None,
+             **options: Any) -> RunMetrics:
+    """One run of ``config`` (``options``: ``Evaluation``'s); its metrics."""
+    return Evaluation(config, sink, cancel, **options).run()

@@ -1,18 +1,19 @@
 """What every command does before it generates or scores: pick the demo when asked for
-nothing, settle the task, open the tokenizer, read the data, load the weights, describe the
-run. The evaluation, the tuner and the bench share these steps so they fail the same way
-and log the same lines.
+nothing, settle the task, open the tokenizer, read the data, make the task (``prepare``),
+then load the weights and describe the run (``Prepared``). The evaluation, the tuner and
+the bench share these steps so they fail the same way and log the same lines.
 """
 
 from __future__ import annotations
 
 import platform
 import socket
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tui_eval import __version__
-from tui_eval.config import DEFAULTS, EvalConfig, check_together
+from tui_eval.config import DEFAULTS, ConfigSource, EvalConfig, check_together
 from tui_eval.data import (
     ChoiceDataset,
     Dataset,
@@ -23,6 +24,7 @@ from tui_eval.data import (
     load_dataset,
 )
 from tui_eval.device.memcap import apply_max_memory, is_per_device
+from tui_eval.engine.tasks import RunTask, make_task
 from tui_eval.errors import UsageError
 from tui_eval.i18n import LogFn
 from tui_eval.model.backend import HFBackend
@@ -101,6 +103,12 @@ def open_backend(config: EvalConfig, log: LogFn) -> HFBackend:
     return backend
 
 
+def render_prompt(model: str, prompt: str, turns: list[dict[str, str]] | None = None) -> str:
+    """A sample's prompt as the model's chat template renders it: the engine's own
+    rendering (tokenizer only, on the CPU), so a front end shows what was generated from."""
+    return HFBackend(model, device="cpu", chat_template=True).render(prompt, turns)
+
+
 def prompt_spec(config: EvalConfig) -> PromptSpec:
     """How the config builds each record's prompt and target."""
     return PromptSpec(
@@ -171,23 +179,49 @@ def run_description(config: EvalConfig, backend: HFBackend) -> RunConfig:
                      dtype=backend.dtype_name, host=socket.gethostname())
 
 
-def for_rank(config: EvalConfig, local_rank: int) -> EvalConfig:
-    """In a run of several processes each holds its own copy of the model: on CUDA the
-    rank's own GPU (``cuda:LOCAL_RANK``), elsewhere the device asked for."""
-    if config.device_map is not None:
-        raise UsageError("device_map spreads one model over the GPUs, while under torchrun "
-                         "(or --gpus) each process holds a whole model on its own GPU: use "
-                         "one or the other")
-    if config.device not in ("auto", "cuda"):
-        return config
-    import torch
+def log_config_source(source: ConfigSource | None, log: LogFn) -> None:
+    """The run log's first line: the config file the run read, and the keys it set."""
+    if source is None:
+        return
+    if not source.keys:
+        log("INFO", "config_file_empty", path=source.path)
+        return
+    log("INFO", "config_file_found" if source.found else "config_file",
+        path=source.path, keys=", ".join(source.keys))
 
-    if not torch.cuda.is_available():
-        if config.device == "cuda":
-            raise UsageError("--device cuda: torch sees no CUDA GPU on this machine")
-        return config
-    if local_rank >= torch.cuda.device_count():
-        raise UsageError(f"LOCAL_RANK={local_rank} but torch sees "
-                         f"{torch.cuda.device_count()} CUDA GPU(s): start at most that many "
-                         "processes per node")
-    return replace(config, device=f"cuda:{local_rank}")
+
+@dataclass
+class Prepared:
+    """A config made ready to run: settled, its tokenizer open, its data read, its task
+    made; the weights load when the caller is ready for them."""
+
+    config: EvalConfig
+    backend: HFBackend
+    dataset: Dataset | ChoiceDataset
+    task: RunTask
+    log: LogFn
+
+    def load_weights(self) -> None:
+        """Load the weights, unless the backend came loaded (bench reuses one model)."""
+        if self.backend.model is None:
+            load_weights(self.backend, self.config, self.log)
+
+    def describe(self, run_dir: Path) -> None:
+        """config.json: the resolved config and what it runs on."""
+        run_description(self.config, self.backend).write(run_dir)
+
+
+def prepare(config: EvalConfig, log: LogFn, *, backend: HFBackend | None = None,
+            settled: Callable[[EvalConfig], EvalConfig] | None = None) -> Prepared:
+    """Settle the config, open the tokenizer (or take ``backend``), read the data and make
+    the task, in that order, so every command fails the same way on the same input.
+    ``settled`` sees the settled config before anything opens (a rank's own device; the
+    bench refusing a table already there)."""
+    config = settle_config(config, log)
+    if settled is not None:
+        config = settled(config)
+    backend = backend or open_backend(config, log)
+    dataset = read_dataset(config, log)
+    # a choice task checks its pairs here
+    task = make_task(config, backend, dataset)
+    return Prepared(config=config, backend=backend, dataset=dataset, task=task, log=log)

@@ -30,6 +30,7 @@ from tui_eval.results import (
     PREDICTIONS_FILE,
     RUN_FILES,
     PredictionRow,
+    PredictionWriter,
     RunConfig,
     RunMetrics,
     holds_run,
@@ -60,7 +61,7 @@ def saved_config_values(run_dir: Path) -> dict[str, Any]:
     return values
 
 
-# The keys `tui-eval rescore` changes on a finished run (engine/rescore.py's SCORING_KEYS).
+# The keys `tui-eval rescore` changes on a finished run (engine/rescoring.py's SCORING_KEYS).
 RESCORE_KEYS = ("metrics", "extract")
 
 
@@ -271,6 +272,30 @@ def replace_rank_files(run_dir: Path, rows: list[PredictionRow]) -> None:
     write_predictions_atomic(run_dir / PREDICTIONS_FILE, rows)
     for part in rank_prediction_paths(run_dir):
         part.unlink(missing_ok=True)
+
+
+@dataclass
+class RunFiles:
+    """A try's prediction files as the run's end reads and orders them: ``writer``'s file
+    (predictions.jsonl, or this rank's), and in a run of several every rank's."""
+
+    run_dir: Path
+    resumed: ResumePlan
+    writer: PredictionWriter
+
+    def rows_of_try(self) -> list[PredictionRow]:
+        """This try's rows in every rank's file (a rank that died left its batches)."""
+        kept = self.resumed.done_indices
+        return [row for row in read_run_rows(self.run_dir)[0] if row.index not in kept]
+
+    def keep_in_order(self, rows: list[PredictionRow] | None) -> None:
+        """predictions.jsonl in dataset order: the file as written (``None``), or the rows
+        kept from earlier tries and every rank's ``rows`` merged into it."""
+        if rows is None:
+            self.writer.restore_dataset_order()
+            return
+        all_rows = self.resumed.rows + rows
+        replace_rank_files(self.run_dir, sorted(all_rows, key=lambda row: row.index))
 
 
 def cut_torn_tail(path: Path, valid_bytes: int) -> None:

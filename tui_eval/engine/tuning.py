@@ -21,22 +21,16 @@ from tui_eval.config import EvalConfig
 from tui_eval.device.memcap import memory_capacity
 from tui_eval.engine.device_hooks import DEVICE_HOOKS
 from tui_eval.engine.generation import GenerationTask
-from tui_eval.engine.preparation import (
-    device_description,
-    load_weights,
-    open_backend,
-    read_dataset,
-    run_description,
-    settle_config,
-)
-from tui_eval.engine.tasks import RunTask, make_task
+from tui_eval.engine.preparation import device_description, prepare
+from tui_eval.engine.tasks import RunTask
 from tui_eval.engine.tune_cache import TuneKey, cache_path, lookup, store
+from tui_eval.errors import UsageError
 from tui_eval.events import EventSink, FanOut, RunLog, TuneFinished
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
 from tui_eval.model.backend import HFBackend
 from tui_eval.model.static_shapes import prompt_bucket
-from tui_eval.results import TuneResult, prepare_run_dir
+from tui_eval.results import TUNE_FILE, TuneResult, prepare_run_dir
 
 
 def tune_key(config: EvalConfig, backend: HFBackend, longest_prompt_tokens: int,
@@ -109,6 +103,28 @@ def tune_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend
     return result
 
 
+def run_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend: HFBackend,
+                   sink: EventSink, lang: str, run_dir: Path, *, resumed: bool,
+                   cancel: CancelToken | None = None) -> tuple[int, float | None]:
+    """A run's batch size and the seconds its tune took: the configured size, or with
+    batch_size = "auto" the size tuned on the run's longest items (tune.json); a resumed
+    run keeps the size its tune.json chose, unless retune is set."""
+    if config.batch_size != "auto":
+        return int(config.batch_size), None
+    if not items:
+        return 1, None
+    if resumed and not config.retune and (run_dir / TUNE_FILE).exists():
+        try:
+            earlier = TuneResult.read(run_dir)
+        except (UsageError, TypeError):
+            earlier = None
+        if earlier is not None and earlier.chosen_batch_size >= 1:
+            RunLog(sink, lang)("INFO", "tune_from_run_dir", batch_size=earlier.chosen_batch_size)
+            return earlier.chosen_batch_size, 0.0
+    result = tune_batch_size(task, items, config, backend, sink, lang, run_dir, cancel=cancel)
+    return result.chosen_batch_size, result.seconds
+
+
 def default_tune_dir() -> Path:
     return Path("eval_results") / time.strftime("tune-%Y%m%d-%H%M%S")
 
@@ -121,16 +137,15 @@ def run_tuning(config: EvalConfig, sink: EventSink,
     events = FanOut(recorder, sink)
     log = RunLog(events, lang)
     try:
-        config = settle_config(config, log)
-        backend = open_backend(config, log)
-        dataset = read_dataset(config, log)
-        task = make_task(config, backend, dataset)
+        prepared = prepare(config, log)
+        config, backend, dataset, task = (prepared.config, prepared.backend, prepared.dataset,
+                                          prepared.task)
         # the probes run the longest prompts: they must fit as a run's would
         task.check(dataset.samples, log)
         run_dir = prepare_run_dir(Path(config.output_dir or default_tune_dir()))
         recorder.open(run_dir)
-        load_weights(backend, config, log)
-        run_description(config, backend).write(run_dir)
+        prepared.load_weights()
+        prepared.describe(run_dir)
         items = task.plan(dataset.samples)
         backend.compile = config.compile == "on"  # probe the path the run would take first
         result = tune_batch_size(task, items, config, backend, events, lang, run_dir, cancel,

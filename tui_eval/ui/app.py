@@ -27,10 +27,7 @@ from textual.worker import Worker, WorkerState
 from tui_eval.cancel import CancelToken
 from tui_eval.config import DEFAULTS, EvalConfig
 from tui_eval.device.monitor import HostReading, Sampler, Snapshot
-from tui_eval.engine.compare import Comparison
-from tui_eval.engine.evaluation import Evaluation
-from tui_eval.engine.preparation import DEMO_MAX_TOKENS
-from tui_eval.engine.signals import install_app_hangup
+from tui_eval.engine import DEMO_MAX_TOKENS, Comparison, Evaluation, install_app_hangup
 from tui_eval.errors import UsageError
 from tui_eval.events import (
     Event,

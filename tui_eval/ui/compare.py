@@ -18,15 +18,15 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from tui_eval.engine.compare import (
+from tui_eval.engine import (
     CHANGED_COLUMNS,
     METRIC_COLUMNS,
     Comparison,
     changed_rows,
-    compare_runs,
     metric_rows,
     verdict_summary,
 )
+from tui_eval.engine import compare as compare_runs
 from tui_eval.errors import UsageError
 
 

@@ -338,11 +338,10 @@ class SampleScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, name="chat template")
     def _render_chat_prompt(self, model: str) -> None:
         # the engine's own rendering, so that this is exactly what was generated from
-        from tui_eval.model.backend import HFBackend
+        from tui_eval.engine import render_prompt
 
         try:
-            backend = HFBackend(model, device="cpu", chat_template=True)
-            text = backend.render(self.row.prompt, self.row.turns)
+            text = render_prompt(model, self.row.prompt, self.row.turns)
             title = prompt_heading(self.row, " (with the chat template)")
         except Exception as exc:  # noqa: BLE001 - the sample is still worth showing
             text = self.row.prompt

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
-from tui_eval.engine.tuning import run_tuning
+from tui_eval.engine import tune as run_tuning
 from tui_eval.events import EventSink, LogLine
 
 

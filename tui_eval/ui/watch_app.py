@@ -19,7 +19,7 @@ from textual.worker import get_current_worker
 
 from tui_eval.config import EvalConfig
 from tui_eval.device.monitor import Sampler
-from tui_eval.engine.resume import saved_config_values
+from tui_eval.engine import saved_config_values
 from tui_eval.errors import UsageError
 from tui_eval.events import RunStarted, TryStarted
 from tui_eval.events.follow import EventFollower, RunState, liveness, stopped_line

@@ -16,10 +16,11 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from tui_eval.config import EvalConfig
 from tui_eval.errors import UsageError
 from tui_eval.events import Event, event_from_dict
 
@@ -167,3 +168,25 @@ class RankEventCollector:
                 if event is not None:
                     self.deliver(event)
             self.next_slot[rank] = slot
+
+
+def for_rank(config: EvalConfig, local_rank: int) -> EvalConfig:
+    """In a run of several processes each holds its own copy of the model: on CUDA the
+    rank's own GPU (``cuda:LOCAL_RANK``), elsewhere the device asked for."""
+    if config.device_map is not None:
+        raise UsageError("device_map spreads one model over the GPUs, while under torchrun "
+                         "(or --gpus) each process holds a whole model on its own GPU: use "
+                         "one or the other")
+    if config.device not in ("auto", "cuda"):
+        return config
+    import torch
+
+    if not torch.cuda.is_available():
+        if config.device == "cuda":
+            raise UsageError("--device cuda: torch sees no CUDA GPU on this machine")
+        return config
+    if local_rank >= torch.cuda.device_count():
+        raise UsageError(f"LOCAL_RANK={local_rank} but torch sees "
+                         f"{torch.cuda.device_count()} CUDA GPU(s): start at most that many "
+                         "processes per node")
+    return replace(config, device=f"cuda:{local_rank}")

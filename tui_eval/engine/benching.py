@@ -19,14 +19,7 @@ from tui_eval.config import EvalConfig
 from tui_eval.device.meter import ResourceMeter
 from tui_eval.device.oom import free_memory
 from tui_eval.engine.evaluation import Evaluation
-from tui_eval.engine.preparation import (
-    device_description,
-    load_weights,
-    open_backend,
-    read_dataset,
-    settle_config,
-)
-from tui_eval.engine.tasks import make_task
+from tui_eval.engine.preparation import device_description, prepare
 from tui_eval.errors import UsageError
 from tui_eval.events import Event, EventSink, LogLine, Progress, RunLog
 from tui_eval.formatting import format_bytes, format_percent, format_seconds, markdown_table
@@ -139,18 +132,22 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
     cancel = cancel or CancelToken()
     lang = config.lang or default_language()
     log = RunLog(sink, lang)
-    config = settle_config(config, log)
+    # settling the config (the demo, the task) leaves its output_dir and compile as they are
     modes = compile_modes or [config.compile]
     out = Path(config.output_dir or default_bench_dir())
-    if not overwrite:
-        refuse_existing_bench(out, sizes, modes)
-    backend = open_backend(config, log)
-    dataset = read_dataset(config, log)
-    task = make_task(config, backend, dataset)
+
+    def refuse_existing(settled: EvalConfig) -> EvalConfig:
+        if not overwrite:  # before the tokenizer opens
+            refuse_existing_bench(out, sizes, modes)
+        return settled
+
+    prepared = prepare(config, log, settled=refuse_existing)
+    config, backend, dataset, task = (prepared.config, prepared.backend, prepared.dataset,
+                                      prepared.task)
     # each size's run checks again; this one answers before the weights load
     task.check(dataset.samples, log)
     prepare_run_dir(out)
-    load_weights(backend, config, log)
+    prepared.load_weights()
     listed = ", ".join(map(str, sizes))
     if len(modes) > 1:
         listed += f" × compile {', '.join(modes)}"
