@@ -13,9 +13,9 @@ from tui_eval.cli import main
 from tui_eval.config import EvalConfig
 from tui_eval.engine.preparation import DEMO_MODEL, read_dataset
 from tui_eval.errors import ConfigError
-from tui_eval.results import read_predictions
 from tui_eval.extraction import extract_answer
 from tui_eval.metrics import exact_match_strict as strict
+from tui_eval.results import read_predictions
 from tui_eval.taskfile import STRIP_PATTERN, task_file_values
 
 
