@@ -20,6 +20,17 @@ lm-eval runs in its own environment (``--lm-eval-python``), from a task YAML wri
 ``chat_template = true``: the prompt is the user turn and, for choices, the continuation
 follows the assistant header without the task's target delimiter (tui-eval's "auto").
 
+``--task-file PATH.yaml`` (with ``--model``) runs one lm-eval task file through both: lm-eval
+from a copy of it whose ``dataset_path`` is ``json``/``csv``/``parquet`` over the split files
+tui-eval resolves (offline), ``--log_samples``; tui-eval as ``tui-eval --no-ui --task-file``.
+It prints one row per sample where the two disagree: the prompt, the generation or chosen
+answer, the verdicts and, for choice tasks, the largest log-likelihood difference.
+``--apply-chat-template`` adds lm-eval's ``--fewshot_as_multiturn``.
+
+    python scripts/compare_lm_eval.py --lm-eval-python ... --workdir ... \\
+        --model ~/.cache/tui-eval-test-models/SmolLM2-135M-Instruct \\
+        --task-file examples/tasks/science_mc.yaml --apply-chat-template
+
 ``--demo`` is the shipped arithmetic model and choice set (target delimiter ""); ``--tiny``
 builds the test suite's random model and a set of boundary cases: trailing whitespace in
 the context, an empty context, a choice that merges with the context's last token, and
@@ -92,7 +103,7 @@ def write_generation_task(task_dir: Path, name: str, data: Path, stop: list[str]
 
 def run_lm_eval(python: str, model: Path, task_dir: Path, name: str, out: Path,
                 max_length: int | None, batch_size: int,
-                chat: bool = False) -> tuple[dict, list[dict]]:
+                chat: bool = False, multiturn: bool = False) -> tuple[dict, list[dict]]:
     model_args = f"pretrained={model},dtype=float32"
     if max_length:
         model_args += f",max_length={max_length}"
@@ -101,6 +112,8 @@ def run_lm_eval(python: str, model: Path, task_dir: Path, name: str, out: Path,
                "--batch_size", str(batch_size), "--log_samples", "--output_path", str(out)]
     if chat:
         command.append("--apply_chat_template")
+    if multiturn:
+        command.append("--fewshot_as_multiturn")
     print("$ " + " ".join(command), flush=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false")
@@ -170,6 +183,146 @@ def compare_generations(theirs: list[dict], ours: list[dict]) -> None:
         print(f"| {sample_id} | {their_text!r} | {my_text!r} |")
 
 
+# the datasets builder lm-eval loads a split file with, by suffix
+BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
+
+
+def check_lm_eval(python: str) -> None:
+    done = subprocess.run([python, "-c", "import lm_eval"], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{python}: lm-eval is not installed there (pip install lm-eval; it is not "
+                 "a dependency of tui-eval)")
+
+
+def offline_task_copy(task_file: Path, task_dir: Path) -> str:
+    """Write the task file with its splits as local files lm-eval's datasets loader reads
+    offline; return the task's name."""
+    from tui_eval.taskfile import TaskFile
+
+    task = TaskFile(task_file)
+    raw = dict(task.raw)
+    files: dict[str, str] = {}
+    for key in SPLIT_KEYS:
+        split = raw.get(key)
+        if isinstance(split, str):
+            found = task._split_file(split)  # where tui-eval reads the split from
+            if found is None:
+                sys.exit(f"{task_file}: {key}: no local file for split {split!r}")
+            files[split] = str(found.resolve())
+    builders = {BUILDERS[Path(f).suffix] for f in files.values()}
+    if len(builders) != 1:
+        sys.exit(f"{task_file}: the split files mix formats: {sorted(files.values())}")
+    raw.pop("dataset_name", None)
+    raw["dataset_path"] = builders.pop()
+    raw["dataset_kwargs"] = {"data_files": files}
+    task_dir.mkdir(parents=True, exist_ok=True)
+    # JSON is valid YAML: no quoting questions for templates and delimiters
+    (task_dir / f"{raw['task']}.yaml").write_text(json.dumps(raw, indent=2) + "\n",
+                                                  encoding="utf-8")
+    return str(raw["task"])
+
+
+def run_task_file_ours(model: Path, task_file: Path, workdir: Path, batch_size: int,
+                       chat: bool) -> list[dict]:
+    """tui-eval's rows for the task file, from its headless CLI run in ``workdir`` (so that
+    no eval.toml of the current directory applies)."""
+    import shutil
+
+    out = workdir / "ours"
+    shutil.rmtree(out, ignore_errors=True)
+    config = workdir / "chat.toml"
+    config.write_text(f"chat_template = {'true' if chat else 'false'}\n", encoding="utf-8")
+    command = [sys.executable, "-m", "tui_eval", "--no-ui", "-c", str(config), "-m", str(model),
+               "--task-file", str(task_file.resolve()), "-b", str(batch_size), "--device",
+               "cpu", "-o", str(out)]
+    print("$ " + " ".join(command), flush=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"tui-eval failed:\n{done.stderr[-3000:]}")
+    rows = [json.loads(line) for line in
+            (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    return sorted(rows, key=lambda row: row["index"])
+
+
+def short(text: str, width: int = 60) -> str:
+    """A table cell: the text's repr, its middle elided past ``width``; pipes escaped."""
+    shown = repr(text)
+    if len(shown) > width:
+        shown = shown[:width // 2 - 2] + " … " + shown[-(width // 2 - 2):]
+    return shown.replace("|", "\\|")
+
+
+def compare_task_file(theirs: list[dict], ours: list[dict], chat: bool) -> int:
+    """Print the summary and one table row per disagreeing sample; return how many
+    samples disagree on a verdict."""
+    from tui_eval.taskfile import METRICS
+
+    if len(theirs) != len(ours):
+        sys.exit(f"lm-eval has {len(theirs)} samples, tui-eval {len(ours)}")
+    choice = "logprobs" in ours[0]
+    rows: list[str] = []
+    same_prompt = same_answer = same_verdict = 0
+    worst = 0.0
+    for row, mine in zip(theirs, ours, strict=True):
+        args = row["arguments"]
+        context = args["gen_args_0"]["arg_0"]
+        my_context = mine.get("rendered", mine["prompt"]) if chat else mine["prompt"]
+        if choice:
+            their_lls = [float(lp) for lp, _ in row["filtered_resps"]]
+            delta = max(abs(a - b) for a, b in zip(their_lls, mine["logprobs"], strict=True))
+            worst = max(worst, delta)
+            their_pick = max(range(len(their_lls)), key=their_lls.__getitem__)
+            answer = f"{their_pick}: {mine['choices'][their_pick]}"
+            my_answer = f"{mine['pred']}: {mine['choices'][mine['pred']]}"
+            verdicts = [("acc", row["acc"], float(mine["pred"] == mine["gold"])),
+                        ("acc_norm", row["acc_norm"], float(mine["pred_norm"] == mine["gold"]))]
+        else:
+            delta = 0.0
+            answer = row["filtered_resps"][0]
+            my_answer = mine["extracted"] if mine["extracted"] is not None \
+                else mine["prediction"]
+            verdicts = [(name, row[name], mine["scores"][METRICS[name]])
+                        for name in row["metrics"] if name in METRICS]
+        agree = all(a == b for _, a, b in verdicts)
+        same_prompt += context == my_context
+        same_answer += answer == my_answer
+        same_verdict += agree
+        if context != my_context or answer != my_answer or not agree:
+            shown = "same" if context == my_context else \
+                f"{short(context)} / {short(my_context)}"
+            their_v = ", ".join(f"{n} {a:g}" for n, a, _ in verdicts)
+            my_v = ", ".join(f"{n} {b:g}" for n, _, b in verdicts)
+            rows.append(f"| {mine['id']} | {shown} | {short(answer, 30)} | "
+                        f"{short(my_answer, 30)} | {their_v} | {my_v} |"
+                        + (f" {delta:.1e} |" if choice else ""))
+    n = len(ours)
+    print(f"samples {n}: identical prompts {same_prompt}/{n}, identical "
+          f"{'choices picked' if choice else 'answers'} {same_answer}/{n}, identical verdicts "
+          f"{same_verdict}/{n}" + (f"; max |Δ log-likelihood| {worst:.1e}" if choice else ""))
+    if rows:
+        print("| id | prompt (lm-eval / tui-eval) | lm-eval answer | tui-eval answer | "
+              "lm-eval verdict | tui-eval verdict |" + (" max \\|Δ ll\\| |" if choice else ""))
+        print("|---" * (7 if choice else 6) + "|")
+        print("\n".join(rows))
+    return n - same_verdict
+
+
+def task_file_mode(args: argparse.Namespace) -> None:
+    check_lm_eval(args.lm_eval_python)
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    chat = args.apply_chat_template
+    name = offline_task_copy(args.task_file, workdir / "tasks")
+    _, theirs = run_lm_eval(args.lm_eval_python, args.model, workdir / "tasks", name,
+                            workdir / "out", args.max_length, args.batch_size, chat,
+                            multiturn=chat)
+    ours = run_task_file_ours(args.model, args.task_file, workdir, args.batch_size, chat)
+    sys.exit(1 if compare_task_file(theirs, ours, chat) else 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,9 +332,13 @@ def main() -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--demo", action="store_true")
     which.add_argument("--tiny", action="store_true")
-    which.add_argument("--model", type=Path, help="a model directory (with --data)")
+    which.add_argument("--model", type=Path,
+                       help="a model directory (with --data or --task-file)")
     parser.add_argument("--data", type=Path,
                         help="JSONL with id, prompt, answer (and choices for a choice task)")
+    parser.add_argument("--task-file", type=Path,
+                        help="an lm-eval task YAML with local data (tui-eval --task-file): "
+                             "both run it, disagreeing samples are listed")
     parser.add_argument("--task", choices=("choice", "generate"), default="choice")
     parser.add_argument("--apply-chat-template", action="store_true",
                         help="lm-eval's --apply_chat_template, tui-eval's chat_template")
@@ -194,6 +351,11 @@ def main() -> None:
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
+    if args.task_file is not None:
+        if args.model is None or args.data is not None:
+            parser.error("--task-file goes with --model, without --data")
+        task_file_mode(args)
+        return
     if (args.model is None) != (args.data is None):
         parser.error("--model and --data go together")
     if args.task == "generate" and args.model is None:

@@ -13,8 +13,10 @@ from tui_eval.cli import main
 from tui_eval.config import EvalConfig
 from tui_eval.engine.preparation import DEMO_MODEL, read_dataset
 from tui_eval.errors import ConfigError
+from tui_eval.extraction import extract_answer
+from tui_eval.metrics import exact_match_strict as strict
 from tui_eval.results import read_predictions
-from tui_eval.taskfile import task_file_values
+from tui_eval.taskfile import STRIP_PATTERN, task_file_values
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -80,7 +82,7 @@ def test_a_task_files_keys_become_config_keys(tmp_path: Path) -> None:
         "prompt_template": "{{prompt}}", "target_template": "answer",
         "target_delimiter": "", "num_fewshot": 2, "fewshot_seed": None,
         "fewshot_file": str(tmp_path / "sums" / "train.jsonl"), "max_tokens": 4,
-        "stop": [], "metrics": ["exact_match"]}
+        "stop": [], "metrics": ["exact_match_strict"]}
 
 
 def test_generation_task_file_end_to_end(tmp_path: Path) -> None:
@@ -91,7 +93,7 @@ def test_generation_task_file_end_to_end(tmp_path: Path) -> None:
     assert [r.prompt for r in rows] == [f"5+5=10\n\n6+6=12\n\n{i}+{i}=" for i in range(1, 5)]
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["n"] == 4 and metrics["n_errors"] == 0
-    assert "exact_match" in metrics["metrics"]
+    assert "exact_match_strict" in metrics["metrics"]
 
 
 def test_flags_override_the_task_file(tmp_path: Path) -> None:
@@ -127,7 +129,8 @@ def test_the_example_task_files_read_offline() -> None:
                             "Question: What is the capital of India?\nAnswer: New Delhi\n\n"
                             "Question: What is the capital of Finland?\nAnswer: Helsinki\n\n"
                             "Question: What is the capital of France?\nAnswer:")
-    assert capitals.stop == ["\n"] and capitals.metrics == ["exact_match"]
+    assert capitals.stop == ["\n"] and capitals.metrics == ["exact_match_strict"]
+    assert capitals.extract == STRIP_PATTERN
     science = EvalConfig(**task_file_values(EXAMPLES / "science_mc.yaml"))
     dataset = read_dataset(science, lambda *args, **kwargs: None)
     sample = dataset.samples[0]
@@ -217,6 +220,26 @@ def test_a_regex_filter_becomes_the_extract_spec(tmp_path: Path) -> None:
                     .replace("filter_list:\n", "").replace("strict", "loose"),
                     encoding="utf-8")
     with pytest.raises(ConfigError, match="2 pipelines \\(strict, loose\\)"):
+        task_file_values(task)
+
+
+def test_exact_match_is_lm_evals_and_remove_whitespace_strips(tmp_path: Path) -> None:
+    """lm-eval's exact_match compares the text as it is (' Paris' is not 'Paris'); its
+    remove_whitespace filter strips the output before it is scored."""
+    task = sums(tmp_path)
+    assert task_file_values(task)["metrics"] == ["exact_match_strict"]
+    assert strict(" Paris", "Paris") == 0.0 and strict("paris", "Paris") == 0.0
+    task.write_text(GENERATION_TASK + "filter_list:\n  - name: remove_whitespace\n    filter:\n"
+                    "      - function: remove_whitespace\n      - function: take_first\n",
+                    encoding="utf-8")
+    spec = task_file_values(task)["extract"]
+    assert extract_answer(" New Delhi \n", spec) == "New Delhi"
+    assert extract_answer("", spec) == "" and extract_answer(" a\nb", spec) == "a\nb"
+    assert strict(extract_answer(" Paris", spec), "Paris") == 1.0
+    task.write_text(GENERATION_TASK + FILTER.format(select="").replace(
+        "      - function: take_first", "      - function: remove_whitespace"),
+        encoding="utf-8")
+    with pytest.raises(ConfigError, match="'remove_whitespace' is not supported"):
         task_file_values(task)
 
 

@@ -38,7 +38,8 @@ SUPPORTED_KEYS = ("include", "dataset_path", "dataset_name", "test_split", "vali
                   "description", "fewshot_config", "repeats")
 GENERATION_KWARGS = {"until": "stop", "max_gen_toks": "max_tokens", "do_sample": "do_sample",
                      "temperature": "temperature", "top_p": "top_p"}
-METRICS = {"exact_match": "exact_match"}  # lm-eval's name → ours (generation)
+# lm-eval's name → ours (generation): its exact_match compares the text as it is
+METRICS = {"exact_match": "exact_match_strict"}
 CHOICE_METRIC_NAMES = ("acc", "acc_norm")
 METRIC_OPTIONS = {"aggregation": "mean", "higher_is_better": True}
 # the task file's key each config key comes from, to name it in an error
@@ -49,6 +50,9 @@ SOURCE_KEYS = {"prompt_template": "doc_to_text", "target_template": "doc_to_targ
                "data": "test_split", "fewshot_file": "fewshot_split", "extract": "filter_list",
                "metrics": "metric_list", "system_prompt": "description", "task": "output_type"}
 LM_EVAL_REGEX_FALLBACK = "[invalid]"
+# lm-eval's remove_whitespace filter strips the output: the whole text as one match, which
+# extraction strips
+STRIP_PATTERN = r"(?s)\A(.*)\Z"
 
 
 @dataclass(frozen=True)
@@ -357,8 +361,8 @@ class TaskFile:
             for option, value in item.items():
                 if option != "metric" and METRIC_OPTIONS.get(option, object()) != value:
                     raise self.fail("metric_list", f"{name}: {option}: {value!r} is not "
-                                    "supported (exact_match here compares SQuAD-normalised "
-                                    "text: case, punctuation and articles never count)")
+                                    "supported (exact_match compares the text character for "
+                                    "character, as lm-eval's defaults do)")
             if task != "choice":
                 names.append(METRICS[name])
         return {"metrics": names} if task != "choice" else {}
@@ -380,10 +384,10 @@ class TaskFile:
             function = step.get("function") if isinstance(step, dict) else None
             if function == "take_first":
                 continue
-            if function != "regex" or pattern is not None:
+            if function not in ("regex", "remove_whitespace") or pattern is not None:
                 raise self.fail("filter_list", f"filter {function!r} is not supported (one "
-                                "regex, then take_first)")
-            pattern = self._regex_step(step)
+                                "regex or remove_whitespace, then take_first)")
+            pattern = self._regex_step(step) if function == "regex" else STRIP_PATTERN
         return pattern
 
     def _regex_step(self, step: dict[str, Any]) -> str:
