@@ -118,3 +118,15 @@ def test_the_tune_table_rows_fit_80_columns_with_their_padding(lang: str, unit: 
     bars = {tuple(i for i in range(len(row)) if row[i] == "|") for row in rows[1:]}
     assert len(bars) == 1  # the columns line up
     assert columns(rows[0]) == columns(rows[1])  # the header too, Chinese included
+
+
+def test_a_long_error_is_wrapped_to_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", str(WIDTH))
+    err = Terminal()
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(["--no-ui", "--max-memory", "abc"]) == 2
+    lines = err.getvalue().splitlines()
+    assert max(columns(line) for line in lines) < WIDTH
+    assert lines[0].startswith("tui-eval: error: --max-memory: must be a fraction of the card")
+    assert " ".join(line.strip() for line in lines).endswith(
+        "sizes per device (0=70GiB,cpu=200GiB), got 'abc'")
