@@ -270,7 +270,7 @@ def test_batch_size_auto_probes_pairs(base: EvalConfig, tmp_path: Path) -> None:
     assert metrics.n == 12 and metrics.fallback_count == 0
     log = (out / "run.log").read_text(encoding="utf-8")
     assert "forward passes over the longest (context, choice) pairs" in log
-    assert "| batch_size | status | time     | pairs/s" in log
+    assert "| batch | status | time    | pairs/s" in log
 
 
 def test_an_explicit_tune_of_pairs_doubles_to_the_oom(base: EvalConfig, tmp_path: Path) -> None:

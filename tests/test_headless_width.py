@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tui_eval.batching.table import fixed_width_row, headers, log_row
 from tui_eval.cli import main
 from tui_eval.events import LogLine, Progress, RankProgress, format_log_line
 from tui_eval.headless.printer import HeadlessPrinter, columns, fit_log_line
 from tui_eval.headless.watcher import PlainWatcher
+from tui_eval.results import TuneProbe
 
 WIDTH = 80
 PROGRESS = Progress(done=200, total=200, samples_per_s=385.88, tokens_per_s=1437.0,
@@ -97,3 +99,34 @@ def test_chinese_lines_wrap_by_the_columns_they_take() -> None:
     assert len(lines) >= 2
     assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # nothing lost
     assert max(columns(line) for line in lines) < WIDTH  # a Chinese character takes two
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("unit", ["samples", "pairs"])
+def test_the_tune_table_rows_fit_80_columns_with_their_padding(lang: str, unit: str) -> None:
+    wide = [TuneProbe(batch_size=1024, status=status, seconds=123.45, samples_per_s=12345.6,
+                      tokens_per_s=123456.0, peak_memory_bytes=int(140.5 * 2**30),
+                      gpu_util_percent=100.0, new_tokens=128)
+            for status in ("ok", "oom", "predicted")]
+    rows = [fixed_width_row(headers(lang, unit)), *(log_row(probe) for probe in wide)]
+    assert "pred." in rows[-1]  # "predicted", in a word that fits the column
+    for row in rows:
+        # the time-stamped line is too wide, so the row goes alone and whole, still padded
+        logged = format_log_line(LogLine(level="INFO", message=row))
+        assert fit_log_line(logged, WIDTH) == [row]
+        assert columns(row) < WIDTH
+    bars = {tuple(i for i in range(len(row)) if row[i] == "|") for row in rows[1:]}
+    assert len(bars) == 1  # the columns line up
+    assert columns(rows[0]) == columns(rows[1])  # the header too, Chinese included
+
+
+def test_a_long_error_is_wrapped_to_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", str(WIDTH))
+    err = Terminal()
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(["--no-ui", "--max-memory", "abc"]) == 2
+    lines = err.getvalue().splitlines()
+    assert max(columns(line) for line in lines) < WIDTH
+    assert lines[0].startswith("tui-eval: error: --max-memory: must be a fraction of the card")
+    assert " ".join(line.strip() for line in lines).endswith(
+        "sizes per device (0=70GiB,cpu=200GiB), got 'abc'")

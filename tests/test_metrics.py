@@ -150,7 +150,7 @@ def test_extracted_answers_score() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("lastnumber", "unknown extraction preset 'lastnumber' (presets: last_number, "),
+        ("lastnumber", "unknown extraction preset 'lastnumber': use last_number, "),
         ("answer", "unknown extraction preset 'answer'"),
         ("", "empty extraction spec"),
         ("The answer is (", "bad extraction regex 'The answer is (': missing )"),

@@ -275,12 +275,12 @@ def test_probes_emit_events_and_log_the_table() -> None:
     assert len(finished) == 1 and finished[0].chosen_batch_size == result.chosen_batch_size
     assert all(set(p.to_dict()) == PROBE_KEYS for p in finished[0].probes)
     lines = [e.message for e in events if isinstance(e, LogLine)]
-    assert any(line.startswith("| batch_size | status | time") for line in lines)
+    assert any(line.startswith("| batch | status | time") for line in lines)
     assert sum(line.startswith("| ") for line in lines) == 1 + len(steps)
     assert "Chosen batch size" in lines[-1]
     table = tune_table(result).splitlines()
     assert table[0].replace(" ", "") == (  # "probe": the column the short probes added
-        "|batch_size|status|time|samples/s|tokens/s|peakmemory|GPUutil|probe|")
+        "|batch|status|time|samples/s|tok/s|peakmem|GPU%|probe|")
     assert "◀" in "\n".join(table)
 
 
@@ -662,7 +662,7 @@ def test_tune_command_doubles_to_the_oom_every_time_and_a_run_reuses_it(
     assert all(set(p) == PROBE_KEYS for p in first["probes"])
     assert first["chosen_batch_size"] in (1, 2, 4, 8, 16)
     printed = capsys.readouterr().out
-    assert printed.count("| batch_size | status") == 1  # the table once, row by row
+    assert printed.count("| batch | status") == 1  # the table once, row by row
     assert "tune.json" in printed and "6 probes" in printed
     out = tmp_path / "tune"
     assert "tune_finished" in (out / "events.jsonl").read_text(encoding="utf-8")
@@ -699,7 +699,7 @@ def test_batch_size_auto_tunes_then_runs(tiny_model: Path, qa_jsonl: Path,
              (tmp_path / "auto" / "events.jsonl").read_text(encoding="utf-8").splitlines()]
     assert kinds.count("tune_step") == len(tune["probes"]) and "tune_finished" in kinds
     assert kinds.index("tune_finished") < kinds.index("started")
-    assert "| batch_size | status" in (tmp_path / "auto" / "run.log").read_text(encoding="utf-8")
+    assert "| batch | status" in (tmp_path / "auto" / "run.log").read_text(encoding="utf-8")
 
 
 def test_a_resumed_auto_run_keeps_its_tune_json(tiny_model: Path, qa_jsonl: Path,
@@ -744,7 +744,7 @@ def test_batch_size_accepts_auto_in_flags_and_files(tmp_path: Path) -> None:
     ("args", "error"),
     [(["-b", "many"], "-b/--batch-size: must be an integer ≥ 1 or 'auto', got 'many'"),
      (["--max-memory", "2"],
-      "--max-memory: must be a fraction of the card above 0 and up to 1 (0.5) or a size"),
+      "--max-memory: must be a fraction of the card in (0, 1] (0.5), a size (20GiB)"),
      (["--memory-headroom", "1.5"], "--memory-headroom: must be a number from 0.1 to 1"),
      (["--max-batch-size", "0"], "--max-batch-size: must be an integer ≥ 1, got 0"),
      (["--tune-mode", "fast"], "--tune-mode: must be one of power, binsearch, memory, got 'fast'")],
@@ -765,7 +765,7 @@ def test_max_memory_values() -> None:
     assert parse_max_memory("20GiB") == "20GiB" and size_bytes("20GiB") == 20 * 2**30
     assert size_bytes("512MiB") == 512 * 2**20 and size_bytes("24GB") == 24 * 10**9
     for bad in ("0", "1.5", "twenty", "20XB", True, -1):
-        with pytest.raises(ValueError, match="a fraction of the card above 0 and up to 1"):
+        with pytest.raises(ValueError, match=r"a fraction of the card in \(0, 1\]"):
             parse_max_memory(bad)
 
 

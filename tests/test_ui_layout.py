@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from test_ui import make_app, run, wait_for
 from test_ui_snapshots import METRICS, PROBES
+from textual.widgets import Input
 
 from tui_eval.batching.table import fixed_width_row, table_row
 from tui_eval.config import EvalConfig, load_config_file
@@ -187,5 +188,33 @@ def test_an_unset_theme_field_stays_unset_when_the_default_theme_is_applied(
             await wait_for(pilot, lambda: app.theme == "textual-dark")
             await pilot.pause()
             assert app.config_pane.values()["theme"] is None
+
+    run(scenario())
+
+
+def test_a_value_too_long_for_its_field_shows_it_is_cut_at_80x24() -> None:
+    model = "/some/very/long/path/to/a/model/directory/that/does/not/fit"
+    stop = ["a rather long stop sequence", "and another one"]
+    app = make_app(EvalConfig(model=model, stop=stop))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            field = app.query_one("#edit-model", Input)
+            room = field.scrollable_content_region.width
+            shown = field.render_line(0).text[:room]
+            assert shown.startswith("…") and shown.endswith("does/not/fit")  # the path's end
+            stop_field = app.query_one("#edit-stop", Input)
+            assert stop_field.render_line(0).text[:room].endswith("…")  # cut at its end
+            field.focus()
+            await wait_for(pilot, lambda: field.has_focus)
+            assert "…" not in field.render_line(0).text  # editing shows the text itself
+            await pilot.press("end", "x")
+            assert field.value == model + "x"
+            assert app.config_pane.values()["model"] == model + "x"
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not field.has_focus)
+            assert field.render_line(0).text[:room].endswith("/not/fitx")
+            assert app.config_pane.values()["model"] == model + "x"  # never the cut text
 
     run(scenario())

@@ -22,14 +22,21 @@ def main(argv: list[str] | None = None) -> int:
     except QuietExit as exc:
         return exc.code
     except UsageError as exc:
-        print(f"tui-eval: {_rank_prefix()}error: {exc}", file=sys.stderr)
+        _say(f"tui-eval: {_rank_prefix()}error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("\ntui-eval: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the run failed; its events and finished batches are on disk
-        print(f"tui-eval: run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _say(f"tui-eval: run failed: {type(exc).__name__}: {exc}")
         return EXIT_RUN_FAILED
+
+
+def _say(text: str) -> None:
+    """An error on stderr, wrapped to fit a terminal."""
+    from tui_eval.headless.printer import fitted
+
+    print(fitted(text, sys.stderr), file=sys.stderr)
 
 
 def _rank_prefix() -> str:

@@ -127,8 +127,8 @@ def check_extract_spec(spec: str) -> str:
         raise ValueError("empty extraction spec")
     if _NAME_LIKE.fullmatch(spec):
         # A bare word cannot be a regex with a capture group, so it was meant as a preset.
-        raise ValueError(f"unknown extraction preset '{spec}' (presets: "
-                         f"{', '.join(EXTRACT_PRESETS)}; or a regex with one capture group)")
+        raise ValueError(f"unknown extraction preset '{spec}': use "
+                         f"{', '.join(EXTRACT_PRESETS)} or a regex with one group")
     try:
         pattern = re.compile(spec)
     except re.error as exc:

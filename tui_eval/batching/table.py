@@ -13,16 +13,18 @@ from tui_eval.formatting import (
 from tui_eval.results import TuneProbe, TuneResult
 
 HEADERS = {
-    "en": ("batch_size", "status", "time", "samples/s", "tokens/s", "peak memory", "GPU util",
-           "probe"),
-    "zh": ("batch_size", "状态", "时间", "样本/秒", "tokens/秒", "峰值内存", "GPU利用率", "探测"),
+    "en": ("batch", "status", "time", "samples/s", "tok/s", "peak mem", "GPU%", "probe"),
+    "zh": ("batch", "状态", "时间", "样本/秒", "tok/秒", "峰值内存", "GPU%", "探测"),
 }
 # What a probe's rate counts, as the rate column names it: samples generated, or
 # (context, choice) pairs scored.
 RATE_HEADERS = {"samples": {"en": "samples/s", "zh": "样本/秒"},
                 "pairs": {"en": "pairs/s", "zh": "选项/秒"}}
-# Rows are logged one by one as the probes finish, so the columns have fixed widths.
-COLUMN_WIDTHS = (10, 6, 8, 9, 9, 11, 8, 8)
+# Rows are logged one by one as the probes finish, so the columns have fixed widths; a
+# row without its time stamp fits an 80-column terminal (78 columns).
+COLUMN_WIDTHS = (5, 6, 7, 9, 6, 9, 4, 7)
+# A status too long for its column in a logged row, in a word that fits.
+SHORT_STATUS = {"predicted": "pred."}
 
 
 def probe_cell(probe: TuneProbe) -> str:
@@ -46,6 +48,13 @@ def table_row(probe: TuneProbe) -> list[str]:
 def fixed_width_row(cells: list[str] | tuple[str, ...]) -> str:
     padded = (pad_cell(c, w) for c, w in zip(cells, COLUMN_WIDTHS, strict=True))
     return "| " + " | ".join(padded) + " |"
+
+
+def log_row(probe: TuneProbe) -> str:
+    """The probe as a logged row: fixed widths, a long status shortened."""
+    cells = table_row(probe)
+    cells[1] = SHORT_STATUS.get(cells[1], cells[1])
+    return fixed_width_row(cells)
 
 
 def headers(lang: str = "en", unit: str = "samples") -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from tui_eval.batching.budget import Budget
 from tui_eval.batching.hooks import PLAIN_HOOKS, DeviceHooks
 from tui_eval.batching.prober import PairProber, Prober
 from tui_eval.batching.strategies import TUNE_MODES
-from tui_eval.batching.table import fixed_width_row, headers, table_row
+from tui_eval.batching.table import fixed_width_row, headers, log_row
 from tui_eval.cancel import CancelToken
 from tui_eval.events import EventSink, RunLog, TuneFinished, TuneStep
 from tui_eval.formatting import format_bytes
@@ -167,7 +167,7 @@ class BatchSizeTuner:
         """A probe (or a predicted size) joins the table: its event and its log row."""
         self.probes.append(probe)
         self.sink(TuneStep.of(probe))
-        self.log("INFO", "tune_table_row", row=fixed_width_row(table_row(probe)))
+        self.log("INFO", "tune_table_row", row=log_row(probe))
 
     def remeasure(self, probe: TuneProbe) -> None:
         """Measure a successful size again and take the fresh figures, keeping the larger

@@ -21,7 +21,7 @@ from tui_eval.commands.options import (
 from tui_eval.config import ConfigSource, EvalConfig, find_default_config
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, QuietExit, UsageError
 from tui_eval.events import EventSink, FanOut
-from tui_eval.headless.printer import HeadlessPrinter
+from tui_eval.headless.printer import HeadlessPrinter, fitted
 from tui_eval.results import default_run_dir
 from tui_eval.theme_names import theme_not_found
 
@@ -85,8 +85,8 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
     if world.is_main and config.theme:  # the app warns of it too, and uses its default
         problem = theme_not_found(config.theme)
         if problem is not None:
-            print(f"tui-eval: warning: {problem}; the app would use its default",
-                  file=sys.stderr)
+            print(fitted(f"tui-eval: warning: {problem}; the app would use its default",
+                         sys.stderr), file=sys.stderr)
     tracker = RunTracker()
     sinks: tuple[EventSink, ...] = (HeadlessPrinter(), tracker) if world.is_main else (tracker,)
     evaluation = Evaluation(config, FanOut(*sinks), resume=resume, overwrite=overwrite,

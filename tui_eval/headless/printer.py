@@ -117,7 +117,7 @@ def fit_log_line(text: str, width: int) -> list[str]:
     for piece in _PIECES.findall(text):
         if piece.isspace():
             line += " " if line.strip() else ""
-        elif columns(line.rstrip() + piece) <= room or not line.strip():
+        elif columns(line + piece) <= room or not line.strip():  # line ends in its space
             line += piece
         else:
             lines.append(line.rstrip())
@@ -132,6 +132,13 @@ def terminal_width(stream: TextIO) -> int | None:
         return shutil.get_terminal_size().columns if stream.isatty() else None
     except (AttributeError, ValueError, OSError):  # a closed or unusual stream
         return None
+
+
+def fitted(text: str, stream: TextIO) -> str:
+    """A message (an error, a warning) for ``stream``: wrapped between words to a
+    terminal's width, whole in a file or a pipe."""
+    width = terminal_width(stream)
+    return text if width is None else "\n".join(fit_log_line(text, width))
 
 
 def _bar_line(text: str, done_fraction: float, room: int) -> str | None:

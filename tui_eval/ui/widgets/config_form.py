@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.strip import Strip
 from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
@@ -35,6 +38,47 @@ class RuleValidator(Validator):
     def validate(self, value: str) -> ValidationResult:
         _, error = validate_text(self.key, value)
         return self.success() if error is None else self.failure(error)
+
+
+def cut_to_fit(text: str, width: int, *, keep_end: bool = False) -> str:
+    """``text`` in ``width`` columns, '…' where it is cut: its end kept (a path's file or
+    model name) or its start."""
+    if cell_len(text) <= width:
+        return text
+    if width < 2:
+        return "…"[:width]
+    kept = text
+    while cell_len(kept) > width - 1:
+        kept = kept[1:] if keep_end else kept[:-1]
+    return "…" + kept if keep_end else kept + "…"
+
+
+def is_path(text: str) -> bool:
+    return ("/" in text or "\\" in text) and not any(char.isspace() for char in text)
+
+
+class FieldInput(Input):
+    """A text field that, when not focused, shows a value (or placeholder) too long for it
+    cut with '…'; editing, and the value read back, are the whole text."""
+
+    def render_line(self, y: int) -> Strip:
+        room = self.scrollable_content_region.width
+        text = self.value or self.placeholder
+        if y != 0 or self.has_focus or cell_len(text) <= room:
+            return super().render_line(y)
+        cut = cut_to_fit(text, room, keep_end=bool(self.value) and is_path(text))
+        shown = Text(cut, no_wrap=True, overflow="ignore", end="")
+        if not self.value:
+            shown.stylize(self.get_component_rich_style("input--placeholder"))
+        options = self.app.console_options.update_width(room + 1)
+        strip = Strip(self.app.console.render(shown, options)).extend_cell_length(room + 1)
+        return strip.apply_style(self.rich_style)
+
+    def on_focus(self) -> None:
+        self.refresh()  # the whole value again, to edit
+
+    def on_blur(self) -> None:
+        self.refresh()
 
 
 class ConfigPane(VerticalScroll):
@@ -98,8 +142,8 @@ class ConfigPane(VerticalScroll):
             return Select([(choice, choice) for choice in rule.choices], value=blank,
                           allow_blank=rule.optional, prompt=key.placeholder or "unset",
                           compact=True, id=editor_id)
-        return Input(format_text(value, rule), placeholder=key.placeholder, compact=True,
-                     validators=[RuleValidator(key.name)], id=editor_id)
+        return FieldInput(format_text(value, rule), placeholder=key.placeholder,
+                          compact=True, validators=[RuleValidator(key.name)], id=editor_id)
 
     # ── reading the form ──────────────────────────────────────────────────────────────
 
