@@ -127,6 +127,6 @@ def test_a_long_error_is_wrapped_to_the_terminal(monkeypatch: pytest.MonkeyPatch
     assert main(["--no-ui", "--max-memory", "abc"]) == 2
     lines = err.getvalue().splitlines()
     assert max(columns(line) for line in lines) < WIDTH
-    assert lines[0].startswith("tui-eval: error: --max-memory: must be a fraction of the card")
+    assert lines[0].startswith("tui-eval: error: --max-memory: must be a fraction above 0")
     assert " ".join(line.strip() for line in lines).endswith(
         "sizes per device (0=70GiB,cpu=200GiB), got 'abc'")

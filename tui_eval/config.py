@@ -48,7 +48,7 @@ TASKS = ("generate", "choice")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 INT_TEXT = re.compile(r"^[+-]?\d+$")
-MAX_MEMORY_EXPECTED = ("a fraction of the card in (0, 1] (0.5), a size (20GiB) or, with "
+MAX_MEMORY_EXPECTED = ("a fraction above 0 and up to 1 (0.5), a size (20GiB) or, with "
                        "device_map, sizes per device (0=70GiB,cpu=200GiB)")
 _NUMBER_TEXT = re.compile(r"^\s*\d*\.?\d+\s*$")
 
