@@ -135,6 +135,25 @@ def build_real_model(target: Path) -> Path:
     return target
 
 
+@pytest.fixture(scope="module")
+def demo_backend() -> Any:
+    """The built-in demo model (a character-level tokenizer) on the CPU, loaded."""
+    from tui_eval.engine.preparation import DEMO_MODEL
+    from tui_eval.model.backend import HFBackend
+
+    backend = HFBackend(str(DEMO_MODEL), device="cpu", dtype="float32")
+    backend.load_model()
+    return backend
+
+
+def demo_prompts(count: int) -> list[str]:
+    """The first prompts of the demo's dataset."""
+    from tui_eval.engine.preparation import DEMO_DATA
+
+    lines = DEMO_DATA.read_text(encoding="utf-8").splitlines()[:count]
+    return [json.loads(line)["prompt"] for line in lines]
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                     encoding="utf-8")

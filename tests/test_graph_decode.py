@@ -4,29 +4,20 @@ rows, stop strings), and a run with ``--compile graph`` writes eager's predictio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from conftest import PROMPTS, Collect
+from conftest import PROMPTS, Collect, demo_prompts
 from test_compile import engine_config, predictions
 
 from tui_eval.engine.evaluation import Evaluation
-from tui_eval.engine.preparation import DEMO_DATA, DEMO_MODEL
 from tui_eval.model.backend import HFBackend
 from tui_eval.model.graph_decode import GraphDecoder, as_generate_lays_out, supports
 
 
-@pytest.fixture(scope="module")
-def demo() -> HFBackend:
-    backend = HFBackend(str(DEMO_MODEL), device="cpu", dtype="float32")
-    backend.load_model()
-    return backend
-
-
-def demo_prompts(count: int) -> list[str]:
-    lines = DEMO_DATA.read_text(encoding="utf-8").splitlines()[:count]
-    return [json.loads(line)["prompt"] for line in lines]
+@pytest.fixture()
+def demo(demo_backend: HFBackend) -> HFBackend:
+    return demo_backend
 
 
 def generate_ids(backend: HFBackend, texts: list[str], max_new: int) -> list[list[int]]:

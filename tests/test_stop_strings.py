@@ -3,24 +3,15 @@ read (the demo model's character-level one): generation stops at them all the sa
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from conftest import demo_prompts
 
-from tui_eval.engine.preparation import DEMO_DATA, DEMO_MODEL
 from tui_eval.model.backend import HFBackend, cut_at_stop
 
 
-@pytest.fixture(scope="module")
-def demo() -> HFBackend:
-    backend = HFBackend(str(DEMO_MODEL), device="cpu", dtype="float32")
-    backend.load_model()
-    return backend
-
-
-def demo_prompts(count: int) -> list[str]:
-    lines = DEMO_DATA.read_text(encoding="utf-8").splitlines()[:count]
-    return [json.loads(line)["prompt"] for line in lines]
+@pytest.fixture()
+def demo(demo_backend: HFBackend) -> HFBackend:
+    return demo_backend
 
 
 def test_the_demo_tokenizer_stops_at_a_stop_string(demo: HFBackend) -> None:
