@@ -17,22 +17,19 @@ replaced by the next result.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_eval.paths import user_cache_dir
 from tui_eval.results import TuneResult, write_json_atomic
 
 CACHE_FORMAT = 1
 
 
 def cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    # the XDG spec: a relative path is invalid and must be ignored
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return root / "tui-eval" / "tune.json"
+    return user_cache_dir() / "tune.json"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 from tui_eval.device.memcap import parse_device_budgets
 from tui_eval.errors import ModelLoadError, UsageError
 from tui_eval.model.static_shapes import ShapePlanner, StaticShape
+from tui_eval.paths import user_cache_dir
 
 # New tokens of the call that compiles a new shape before the real one: three decode steps,
 # enough for torch to compile, record the CUDA graph and replay it once.
@@ -480,9 +481,9 @@ class HFBackend:
         return options
 
     def _compile_config(self) -> Any:
-        use_inductor_cache()
         """transformers' defaults (inductor, reduce-overhead: CUDA graphs) on CUDA. Elsewhere
         transformers compiles only when told to, and CUDA graphs do not apply."""
+        use_inductor_cache()
         try:
             from transformers import CompileConfig
         except ImportError:  # older transformers: cache_implementation="static" alone
@@ -704,8 +705,7 @@ class HFBackend:
         pad_id = tok.pad_token_id
 
         def holds_stop(ids: list[int]) -> bool:
-            text = tok.decode(ids, skip_special_tokens=True)
-            return any(marker and marker in text for marker in stop)
+            return holds_stop_string(tok.decode(ids, skip_special_tokens=True), stop)
 
         def stop_check(rows: list[list[int]]) -> list[bool]:
             return [holds_stop(row) for row in rows]
@@ -781,8 +781,8 @@ def decoded_stop_criterion(tokenizer: Any, stop: list[str]) -> Any:
             if self.prompt_width is None:  # the first call follows the first new token
                 self.prompt_width = input_ids.shape[1] - 1
             rows = input_ids[:, self.prompt_width:].tolist()
-            done = [any(marker and marker in tokenizer.decode(row, skip_special_tokens=True)
-                        for marker in stop) for row in rows]
+            done = [holds_stop_string(tokenizer.decode(row, skip_special_tokens=True), stop)
+                    for row in rows]
             return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     return DecodedStop()
@@ -793,17 +793,10 @@ def decoded_stop_criterion(tokenizer: Any, stop: list[str]) -> Any:
 INDUCTOR_CACHE_ENV = {"TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}
 
 
-def inductor_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/tui-eval/inductor`` (``~/.cache/…`` when XDG_CACHE_HOME is unset)."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    root = Path(base) if base else Path.home() / ".cache"
-    return root / "tui-eval" / "inductor"
-
-
 def use_inductor_cache() -> None:
     """Point torch.compile's caches at the user's cache directory before compiling; a
     variable the user set is left alone."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "inductor"))
     for name, value in INDUCTOR_CACHE_ENV.items():
         os.environ.setdefault(name, value)
     # the configs read their variables at import, which may have happened already
@@ -825,6 +818,10 @@ def _takes_max_cache_len() -> bool:
     from transformers import GenerationConfig
 
     return hasattr(GenerationConfig(), "max_cache_len")
+
+
+def holds_stop_string(text: str, stop: list[str]) -> bool:
+    return any(marker and marker in text for marker in stop)
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:
