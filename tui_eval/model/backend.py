@@ -684,11 +684,6 @@ class HFBackend:
             self._graphs = GraphDecoder(self.model, capture=self.device.startswith("cuda"))
         return self._graphs
 
-    def drop_graphs(self) -> None:
-        """Free every captured shape's cache and graph memory."""
-        if self._graphs is not None:
-            self._graphs.clear()
-
     def _generate_graph(self, texts: list[str], max_new_tokens: int,
                         stop: list[str]) -> Generation:
         """The batch at its static shape (padded rows repeat the first prompt, as on the
