@@ -132,6 +132,7 @@ class EvalApp(App[int]):
         self._progress_draw_pending = False
         self.progress_draws = 0  # how often the progress pane was redrawn (coalescing test)
         self._theme_target: str | None = None  # where queued theme presses lead
+        self.theme_settle_s = THEME_SETTLE_S
         self.theme_switches = 0  # themes applied by t (coalescing test)
         self._theme_timer: Timer | None = None
         self._demo_max_tokens: int | None = None  # max tokens the demo put in the field
@@ -464,9 +465,16 @@ class EvalApp(App[int]):
         if pending and self._theme_timer is not None:
             self._theme_timer.reset()
         else:
-            self._theme_timer = self.set_timer(THEME_SETTLE_S, self._apply_theme_target)
+            self._theme_timer = self.set_timer(self.theme_settle_s, self.apply_pending_theme)
 
-    def _apply_theme_target(self) -> None:
+    @property
+    def pending_theme(self) -> str | None:
+        """Where the t presses not yet applied lead, or None."""
+        return self._theme_target
+
+    def apply_pending_theme(self) -> None:
+        if self._theme_timer is not None:
+            self._theme_timer.stop()  # when called before the keys pause
         name, self._theme_target, self._theme_timer = self._theme_target, None, None
         if name is None or self.hung_up:
             return
