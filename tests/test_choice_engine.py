@@ -18,7 +18,8 @@ from tui_eval.engine.preparation import DEMO_CHOICE_DATA
 from tui_eval.engine.resume import ResumePlan, config_differences
 from tui_eval.engine.stopping import metrics_after_stop
 from tui_eval.events import Fallback, Progress, RunStarted
-from tui_eval.results import PredictionRow, RunMetrics, score_text, summary_rows
+from tui_eval.reports.summary import score_text, summary_rows
+from tui_eval.results import PredictionRow, RunMetrics
 
 CHOICES = ["Paris", "blue", "The number after 99 is 100.", "chat", "eight legs"]
 
