@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tui_eval.cli import main
-from tui_eval.engine.comparison import compare_runs, comparison_report
+from tui_eval.engine.comparison import compare_runs
 from tui_eval.errors import UsageError
+from tui_eval.reports.compare import comparison_report
 from tui_eval.results import PredictionRow, RunMetrics
 
 SAMPLES = [("q1", "1+1=", "2"), ("q2", "2+2=", "4"), ("q3", "3+3=", "6"), ("q4", "4+4=", "8")]

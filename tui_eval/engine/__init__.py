@@ -3,7 +3,8 @@ directory already holds (resume), tuning the batch size for it (tuning), the run
 (evaluation) over its task (tasks: generation, choice), several runs at once for the speed
 table (benching), scoring a finished run again (rescoring), two runs side by side
 (comparison), and the files of a run stopped at once made whole (stopping). Nothing here
-knows about the front ends: they catch the signals themselves.
+knows about the front ends: they catch the signals, and word the tables
+(tui_eval.reports), themselves.
 
 This module is the engine's face: the front ends (tui_eval.ui, tui_eval.headless,
 tui_eval.commands) import from here only (a contract in pyproject.toml). Each name is
@@ -19,15 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tui_eval.engine.benching import bench_table
     from tui_eval.engine.benching import run_bench as bench
-    from tui_eval.engine.comparison import (
-        CHANGED_COLUMNS,
-        METRIC_COLUMNS,
-        Comparison,
-        changed_rows,
-        comparison_report,
-        metric_rows,
-        verdict_summary,
-    )
+    from tui_eval.engine.comparison import Comparison, VerdictChange
     from tui_eval.engine.comparison import compare_runs as compare
     from tui_eval.engine.evaluation import Evaluation, evaluate
     from tui_eval.engine.preparation import DEMO_MAX_TOKENS, Prepared, prepare, render_prompt
@@ -51,13 +44,8 @@ _FACE: dict[str, tuple[str, str]] = {
     "bench_table": ("tui_eval.engine.benching", "bench_table"),
     "rescore": ("tui_eval.engine.rescoring", "rescore_run"),
     "compare": ("tui_eval.engine.comparison", "compare_runs"),
-    "comparison_report": ("tui_eval.engine.comparison", "comparison_report"),
     "Comparison": ("tui_eval.engine.comparison", "Comparison"),
-    "CHANGED_COLUMNS": ("tui_eval.engine.comparison", "CHANGED_COLUMNS"),
-    "METRIC_COLUMNS": ("tui_eval.engine.comparison", "METRIC_COLUMNS"),
-    "changed_rows": ("tui_eval.engine.comparison", "changed_rows"),
-    "metric_rows": ("tui_eval.engine.comparison", "metric_rows"),
-    "verdict_summary": ("tui_eval.engine.comparison", "verdict_summary"),
+    "VerdictChange": ("tui_eval.engine.comparison", "VerdictChange"),
     "saved_config_values": ("tui_eval.engine.resume", "saved_config_values"),
     "metrics_after_stop": ("tui_eval.engine.stopping", "metrics_after_stop"),
     "StoppableRun": ("tui_eval.engine.stopping", "StoppableRun"),
@@ -69,12 +57,10 @@ _FACE: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [
-    "CHANGED_COLUMNS", "DEMO_MAX_TOKENS", "LAUNCHED_ENV", "METRIC_COLUMNS", "Comparison",
-    "Evaluation",
-    "Prepared", "StoppableRun", "bench", "bench_table", "changed_rows",
-    "compare", "comparison_report", "evaluate", "gpu_count",
-    "launch_ranks", "metric_rows", "metrics_after_stop", "prepare", "render_prompt", "rescore",
-    "saved_config_values", "tune", "verdict_summary", "world_from_env",
+    "DEMO_MAX_TOKENS", "LAUNCHED_ENV", "Comparison", "Evaluation", "Prepared", "StoppableRun",
+    "VerdictChange", "bench", "bench_table", "compare", "evaluate", "gpu_count", "launch_ranks",
+    "metrics_after_stop", "prepare", "render_prompt", "rescore", "saved_config_values", "tune",
+    "world_from_env",
 ]
 
 
