@@ -18,7 +18,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tui_eval.engine.benching import bench_table
     from tui_eval.engine.benching import run_bench as bench
     from tui_eval.engine.comparison import Comparison, VerdictChange
     from tui_eval.engine.comparison import compare_runs as compare
@@ -41,7 +40,6 @@ _FACE: dict[str, tuple[str, str]] = {
     "DEMO_MAX_TOKENS": ("tui_eval.engine.preparation", "DEMO_MAX_TOKENS"),
     "tune": ("tui_eval.engine.tuning", "run_tuning"),
     "bench": ("tui_eval.engine.benching", "run_bench"),
-    "bench_table": ("tui_eval.engine.benching", "bench_table"),
     "rescore": ("tui_eval.engine.rescoring", "rescore_run"),
     "compare": ("tui_eval.engine.comparison", "compare_runs"),
     "Comparison": ("tui_eval.engine.comparison", "Comparison"),
@@ -58,7 +56,7 @@ _FACE: dict[str, tuple[str, str]] = {
 
 __all__ = [
     "DEMO_MAX_TOKENS", "LAUNCHED_ENV", "Comparison", "Evaluation", "Prepared", "StoppableRun",
-    "VerdictChange", "bench", "bench_table", "compare", "evaluate", "gpu_count", "launch_ranks",
+    "VerdictChange", "bench", "compare", "evaluate", "gpu_count", "launch_ranks",
     "metrics_after_stop", "prepare", "render_prompt", "rescore", "saved_config_values", "tune",
     "world_from_env",
 ]
