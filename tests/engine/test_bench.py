@@ -10,8 +10,9 @@ import pytest
 
 from tui_eval.cli import main
 from tui_eval.commands.bench import parse_batch_sizes, parse_compile_modes
-from tui_eval.engine.benching import BenchRow, bench_table, with_speedups
+from tui_eval.engine.benching import BenchRow, with_speedups
 from tui_eval.errors import UsageError
+from tui_eval.reports.bench import bench_table
 from tui_eval.results import BenchResult
 
 ROW_KEYS = {"batch_size", "seconds", "speedup", "samples_per_s", "tokens_per_s",

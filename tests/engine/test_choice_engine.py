@@ -32,9 +32,10 @@ from tui_eval.config import EvalConfig
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.engine.preparation import DEMO_CHOICE_DATA
 from tui_eval.engine.resume import ResumePlan, config_differences
-from tui_eval.engine.signals import HeadlessSignals, RunTracker
+from tui_eval.engine.stopping import metrics_after_stop
 from tui_eval.events import Fallback, Progress, RunStarted
-from tui_eval.results import PredictionRow, score_text, summary_rows
+from tui_eval.reports.summary import score_text, summary_rows
+from tui_eval.results import PredictionRow
 
 
 @pytest.fixture()
@@ -303,10 +304,9 @@ def test_metrics_rebuilt_after_a_second_signal_have_acc(base: EvalConfig,
         def log(self, level: str, key: str, **values: object) -> None:
             pass
 
-    tracker = RunTracker()
-    tracker(RunStarted(run_dir=str(out), total=12, batch_size=4, model="m", device="cpu",
-                       dtype="float32"))
-    metrics = HeadlessSignals(Stopped(), tracker)._metrics_from_disk(out)  # type: ignore[arg-type]
+    started = RunStarted(run_dir=str(out), total=12, batch_size=4, model="m", device="cpu",
+                         dtype="float32")
+    metrics = metrics_after_stop(Stopped(), started, None)  # type: ignore[arg-type]
     assert metrics is not None and metrics.stopped_at_once and metrics.partial
     assert metrics.task == "choice" and (metrics.n, metrics.n_total) == (5, 12)
     assert json.loads((out / "metrics.json").read_text())["metrics"] == metrics.metrics

@@ -9,8 +9,9 @@ import pytest
 
 from tests.helpers import SAMPLES, write_run
 from tui_eval.cli import main
-from tui_eval.engine.comparison import compare_runs, comparison_report
+from tui_eval.engine.comparison import compare_runs
 from tui_eval.errors import UsageError
+from tui_eval.reports.compare import comparison_report
 
 
 def test_metrics_side_by_side_and_the_changed_verdicts(tmp_path: Path) -> None:

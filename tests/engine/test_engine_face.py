@@ -34,7 +34,8 @@ def test_every_name_on_the_face_resolves_to_its_module_s_object() -> None:
 
 @pytest.mark.slow
 def test_rescore_and_compare_from_the_face_load_no_torch() -> None:
-    code = ("import sys; from tui_eval.engine import compare, comparison_report, rescore; "
+    code = ("import sys; from tui_eval.engine import compare, rescore; "
+            "from tui_eval.reports.compare import comparison_report; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120, env={"PYTHONPATH": str(REPO)})

@@ -22,7 +22,6 @@ from tui_eval.batching.strategies import (
     SearchStrategy,
     bucket_down,
 )
-from tui_eval.batching.table import tune_table
 from tui_eval.batching.tuner import BatchSizeTuner, choose_batch_size
 from tui_eval.cancel import CancelToken
 from tui_eval.cli import main
@@ -34,6 +33,7 @@ from tui_eval.errors import ConfigError
 from tui_eval.events import Event, LogLine, TuneFinished, TuneStep
 from tui_eval.formatting import size_bytes
 from tui_eval.model.backend import Generation, HFBackend
+from tui_eval.reports.tune import tune_table
 from tui_eval.results import TuneProbe, TuneResult
 
 # new_tokens, step_seconds, first_token_seconds, probe_seconds and full_length came with

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_until
-from tui_eval.engine.signals import install_app_hangup
+from tui_eval.ui.hangup import install_app_hangup
 
 pytestmark = pytest.mark.slow  # a model run in a subprocess
 

@@ -1,5 +1,6 @@
-"""The tuner's probes as a table: logged row by row as they finish (fixed widths), and as
-one Markdown table with the chosen size marked."""
+"""The tuner's probes as rows of its log (run.log, events.jsonl), one as each finishes:
+fixed widths, headers in the run's language (en/zh), as every line the engine logs. The
+same cells as one Markdown table, the chosen size marked, are tui_eval.reports.tune's."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from tui_eval.formatting import (
     format_bytes,
     format_percent,
     format_seconds,
-    markdown_table,
     pad_cell,
 )
-from tui_eval.results import TuneProbe, TuneResult
+from tui_eval.results import TuneProbe
 
 HEADERS = {
     "en": ("batch", "status", "time", "samples/s", "tok/s", "peak mem", "GPU%", "probe"),
@@ -63,14 +63,3 @@ def headers(lang: str = "en", unit: str = "samples") -> tuple[str, ...]:
     rate = RATE_HEADERS.get(unit, RATE_HEADERS["samples"])
     names[3] = rate.get(lang, rate["en"])  # the rate column
     return tuple(names)
-
-
-def tune_table(result: TuneResult, lang: str = "en") -> str:
-    """The probes as a Markdown table, the chosen size marked."""
-    rows = []
-    for probe in result.probes:
-        row = table_row(probe)
-        if probe.batch_size == result.chosen_batch_size and probe.has_rate:
-            row[0] += " ◀"
-        rows.append(row)
-    return markdown_table(headers(lang, result.unit), rows)

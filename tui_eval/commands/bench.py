@@ -15,6 +15,8 @@ from tui_eval.config import COMPILE_MODES
 from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.i18n import default_language, message
+from tui_eval.reports.bench import bench_markdown, bench_table
+from tui_eval.results import BENCH_FILE, BENCH_MD_FILE
 
 DEFAULT_SIZES = "1,2,4,8,16"
 SIZES_FLAG = "-b/--batch-sizes"
@@ -77,12 +79,15 @@ def main(argv: list[str]) -> int:
     modes = parse_compile_modes(args.compile_modes) if args.compile_modes else None
     config = config_from_args(args)
     # the engine: once the flags are valid
-    from tui_eval.engine import bench, bench_table
-    from tui_eval.results import BENCH_FILE, BENCH_MD_FILE
+    from tui_eval.engine import bench
 
     lang = config.lang or default_language()
-    rows, out = bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
-                          compile_modes=modes)
+    result, out = bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
+                        compile_modes=modes)
+    rows = result.rows
+    # bench.json is the engine's; its table for people is written here, in the run's language
+    (out / BENCH_MD_FILE).write_text(bench_markdown(rows, result.context, lang),
+                                     encoding="utf-8")
     print()
     print(bench_table(rows, lang))
     print(message("bench_written", lang, json=out / BENCH_FILE, md=out / BENCH_MD_FILE))

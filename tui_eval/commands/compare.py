@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tui_eval.commands.options import ArgumentParser
 from tui_eval.errors import EXIT_OK, UsageError
+from tui_eval.reports.compare import comparison_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def main(argv: list[str]) -> int:
         if not run_dir.is_dir():
             raise UsageError(f"{run_dir}: not a directory")
     # the comparison: once the arguments are valid (no torch involved)
-    from tui_eval.engine import compare, comparison_report
+    from tui_eval.engine import compare
 
     comparison = compare(args.run_a, args.run_b)
     print(comparison_report(comparison, show_all=args.show_all))

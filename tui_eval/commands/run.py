@@ -22,6 +22,7 @@ from tui_eval.config import ConfigSource, EvalConfig, find_default_config
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, QuietExit, UsageError
 from tui_eval.events import EventSink, FanOut
 from tui_eval.headless.printer import HeadlessPrinter, fitted
+from tui_eval.headless.signals import HeadlessSignals, RunTracker
 from tui_eval.results import default_run_dir
 from tui_eval.theme_names import theme_not_found
 
@@ -72,13 +73,7 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
     Under torchrun this process is one rank of several: rank 0 prints and owns the results
     directory, the others run their share silently."""
     # the engine: once the flags are valid, so that --help and bad flags answer at once
-    from tui_eval.engine import (
-        LAUNCHED_ENV,
-        Evaluation,
-        HeadlessSignals,
-        RunTracker,
-        world_from_env,
-    )
+    from tui_eval.engine import LAUNCHED_ENV, Evaluation, world_from_env
 
     world = world_from_env()
     world.join()

@@ -2,8 +2,9 @@
 directory already holds (resume), tuning the batch size for it (tuning), the run itself
 (evaluation) over its task (tasks: generation, choice), several runs at once for the speed
 table (benching), scoring a finished run again (rescoring), two runs side by side
-(comparison), and stopping a run cleanly on a signal (signals). Nothing here knows about
-the front ends.
+(comparison), and the files of a run stopped at once made whole (stopping). Nothing here
+knows about the front ends: they catch the signals, and word the tables
+(tui_eval.reports), themselves.
 
 This module is the engine's face: the front ends (tui_eval.ui, tui_eval.headless,
 tui_eval.commands) import from here only (a contract in pyproject.toml). Each name is
@@ -17,23 +18,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tui_eval.engine.benching import bench_table
     from tui_eval.engine.benching import run_bench as bench
-    from tui_eval.engine.comparison import (
-        CHANGED_COLUMNS,
-        METRIC_COLUMNS,
-        Comparison,
-        changed_rows,
-        comparison_report,
-        metric_rows,
-        verdict_summary,
-    )
+    from tui_eval.engine.comparison import Comparison, VerdictChange
     from tui_eval.engine.comparison import compare_runs as compare
     from tui_eval.engine.evaluation import Evaluation, evaluate
     from tui_eval.engine.preparation import DEMO_MAX_TOKENS, Prepared, prepare, render_prompt
     from tui_eval.engine.rescoring import rescore_run as rescore
     from tui_eval.engine.resume import saved_config_values
-    from tui_eval.engine.signals import HeadlessSignals, RunTracker, install_app_hangup
+    from tui_eval.engine.stopping import StoppableRun, metrics_after_stop
     from tui_eval.engine.tuning import run_tuning as tune
     from tui_eval.ranks.launch import LAUNCHED_ENV, gpu_count, launch_ranks
     from tui_eval.ranks.world import world_from_env
@@ -48,20 +40,13 @@ _FACE: dict[str, tuple[str, str]] = {
     "DEMO_MAX_TOKENS": ("tui_eval.engine.preparation", "DEMO_MAX_TOKENS"),
     "tune": ("tui_eval.engine.tuning", "run_tuning"),
     "bench": ("tui_eval.engine.benching", "run_bench"),
-    "bench_table": ("tui_eval.engine.benching", "bench_table"),
     "rescore": ("tui_eval.engine.rescoring", "rescore_run"),
     "compare": ("tui_eval.engine.comparison", "compare_runs"),
-    "comparison_report": ("tui_eval.engine.comparison", "comparison_report"),
     "Comparison": ("tui_eval.engine.comparison", "Comparison"),
-    "CHANGED_COLUMNS": ("tui_eval.engine.comparison", "CHANGED_COLUMNS"),
-    "METRIC_COLUMNS": ("tui_eval.engine.comparison", "METRIC_COLUMNS"),
-    "changed_rows": ("tui_eval.engine.comparison", "changed_rows"),
-    "metric_rows": ("tui_eval.engine.comparison", "metric_rows"),
-    "verdict_summary": ("tui_eval.engine.comparison", "verdict_summary"),
+    "VerdictChange": ("tui_eval.engine.comparison", "VerdictChange"),
     "saved_config_values": ("tui_eval.engine.resume", "saved_config_values"),
-    "HeadlessSignals": ("tui_eval.engine.signals", "HeadlessSignals"),
-    "RunTracker": ("tui_eval.engine.signals", "RunTracker"),
-    "install_app_hangup": ("tui_eval.engine.signals", "install_app_hangup"),
+    "metrics_after_stop": ("tui_eval.engine.stopping", "metrics_after_stop"),
+    "StoppableRun": ("tui_eval.engine.stopping", "StoppableRun"),
     # a run of several processes (tui_eval.ranks)
     "world_from_env": ("tui_eval.ranks.world", "world_from_env"),
     "LAUNCHED_ENV": ("tui_eval.ranks.launch", "LAUNCHED_ENV"),
@@ -70,12 +55,10 @@ _FACE: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [
-    "CHANGED_COLUMNS", "DEMO_MAX_TOKENS", "LAUNCHED_ENV", "METRIC_COLUMNS", "Comparison",
-    "Evaluation",
-    "HeadlessSignals", "Prepared", "RunTracker", "bench", "bench_table", "changed_rows",
-    "compare", "comparison_report", "evaluate", "gpu_count", "install_app_hangup",
-    "launch_ranks", "metric_rows", "prepare", "render_prompt", "rescore", "saved_config_values",
-    "tune", "verdict_summary", "world_from_env",
+    "DEMO_MAX_TOKENS", "LAUNCHED_ENV", "Comparison", "Evaluation", "Prepared", "StoppableRun",
+    "VerdictChange", "bench", "compare", "evaluate", "gpu_count", "launch_ranks",
+    "metrics_after_stop", "prepare", "render_prompt", "rescore", "saved_config_values", "tune",
+    "world_from_env",
 ]
 
 

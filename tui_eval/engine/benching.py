@@ -2,9 +2,10 @@
 
 The same data is evaluated at each batch size with one loaded model, each run in its own
 ``bs_N/`` results directory, and the seed's table (batch_size | time | speedup | …) is
-printed and written to bench.json and bench.md. ``--compile on,off`` runs every size with
-each compile setting (``bs_N-compile_on/``…) and the table gains a compile column and the
-compile time; ``time`` and the rates are generation only, compile time apart.
+written to bench.json (its text, printed and in bench.md, is tui_eval.reports.bench's).
+``--compile on,off`` runs every size with each compile setting (``bs_N-compile_on/``…) and
+the table gains a compile column and the compile time; ``time`` and the rates are
+generation only, compile time apart.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
@@ -22,8 +22,8 @@ from tui_eval.engine.evaluation import Evaluation
 from tui_eval.engine.preparation import device_description, prepare
 from tui_eval.errors import UsageError
 from tui_eval.events import Event, EventSink, LogLine, Progress, RunLog
-from tui_eval.formatting import format_bytes, format_percent, format_seconds, markdown_table
-from tui_eval.i18n import default_language, message
+from tui_eval.formatting import format_bytes, format_percent, format_seconds
+from tui_eval.i18n import default_language
 from tui_eval.model.backend import HFBackend
 from tui_eval.results import (
     BENCH_FILE,
@@ -32,14 +32,6 @@ from tui_eval.results import (
     BenchRow,
     prepare_run_dir,
 )
-
-HEADERS = {
-    "en": ("batch_size", "time", "speedup", "samples/s", "peak memory", "GPU util"),
-    "zh": ("batch_size", "时间", "提升", "样本/秒", "峰值内存", "GPU利用率"),
-}
-# A choice task's batch unit is the (context, choice) pair: its rate follows samples/s.
-PAIRS_HEADER = {"en": "pairs/s", "zh": "选项/秒"}
-COMPILE_HEADERS = {"en": ("compile", "compile time"), "zh": ("编译", "编译用时")}
 
 
 def run_dir_name(size: int, mode: str, modes: list[str]) -> str:
@@ -52,49 +44,6 @@ def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
         return rows
     base = rows[0].seconds
     return [replace(r, speedup=base / r.seconds if r.seconds > 0 else 0.0) for r in rows]
-
-
-def shows_compile(rows: list[BenchRow]) -> bool:
-    """The compile columns: when any row compiled or the rows compare settings."""
-    return (any(r.compile in ("on", "graph") for r in rows)
-            or len({r.requested_compile for r in rows}) > 1)
-
-
-def bench_table(rows: list[BenchRow], lang: str = "en") -> str:
-    """The seed's columns; a choice task's adds pairs/s after samples/s; with compile, a
-    compile column after batch_size and the compile time last."""
-    pairs = any(row.pairs_per_s is not None for row in rows)
-    compile_columns = shows_compile(rows)
-    cells = []
-    for row in rows:
-        lowered = row.final_batch_size is not None and row.final_batch_size != row.batch_size
-        marker = "*" if row.fallbacks or lowered else ""
-        cell = [f"{row.batch_size}{marker}", format_seconds(row.seconds),
-                f"{row.speedup:.2f}x", f"{row.samples_per_s:.2f}",
-                *([f"{row.pairs_per_s or 0.0:.1f}"] if pairs else []),
-                format_bytes(row.peak_memory_bytes), format_percent(row.gpu_util_percent)]
-        if compile_columns:
-            mode = row.compile if row.requested_compile != "auto" else f"auto: {row.compile}"
-            cell[1:1] = [mode]
-            cell.append(format_seconds(row.compile_seconds) if row.compile != "off" else "-")
-        cells.append(cell)
-    headers = list(HEADERS.get(lang, HEADERS["en"]))
-    if pairs:
-        headers.insert(4, PAIRS_HEADER.get(lang, PAIRS_HEADER["en"]))
-    if compile_columns:
-        compile_name, compile_time = COMPILE_HEADERS.get(lang, COMPILE_HEADERS["en"])
-        headers[1:1] = [compile_name]
-        headers.append(compile_time)
-    table = markdown_table(headers, cells)
-    notes = [message("bench_oom_note", lang, batch_size=r.batch_size, fallbacks=r.fallbacks,
-                     final=r.final_batch_size)
-             for r in rows if r.fallbacks or (r.final_batch_size not in (None, r.batch_size))]
-    return "\n".join([table, "", *notes]) if notes else table
-
-
-def bench_markdown(rows: list[BenchRow], context: dict[str, Any], lang: str = "en") -> str:
-    about = ", ".join(f"{key}: {value}" for key, value in context.items())
-    return f"# tui-eval bench\n\n{about}\n\n{bench_table(rows, lang)}\n"
 
 
 def default_bench_dir() -> Path:
@@ -126,9 +75,10 @@ def refuse_existing_bench(out: Path, sizes: list[int], modes: list[str] | None =
 
 def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
               overwrite: bool = False, cancel: CancelToken | None = None,
-              compile_modes: list[str] | None = None) -> tuple[list[BenchRow], Path]:
+              compile_modes: list[str] | None = None) -> tuple[BenchResult, Path]:
     """Evaluate the data at each size (for each compile setting: ``compile_modes``, by
-    default the config's) with one loaded model; write bench.json and bench.md."""
+    default the config's) with one loaded model; write bench.json (bench.md, its table
+    for people, is the command's: tui_eval.reports.bench)."""
     cancel = cancel or CancelToken()
     lang = config.lang or default_language()
     log = RunLog(sink, lang)
@@ -184,9 +134,9 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
                "device_name": device_description(backend.device), "dtype": backend.dtype_name}
     if len(modes) > 1:
         context["compile"] = ",".join(modes)
-    BenchResult(rows, context).write(out)
-    (out / BENCH_MD_FILE).write_text(bench_markdown(rows, context, lang), encoding="utf-8")
-    return rows, out
+    result = BenchResult(rows, context)
+    result.write(out)
+    return result, out
 
 
 def _bench_one(backend: HFBackend, config: EvalConfig, sink: EventSink, cancel: CancelToken,

@@ -19,7 +19,8 @@ from tui_eval.events import (
     format_log_line,
 )
 from tui_eval.formatting import format_duration
-from tui_eval.results import RunMetrics, summary_rows
+from tui_eval.reports.summary import summary_rows
+from tui_eval.results import RunMetrics
 
 PLAIN_PROGRESS_INTERVAL_S = 5.0
 BAR_WIDTH = 24

@@ -27,7 +27,7 @@ from textual.worker import Worker, WorkerState
 from tui_eval.cancel import CancelToken
 from tui_eval.config import DEFAULTS, EvalConfig
 from tui_eval.device.monitor import HostReading, Sampler, Snapshot
-from tui_eval.engine import DEMO_MAX_TOKENS, Comparison, Evaluation, install_app_hangup
+from tui_eval.engine import DEMO_MAX_TOKENS, Comparison, Evaluation
 from tui_eval.errors import UsageError
 from tui_eval.events import (
     Event,
@@ -45,6 +45,7 @@ from tui_eval.ui.bridge import EngineEvent, EventBridge, GaugeReadings, Progress
 from tui_eval.ui.chart import BENCH_TAB, ChartScreen
 from tui_eval.ui.compare import CompareAskScreen, CompareScreen
 from tui_eval.ui.config_text import save_config
+from tui_eval.ui.hangup import install_app_hangup
 from tui_eval.ui.samples import SamplesScreen
 from tui_eval.ui.screens import ConfirmScreen
 from tui_eval.ui.themes import (

@@ -18,16 +18,16 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from tui_eval.engine import (
+from tui_eval.engine import Comparison
+from tui_eval.engine import compare as compare_runs
+from tui_eval.errors import UsageError
+from tui_eval.reports.compare import (
     CHANGED_COLUMNS,
     METRIC_COLUMNS,
-    Comparison,
     changed_rows,
     metric_rows,
     verdict_summary,
 )
-from tui_eval.engine import compare as compare_runs
-from tui_eval.errors import UsageError
 
 
 def try_compare(run_a: Path, run_b_text: str) -> Comparison | str:

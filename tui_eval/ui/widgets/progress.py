@@ -8,7 +8,8 @@ from textual.containers import Vertical, VerticalScroll
 
 from tui_eval.events import Progress, RunStarted
 from tui_eval.formatting import format_duration
-from tui_eval.results import RunMetrics, batch_size_text
+from tui_eval.reports.summary import batch_size_text
+from tui_eval.results import RunMetrics
 from tui_eval.ui.widgets.line import Line
 from tui_eval.ui.widgets.meter import Meter
 from tui_eval.ui.widgets.ranks import RankRows

@@ -20,7 +20,8 @@ from textual.widgets import DataTable, Static
 
 from tui_eval.events import TuneFinished, TuneStep
 from tui_eval.formatting import format_duration, format_percent, gib
-from tui_eval.results import RunMetrics, TuneProbe, summary_rows
+from tui_eval.reports.summary import summary_rows
+from tui_eval.results import RunMetrics, TuneProbe
 
 CHOSEN_MARK = "▶"
 TUNE_COLUMNS = ("", "batch", "status", "seconds", "samples/s", "tok/s", "peak GiB", "GPU util")

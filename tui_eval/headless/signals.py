@@ -3,8 +3,9 @@
 SIGINT / SIGTERM, the first time: stop after the batch in flight (the engine checks its
 cancel event between batches), which writes metrics.json marked ``"partial": true``.
 The second time: stop at once. Generation is unwound by KeyboardInterrupt, the engine's
-files are closed, and metrics.json is rebuilt from the rows already on disk, so every
-file is whole. Either way the exit code is 130 and one line says how to resume.
+files are closed, and the engine rebuilds metrics.json from the rows already on disk
+(``metrics_after_stop``), so every file is whole. Either way the exit code is 130 and one
+line says how to resume.
 
 SIGHUP (the SSH session or the tmux pane went away): keep running and log it. If the
 terminal is gone, output goes to /dev/null from then on; run.log and events.jsonl keep
@@ -19,52 +20,24 @@ thread waits for that write to end.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from tui_eval.cancel import CancelToken
-from tui_eval.config import EvalConfig
-from tui_eval.engine.resume import ResumePlan, read_run_rows
+from tui_eval import engine
 from tui_eval.errors import EXIT_INTERRUPTED
-from tui_eval.events import Event, Progress, RunFinished, RunLog, RunStarted
-from tui_eval.events.recorder import EventRecorder
-from tui_eval.results import (
-    CONFIG_FILE,
-    PREDICTIONS_FILE,
-    RunMetrics,
-    build_run_metrics,
-    rank_prediction_paths,
-    resume_command,
-)
+from tui_eval.events import Event, Progress, RunFinished, RunStarted
+from tui_eval.results import CONFIG_FILE, RunMetrics, resume_command
+from tui_eval.terminal import silence_hung_up, tty_streams
+
+if TYPE_CHECKING:
+    from tui_eval.engine import StoppableRun
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LOG_JOIN_SECONDS = 5.0  # a handler's log line waits at most this long for its stream
-
-
-class StoppableRun(Protocol):
-    """What the handlers need from an Evaluation."""
-
-    cancel: CancelToken
-    run_dir: Path | None
-    config: EvalConfig
-    started: float  # time.perf_counter() at creation
-    lang: str
-    resumed: ResumePlan  # the rows kept from earlier tries
-    tune_seconds: float | None
-    compile_seconds: float  # this try's compiling so far
-    compiled: bool
-    skipped_lines: int  # dataset lines skipped with on_bad_line = "skip"
-
-    def log(self, level: str, key: str, **values: object) -> None: ...
 
 
 class RunTracker:
@@ -95,7 +68,7 @@ class HeadlessSignals:
         self.stopped_at_once = False
         self.hangups = 0
         self._previous: dict[int, Any] = {}
-        self._was_tty = {fd: os.isatty(fd) for fd in (1, 2)}
+        self._was_tty = tty_streams()
         self._loggers: list[threading.Thread] = []
 
     def __enter__(self) -> HeadlessSignals:
@@ -142,9 +115,7 @@ class HeadlessSignals:
 
     def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
         self.hangups += 1
-        for fd, was_tty in self._was_tty.items():
-            if was_tty and not os.isatty(fd):  # a hung-up terminal no longer answers
-                _silence(fd)
+        silence_hung_up(self._was_tty)
         if self.hangups == 1:
             self._log_from_thread("WARNING", "hangup",
                                   run_dir=self.run.run_dir or "its -o directory")
@@ -160,8 +131,10 @@ class HeadlessSignals:
         self.flush_log()  # the stop's own line comes before the resume line
         run_dir = self.run.run_dir
         if metrics is None and run_dir is not None:
+            # the run never reached its own: the engine builds them from the rows on disk
             metrics = (RunMetrics.read(run_dir) if self.tracker.finished
-                       else self._metrics_from_disk(run_dir))
+                       else engine.metrics_after_stop(self.run, self.tracker.started,
+                                                      self.tracker.progress))
         if run_dir is None or not (run_dir / CONFIG_FILE).exists():
             _say("tui-eval: stopped before the first sample; run the same command again")
         else:
@@ -177,94 +150,7 @@ class HeadlessSignals:
             _say(f"tui-eval: finished batches are kept in {run_dir}; once the cause is fixed, "
                  f"resume with: {resume_command(run_dir)}")
 
-    def _metrics_from_disk(self, run_dir: Path) -> RunMetrics | None:
-        """Partial metrics from the rows already written (the engine's own were never
-        reached), built as the engine builds them, plus the final event for watchers."""
-        paths = [run_dir / PREDICTIONS_FILE, *rank_prediction_paths(run_dir)]
-        if not any(path.exists() for path in paths):
-            return None
-        try:  # a run of several processes: each rank's file too
-            rows, _ = read_run_rows(run_dir)
-        except Exception:  # noqa: BLE001 - a damaged file is left for --resume to explain
-            return None
-        started, progress = self.tracker.started, self.tracker.progress
-        config = self.run.config
-        resumed = self.run.resumed.done
-        generated = max(0, len(rows) - resumed)  # this try's rows
-        rate = progress.samples_per_s if progress else 0.0
-        generation_seconds = generated / rate if rate > 0 else 0.0
-        batch_size = started.batch_size if started else config.batch_size
-        metrics = build_run_metrics(
-            rows, config.metric_names, n_total=started.total if started else len(rows),
-            n_resumed=resumed, n_skipped_lines=self.run.skipped_lines, batch_size=batch_size,
-            final_batch_size=progress.batch_size if progress else batch_size,
-            tune_seconds=self.run.tune_seconds,
-            fallback_count=progress.fallbacks if progress else 0,
-            wall_seconds=time.perf_counter() - self.run.started,
-            generation_seconds=generation_seconds, compiled=self.run.compiled,
-            compile_seconds=self.run.compile_seconds, generated=generated,
-            generated_tokens=round((progress.tokens_per_s if progress else 0.0)
-                                   * generation_seconds),
-            device=started.device if started else None,
-            dtype=started.dtype if started else None, model=str(config.model),
-            stopped_at_once=True, extract=config.extract,
-            task=config.task or "generate")
-        metrics.write(run_dir)
-        recorder = EventRecorder()
-        recorder.open(run_dir)
-        RunLog(recorder, self.run.lang)("INFO", "stopped_at_once", done=metrics.n,
-                                        total=metrics.n_total, run_dir=run_dir)
-        recorder(RunFinished(metrics=metrics))
-        recorder.close()
-        return metrics
-
-
-def _silence(fd: int) -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
-
 
 def _say(text: str) -> None:
     with contextlib.suppress(OSError):
         print(text, file=sys.stderr, flush=True)
-
-
-def install_app_hangup(on_hangup: Callable[[], None],
-                       at_once: Callable[[], None] | None = None) -> Callable[[], None] | None:
-    """For an asyncio app (the Textual app): on SIGHUP, point a dead terminal at /dev/null so
-    the app's last writes cannot fail, call ``at_once`` in the handler itself (it may only
-    set flags or start a thread: the event loop may be blocked, e.g. on a writer that a
-    dead terminal never drains), then ``on_hangup`` on the event loop (the app stops its
-    run after the batch in flight, which writes partial metrics, and exits).
-    Call it from inside the running loop, e.g. in ``on_mount``, in the main thread. Returns
-    the undo (the previous handler back), or None where SIGHUP does not exist or was
-    ignored at start (nohup)."""
-    hup = getattr(signal, "SIGHUP", None)
-    if hup is None or threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(hup)
-    if previous is signal.SIG_IGN:
-        return None
-    was_tty = {fd: os.isatty(fd) for fd in (1, 2)}
-    loop = asyncio.get_running_loop()
-
-    # A Python-level handler, not loop.add_signal_handler: it runs in the main thread even
-    # while that thread waits on a lock, where the loop's own handler would wait for the
-    # loop.
-    def hung_up(signum: int, frame: FrameType | None) -> None:
-        for fd, tty in was_tty.items():
-            if tty and not os.isatty(fd):
-                _silence(fd)
-        if at_once is not None:
-            at_once()
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to stop
-            loop.call_soon_threadsafe(on_hangup)
-
-    signal.signal(hup, hung_up)
-
-    def undo() -> None:
-        if signal.getsignal(hup) is hung_up:
-            signal.signal(hup, previous)
-
-    return undo
