@@ -60,9 +60,15 @@ class StoppableRun(Protocol):
     lang: str
     resumed: ResumePlan  # the rows kept from earlier tries
     tune_seconds: float | None
-    compile_seconds: float  # this try's compiling so far
-    compiled: bool
     skipped_lines: int  # dataset lines skipped with on_bad_line = "skip"
+
+    @property
+    def compile_seconds(self) -> float:
+        """This try's compiling so far."""
+
+    @property
+    def compile_path(self) -> str:
+        """The faster path a batch ran on, or "off"."""
 
     def log(self, level: str, key: str, **values: object) -> None: ...
 
@@ -201,8 +207,9 @@ class HeadlessSignals:
             tune_seconds=self.run.tune_seconds,
             fallback_count=progress.fallbacks if progress else 0,
             wall_seconds=time.perf_counter() - self.run.started,
-            generation_seconds=generation_seconds, compiled=self.run.compiled,
-            compile_seconds=self.run.compile_seconds, generated=generated,
+            generation_seconds=generation_seconds, compile=self.run.compile_path,
+            requested_compile=config.compile, compile_seconds=self.run.compile_seconds,
+            generated=generated,
             generated_tokens=round((progress.tokens_per_s if progress else 0.0)
                                    * generation_seconds),
             device=started.device if started else None,
