@@ -371,6 +371,9 @@ def test_compile_on_through_the_cli_compiles_once_and_matches_off(
     on, off = run("on"), run("off")
     assert predictions(tmp_path / "on") == predictions(tmp_path / "off")
     assert on["compiled"] and on["compile_seconds"] > 0.5 and not off["compiled"]
+    # metrics.json names the path that ran and the setting asked for
+    assert (on["compile"], on["requested_compile"]) == ("on", "on")
+    assert (off["compile"], off["requested_compile"]) == ("off", "off")
     assert on["generation_seconds"] + on["compile_seconds"] <= on["wall_seconds"]
     assert on["samples_per_s"] == pytest.approx(on["n"] / on["generation_seconds"])
     log = (tmp_path / "on" / "run.log").read_text(encoding="utf-8")
