@@ -466,8 +466,12 @@ class RunMetrics:
     fallback_count: int = 0
     wall_seconds: float = 0.0
     generation_seconds: float = 0.0  # generating only: compile_seconds are not in it
-    compiled: bool = False  # the run used the compiled static-cache path (compile on)
+    compiled: bool = False  # the run used a faster path than eager (``compile``)
     compile_seconds: float = 0.0  # compiling its shapes (the first call of each)
+    # the path that ran: "off" (eager), "on" (compiled static cache) or "graph" (CUDA-graph
+    # decode); a file written without it reads "on" when compiled (the graph path came later)
+    compile: str = "off"
+    requested_compile: str | None = None  # the setting that chose it ("auto", …); None: unknown
     samples_per_s: float = 0.0
     tokens_per_s: float = 0.0
     generated_tokens: int = 0  # 0 for a choice task, which generates nothing
@@ -485,7 +489,9 @@ class RunMetrics:
     def from_dict(cls, data: dict[str, Any]) -> RunMetrics:
         batch_size = data.get("batch_size", 0)
         return from_known_fields(cls, {"metrics": {}, "n": 0, "n_total": 0,
-                                       "final_batch_size": batch_size, **data})
+                                       "final_batch_size": batch_size,
+                                       "compile": "on" if data.get("compiled") else "off",
+                                       **data})
 
     def write(self, run_dir: Path) -> None:
         write_json_atomic(run_dir / METRICS_FILE, self.to_dict())
@@ -504,7 +510,8 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
                       batch_size: int | str = 0, final_batch_size: int | str | None = None,
                       tune_seconds: float | None = None, fallback_count: int = 0,
                       wall_seconds: float = 0.0, generation_seconds: float = 0.0,
-                      compiled: bool = False, compile_seconds: float = 0.0,
+                      compile: str = "off", requested_compile: str | None = None,
+                      compile_seconds: float = 0.0,
                       generated: int = 0, generated_tokens: int = 0,
                       device: str | None = None, dtype: str | None = None, model: str = "",
                       stopped_at_once: bool = False, extract: str | None = None,
@@ -513,7 +520,9 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
     ``generated`` rows made now. Rates are this try's: ``generated`` samples and
     ``generated_tokens`` tokens (read, for a choice task) in ``generation_seconds``, which
     excludes ``compile_seconds`` (the seconds the compiled path spent compiling its shapes:
-    a one-off cost, reported apart). Every path that ends a run builds its metrics here."""
+    a one-off cost, reported apart); ``compile`` is the path that ran ("off", "on",
+    "graph") and ``requested_compile`` the setting that chose it. Every path that ends a run
+    builds its metrics here."""
     def rate(amount: float) -> float:
         return amount / generation_seconds if generation_seconds > 0 else 0.0
 
@@ -531,7 +540,8 @@ def build_run_metrics(rows: Sequence[PredictionRow], names: Sequence[str], *, n_
         final_batch_size=batch_size if final_batch_size is None else final_batch_size,
         tune_seconds=tune_seconds, fallback_count=fallback_count,
         wall_seconds=wall_seconds, generation_seconds=generation_seconds,
-        compiled=compiled, compile_seconds=compile_seconds,
+        compiled=compile != "off", compile_seconds=compile_seconds, compile=compile,
+        requested_compile=requested_compile,
         samples_per_s=rate(generated), tokens_per_s=rate(generated_tokens),
         generated_tokens=0 if task == "choice" else generated_tokens,
         read_tokens=generated_tokens if task == "choice" else 0, device=device, dtype=dtype,

@@ -298,7 +298,7 @@ def test_metrics_rebuilt_after_a_second_signal_have_acc(base: EvalConfig,
             self.resumed = ResumePlan()
             self.tune_seconds = None
             self.compile_seconds = 0.0
-            self.compiled = False
+            self.compile_path = "off"
             self.skipped_lines = 0
 
         def log(self, level: str, key: str, **values: object) -> None:

@@ -3,7 +3,6 @@ tune.json, -b auto and --max-memory."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -114,16 +113,13 @@ class FakeBackend:
     def clock(self) -> float:
         return self.now
 
-    def eager(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    probing = eager
-
     def generate(self, texts: list[str], *, max_new_tokens: int, force_length: bool = False,
-                 on_step: Callable[[], bool] | None = None) -> Generation:
+                 on_step: Callable[[], bool] | None = None,
+                 static: bool | None = None) -> Generation:
         import torch
 
         assert force_length  # probes must ask for the full length
+        assert static is not None  # and name their path: the backend's is the run's
         rows = len(texts)
         self.calls.append(rows)
         oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

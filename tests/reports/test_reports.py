@@ -110,17 +110,17 @@ def test_summary_rows_of_a_stopped_compiled_choice_run() -> None:
         metrics={"exact_match": 0.5, "acc": 0.25}, n=4, n_total=8,
         stderr={"exact_match": 0.2887, "acc": None}, extract="last_number", n_truncated=1,
         partial=True, batch_size=8, final_batch_size=2, samples_per_s=3.25,
-        tokens_per_s=40.5, wall_seconds=12.34, compiled=True, compile_seconds=5.0,
+        tokens_per_s=40.5, wall_seconds=12.34, compiled=True, compile="on", compile_seconds=5.0,
         task="choice", pairs_per_s=9.75, fallback_count=2)
     assert summary_rows(metrics) == [
         ("exact_match", "0.5000 ± 0.2887"), ("acc", "0.2500"), ("extract", "last_number"),
         ("samples", "4 of 8 (partial)"), ("errors", "0"), ("truncated", "1"),
         ("fallbacks", "2"), ("batch size", "8 → 2"), ("samples/s", "3.25"),
         ("pairs/s", "9.8"), ("tokens/s", "40.5"), ("wall time", "12.3s"),
-        ("compile time", "5.0s")]
+        ("compile time", "5.0s (on)")]
     # the app passes its own wording of a duration
     assert summary_rows(metrics, lambda seconds: "t")[-2:] == [("wall time", "t"),
-                                                              ("compile time", "t")]
+                                                              ("compile time", "t (on)")]
 
 
 def test_batch_size_and_score_texts() -> None:

@@ -1,13 +1,13 @@
 """Measuring one batch size through a backend: a probe (tui_eval.batching.probe) of
 generation, or a forward pass over (context, choice) pairs, metered, an OOM a result.
 
-The backend is anything with ``generate(texts, max_new_tokens=, force_length=, on_step=)``,
-``device`` and the context managers ``eager()`` and ``probing()``; a pair scorer has
-``score(pairs)`` and ``model_input(pair)``. What touches the device comes in as hooks."""
+The backend is anything with ``generate(texts, max_new_tokens=, force_length=, on_step=,
+static=)`` and ``device``: each probe names its path per call (``static``), so nothing the
+run's calls see is switched on the backend; a pair scorer has ``score(pairs)`` and
+``model_input(pair)``. What touches the device comes in as hooks."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -24,18 +24,16 @@ class GenerationBackend(Protocol):
     device: str
 
     def generate(self, texts: list[str], *, max_new_tokens: int, force_length: bool = False,
-                 on_step: Callable[[], bool] | None = None) -> Any: ...
-
-    def eager(self) -> AbstractContextManager[Any]: ...
-
-    def probing(self) -> AbstractContextManager[Any]: ...
+                 on_step: Callable[[], bool] | None = None,
+                 static: bool | None = None) -> Any: ...
 
 
 class Prober:
     """Probes generation on ``prompts`` (longest first) with ``max_tokens`` per row.
 
-    ``static_cache``: probe on the static path (compile on), else eagerly with the dynamic
-    cache, whose growth ``kv_bytes_per_token`` predicts; ``meter``: a meter for the
+    ``static_cache``: probe on the static path (compile on) without compiling, each size at
+    its own shape, else eagerly with the dynamic cache, whose growth ``kv_bytes_per_token``
+    predicts; ``meter``: a meter for the
     backend's device (default: the hooks', over every device the backend spans)."""
 
     def __init__(self, backend: Any, prompts: list[Any], *, max_tokens: int,
@@ -58,15 +56,11 @@ class Prober:
     def device(self) -> str:
         return str(self.backend.device)
 
-    def probing(self) -> AbstractContextManager[Any]:
-        """The backend's state while probing: the static path without compiling, or eager."""
-        return self.backend.probing() if self.static_cache else self.backend.eager()
-
     def warm_up_call(self, size: int) -> None:
         """A short call of ``size`` rows that pays the one-time costs."""
         self.backend.generate(self.prompts[:size],
                               max_new_tokens=min(self.max_tokens, WARM_UP_TOKENS),
-                              force_length=True)
+                              force_length=True, static=self.static_cache)
 
     def warm_up(self) -> None:
         """The first call pays one-time costs (kernels, allocator, caches) that would
@@ -100,7 +94,8 @@ class Prober:
         def generate() -> int:
             generation = self.backend.generate(self.prompts[:size],
                                                max_new_tokens=self.max_tokens,
-                                               force_length=True, on_step=timer)
+                                               force_length=True, on_step=timer,
+                                               static=self.static_cache)
             return max(generation.new_tokens, default=0)
 
         run = self.timed_call(size, generate)
@@ -163,9 +158,6 @@ class PairProber(Prober):
     def __init__(self, scorer: Any, pairs: list[Any], **options: Any) -> None:
         super().__init__(scorer, pairs, max_tokens=0, **options)
         self._tokens_read = 0
-
-    def probing(self) -> AbstractContextManager[Any]:
-        return contextlib.nullcontext()
 
     def warm_up_call(self, size: int) -> None:
         self.backend.score(self.prompts[:size])

@@ -123,11 +123,9 @@ class BatchSizeTuner:
                         else "tune_limit_budget", self.lang)
         self.log("INFO", self.started_message, mode=self.mode, ceiling=ceiling,
                  max_tokens=self.max_tokens, limit=limit)
-        with self.prober.probing():
-            self.prober.warm_up()
-            self.log("INFO", "tune_table_row",
-                     row=fixed_width_row(headers(self.lang, self.unit)))
-            chosen = self.strategy.search(self, ceiling)
+        self.prober.warm_up()
+        self.log("INFO", "tune_table_row", row=fixed_width_row(headers(self.lang, self.unit)))
+        chosen = self.strategy.search(self, ceiling)
         if self.cancel.cancelled:
             self.stopped_by = "cancelled"
         return self._result(chosen)

@@ -10,10 +10,13 @@ from tui_eval.commands.options import (
     config_from_args,
     refuse_under_torchrun,
 )
-from tui_eval.errors import EXIT_OK
+from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.i18n import default_language, message
 from tui_eval.results import TUNE_FILE
+
+RETUNE_REFUSED = ("--retune: tui-eval tune always probes again (it never reads the tune "
+                  "cache, and replaces its entry); --retune is for -b auto in a run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,15 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "--max-batch-size or the dataset size, every probe shown, and write "
                     "tune.json (and ~/.cache/tui-eval/tune.json, which -b auto reuses). "
                     "-b is ignored.")
-    add_config_flags(parser, skip=("batch_size",))
+    add_config_flags(parser, skip=("batch_size", "retune"))
     # accepted and ignored, whatever it says: tune chooses the batch size
     parser.add_argument("-b", "--batch-size", dest="ignored_batch_size", metavar="N",
                         help="ignored: tune chooses the batch size")
+    # refused: it would promise a choice tune does not have (it always probes)
+    parser.add_argument("--retune", dest="refused_retune", action="store_true",
+                        help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.refused_retune:
+        raise UsageError(RETUNE_REFUSED)
     refuse_under_torchrun("tune")
     config = config_from_args(args)
     from tui_eval.engine import tune  # the engine: once the flags are valid

@@ -156,7 +156,7 @@ def _bench_one(backend: HFBackend, config: EvalConfig, sink: EventSink, cancel: 
         samples_per_s=metrics.samples_per_s, tokens_per_s=metrics.tokens_per_s,
         peak_memory_bytes=meter.peak_memory_bytes, gpu_util_percent=util,
         fallbacks=metrics.fallback_count, final_batch_size=int(metrics.final_batch_size),
-        compile=(("on" if backend.compiles else "graph") if metrics.compiled else "off"),
+        compile=metrics.compile,
         compile_seconds=metrics.compile_seconds,
         requested_compile=config.compile,
         pairs_per_s=metrics.pairs_per_s if metrics.task == "choice" else None)

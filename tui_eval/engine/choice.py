@@ -65,7 +65,7 @@ class ChoiceTask:
     choice that cannot be scored stops the run as bad input before anything is written."""
 
     name = "choice"
-    compiled = False  # scoring runs the model's forward eagerly: nothing to compile
+    compile_path = "off"  # scoring runs the model's forward eagerly: nothing to compile
     compile_seconds = 0.0
 
     def __init__(self, config: EvalConfig, backend: HFBackend, dataset: ChoiceDataset) -> None:

@@ -115,9 +115,9 @@ class Evaluation:
         return self.task.compile_seconds if self.task is not None else 0.0
 
     @property
-    def compiled(self) -> bool:
-        """Whether any batch ran on the compiled static-cache path."""
-        return self.task.compiled if self.task is not None else False
+    def compile_path(self) -> str:
+        """The faster path a batch ran on ("on": compiled static cache, "graph"), or "off"."""
+        return self.task.compile_path if self.task is not None else "off"
 
     def log(self, level: str, key: str, **values: object) -> None:
         RunLog(self.sink, self.lang)(level, key, **values)
@@ -295,7 +295,7 @@ class Evaluation:
         report = RankFinished(
             done=len(rows), generated_tokens=tokens, generation_seconds=generation_seconds,
             fallbacks=policy.fallbacks, final_batch_size=policy.batch_size, errors=errors,
-            compiled=task.compiled, compile_seconds=task.compile_seconds,
+            compile=task.compile_path, compile_seconds=task.compile_seconds,
             stopped=len(rows) < len(mine))
         self.batch_size, self.share_total = batch_size, len(mine)
         files = RunFiles(self.run_dir, self.resumed, writer)
@@ -313,8 +313,9 @@ class Evaluation:
             batch_size=self.batch_size, final_batch_size=report.final_batch_size,
             tune_seconds=self.tune_seconds, fallback_count=report.fallbacks,
             wall_seconds=time.perf_counter() - self.started,
-            generation_seconds=report.generation_seconds, compiled=report.compiled,
-            compile_seconds=report.compile_seconds, generated=len(rows),
+            generation_seconds=report.generation_seconds, compile=report.compile,
+            requested_compile=config.compile, compile_seconds=report.compile_seconds,
+            generated=len(rows),
             generated_tokens=report.generated_tokens, device=backend.device,
             dtype=backend.dtype_name, model=str(config.model), extract=config.extract,
             task=task.name)

@@ -55,13 +55,19 @@ class GenerationTask:
         # "on", "off", or "auto": eager for the first batch, then decide
         self.compile_mode = starting_mode(config.compile, backend.device,
                                           spread=config.device_map is not None)
-        # the path the first batch takes, which the batch-size probes take too
-        self.compiled = backend.compile = self.compile_mode == "on"
+        # the path that ran, for metrics.json: "on" from the start, "graph" once a batch ran
+        # on it, else "off"; the backend is set to the run's path by start()
+        self.compile_path = "on" if self.compile_mode == "on" else "off"
         # the CUDA-graph path: passed to each generate call, never set on the backend
         self.graph = self.compile_mode == "graph"
         self._log: LogFn = lambda *args, **values: None  # the run's, from start()
         self.compile_seconds = 0.0  # this try's compiling, apart from generation time
         self._shapes_announced = 0
+
+    @property
+    def compiled(self) -> bool:
+        """Whether a faster path than eager ran (or, with compile on, runs from the start)."""
+        return self.compile_path != "off"
 
     def check(self, samples: list[Sample], log: LogFn) -> None:
         """Every prompt must fit the model's context with max_tokens, or be cut to fit
@@ -101,13 +107,14 @@ class GenerationTask:
 
     def tuner(self, items: list[Sample], **options: Any) -> BatchSizeTuner:
         """Probes real generation on the longest prompts (``items`` as ``plan`` ordered them),
-        on the path the run starts on: the static cache with compile on, else eagerly with
-        the dynamic cache, whose growth the model's config predicts."""
+        on the path the run starts on: the static cache with compile on (not compiled, each
+        size its own shape), else eagerly with the dynamic cache, whose growth the model's
+        config predicts. Each probe names its path per call: the backend's stays the run's."""
         backend = self.backend
         capacity = options.get("memory_capacity")
         tokens = self.prompt_tokens(items)
         extra: dict[str, Any] = {
-            "prompt_tokens": tokens, "static_cache": backend.compile,
+            "prompt_tokens": tokens, "static_cache": self.compile_mode == "on",
             # a row's KV cache at most: the longest prompt's bucket and every new token
             "row_tokens": prompt_bucket(max(tokens, default=1)) + self.config.max_tokens,
             "usable_memory": lambda: usable_memory(backend.device, capacity, backend.devices)}
@@ -185,7 +192,7 @@ class GenerationTask:
                 top_p=config.top_p, stop=config.stop, graph=graph)
             self.compile_seconds += generation.compile_seconds
             if graph and generation.shape is not None:
-                self.compiled = True  # metrics.json: a faster path ran
+                self.compile_path = "graph"  # metrics.json: a faster path ran
             if graph and generation.compile_seconds > 0 and generation.shape is not None:
                 say("INFO", "graph_captured", shape=generation.shape.describe(),
                     seconds=generation.compile_seconds)
@@ -200,9 +207,9 @@ class GenerationTask:
     def warm_up(self, sample: Sample) -> None:
         """One short eager call, so that one-time costs do not count against a measurement
         (compiling is the compiled path's own cost, reported apart)."""
-        with self.backend.eager():
-            self.backend.generate([self.backend.render(sample.prompt, sample.turns)],
-                                  max_new_tokens=min(self.config.max_tokens, WARM_UP_TOKENS))
+        self.backend.generate([self.backend.render(sample.prompt, sample.turns)],
+                              max_new_tokens=min(self.config.max_tokens, WARM_UP_TOKENS),
+                              static=False)
 
     def rows(self, outcomes: list[Outcome]) -> list[PredictionRow]:
         return [self._row(outcome) for outcome in outcomes]

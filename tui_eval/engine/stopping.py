@@ -39,7 +39,7 @@ class StoppableRun(Protocol):
     @property
     def compile_seconds(self) -> float: ...  # this try's compiling so far
     @property
-    def compiled(self) -> bool: ...
+    def compile_path(self) -> str: ...  # the faster path a batch ran on, or "off"
     @property
     def skipped_lines(self) -> int: ...  # dataset lines skipped with on_bad_line = "skip"
 
@@ -75,8 +75,9 @@ def metrics_after_stop(run: StoppableRun, started: RunStarted | None,
         tune_seconds=run.tune_seconds,
         fallback_count=progress.fallbacks if progress else 0,
         wall_seconds=time.perf_counter() - run.started,
-        generation_seconds=generation_seconds, compiled=run.compiled,
-        compile_seconds=run.compile_seconds, generated=generated,
+        generation_seconds=generation_seconds, compile=run.compile_path,
+        requested_compile=config.compile, compile_seconds=run.compile_seconds,
+        generated=generated,
         generated_tokens=round((progress.tokens_per_s if progress else 0.0)
                                * generation_seconds),
         device=started.device if started else None,

@@ -21,7 +21,7 @@ from tui_eval.results import PredictionRow
 
 class RunTask(Protocol):
     name: str  # the config's task: "generate" or "choice"
-    compiled: bool  # whether any batch ran on the compiled static-cache path
+    compile_path: str  # the path that ran: "off", "on" (compiled static cache) or "graph"
     compile_seconds: float  # this try's compiling so far, apart from the work's time
 
     def check(self, samples: list[Any], log: LogFn) -> None:

@@ -41,7 +41,8 @@ def tune_key(config: EvalConfig, backend: HFBackend, longest_prompt_tokens: int,
     return TuneKey(
         model=str(model.resolve()) if model.exists() else backend.model_path,
         device_name=device_description(backend.device), dtype=backend.dtype_name,
-        compile="on" if backend.compile else "off", max_tokens=config.max_tokens,
+        # the probes' path: the static cache with compile on, else eager (task.tuner)
+        compile="on" if config.compile == "on" else "off", max_tokens=config.max_tokens,
         prompt_bucket=prompt_bucket(longest_prompt_tokens),
         max_batch_size=config.max_batch_size, tune_mode=mode or config.tune_mode,
         memory_headroom=config.memory_headroom, memory_capacity_bytes=capacity,
@@ -63,7 +64,8 @@ def tune_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend
                     cancel: CancelToken | None = None, *, explicit: bool = False) -> TuneResult:
     """Tune the task's batch unit over ``items`` (as its ``plan`` ordered them) for a run's
     config, and write tune.json to its results directory. A generation task probes the
-    path its run starts on (the static cache when ``backend.compile`` is on). Inside a run
+    path its run starts on (the static cache with compile on), naming it in each call, so
+    the backend's own path is left as the run set it. Inside a run
     (``explicit`` False) the prompts' lengths and the probes estimate the run, a tenth of
     which is the budget, and a generation's result for the same key is taken from the tune
     cache unless ``retune`` is set; a tune the user asked for (``explicit``) has no budget
@@ -147,7 +149,6 @@ def run_tuning(config: EvalConfig, sink: EventSink,
         prepared.load_weights()
         prepared.describe(run_dir)
         items = task.plan(dataset.samples)
-        backend.compile = config.compile == "on"  # probe the path the run would take first
         result = tune_batch_size(task, items, config, backend, events, lang, run_dir, cancel,
                                  explicit=True)
         return result, run_dir

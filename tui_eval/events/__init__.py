@@ -119,7 +119,7 @@ class RankFinished(Event):
     fallbacks: int = 0
     final_batch_size: int = 0
     errors: int = 0
-    compiled: bool = False
+    compile: str = "off"  # the faster path a batch ran on ("on", "graph"), or "off"
     compile_seconds: float = 0.0
     stopped: bool = False  # cancelled before its share was done
 

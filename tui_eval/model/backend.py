@@ -419,11 +419,13 @@ class HFBackend:
         """Whether a new shape means a torch.compile (rather than only a new static cache)."""
         return self.compile and self.compile_decode
 
-    def shape_for(self, texts: list[str], max_new_tokens: int) -> StaticShape:
-        """The static shape a batch of these rendered prompts runs at (compile on)."""
+    def shape_for(self, texts: list[str], max_new_tokens: int,
+                  planner: ShapePlanner | None = None) -> StaticShape:
+        """The static shape a batch of these rendered prompts runs at (compile on), by the
+        run's planner unless another is given."""
         longest = max(self.token_counts(texts), default=1)
-        return self.shapes.plan(len(texts), longest, max_new_tokens,
-                                model_cache_tokens=self._model_cache_tokens())
+        return (planner or self.shapes).plan(len(texts), longest, max_new_tokens,
+                                             model_cache_tokens=self._model_cache_tokens())
 
     def is_new_shape(self, texts: list[str], max_new_tokens: int) -> bool:
         """Whether generating for these prompts needs a shape not yet run (compile on): a
@@ -440,39 +442,16 @@ class HFBackend:
         and longest prompt, so that the whole run uses a single shape from the start."""
         self.shapes.reserve(rows, longest_prompt_tokens, max_new_tokens)
 
-    @contextlib.contextmanager
-    def eager(self) -> Iterator[None]:
-        """Generate without the static path for a while: the batch-size probes try many
-        sizes, and each would be a compilation."""
-        saved, self.compile = self.compile, False
-        try:
-            yield
-        finally:
-            self.compile = saved
-
-    @contextlib.contextmanager
-    def probing(self) -> Iterator[None]:
-        """For the batch-size probes on the static path: each size is a new shape, so they
-        run with the static cache (allocated whole by the prefill: the true peak memory)
-        but without torch.compile, and with a planner of their own, so that the run's
-        shapes, and what has really been compiled, stay as they were."""
-        saved = self.shapes, self.compile_decode, self.on_new_shape
-        self.shapes, self.compile_decode, self.on_new_shape = ShapePlanner(), False, None
-        try:
-            yield
-        finally:
-            self.shapes, self.compile_decode, self.on_new_shape = saved
-
     def _model_cache_tokens(self) -> int:
         # transformers sizes each static cache to at least the longest it made for this
         # model (to avoid recompiling), so the planner must know that length too
         return int(getattr(self.model, "_previous_max_cache_length", 0) or 0)
 
-    def _static_options(self, shape: StaticShape) -> dict[str, Any]:
+    def _static_options(self, shape: StaticShape, compile_decode: bool) -> dict[str, Any]:
         options: dict[str, Any] = {"cache_implementation": "static"}
         if _takes_max_cache_len():
             options["max_cache_len"] = shape.cache_tokens
-        if not self.compile_decode:
+        if not compile_decode:
             options["disable_compile"] = True
             return options
         config = self._compile_config()
@@ -494,27 +473,32 @@ class HFBackend:
         config._compile_all_devices = True  # transformers' own switch for compiling off-GPU
         return config
 
-    def _generate_static(self, texts: list[str], options: dict[str, Any],
-                         ) -> tuple[list[list[int]], StaticShape, float]:
+    def _generate_static(self, texts: list[str], options: dict[str, Any], *,
+                         aside: bool = False) -> tuple[list[list[int]], StaticShape, float]:
         """Pad the batch to its static shape, compile the shape first if it is new, generate,
-        and drop the dummy rows."""
+        and drop the dummy rows. ``aside``: a call apart from the run (a batch-size probe):
+        its own shape on a planner of its own, not compiled and not announced, so that the
+        run's shapes, and what has really been compiled, stay as they were."""
         import torch
 
         max_new_tokens = options["max_new_tokens"]
-        shape = self.shape_for(texts, max_new_tokens)
+        planner = ShapePlanner() if aside else self.shapes
+        compile_decode = self.compile_decode and not aside
+        announce = None if aside else self.on_new_shape
+        shape = self.shape_for(texts, max_new_tokens, planner)
         # dummy rows repeat a real prompt: under greedy decoding they end with it, so they
         # never keep the batch running longer than its real rows would
         padded = texts + [texts[0]] * (shape.rows - len(texts))
         encoded = self._encode(padded, padding="max_length",
                                max_length=shape.prompt_tokens).to(self.device)
-        static = self._static_options(shape)
-        new = self.shapes.is_new(shape)
+        static = self._static_options(shape, compile_decode)
+        new = planner.is_new(shape)
         # a single new token has no decode step, so nothing to compile
-        compiling = new and self.compile_decode and max_new_tokens > 1
+        compiling = new and compile_decode and max_new_tokens > 1
         compile_seconds = 0.0
         try:
-            if new and self.on_new_shape is not None:
-                self.on_new_shape(shape)
+            if new and announce is not None:
+                announce(shape)
             if self.simulate_oom_above is not None and shape.rows > self.simulate_oom_above:
                 self._simulated_oom(shape.rows)  # the dummy rows take memory too
             if compiling and "max_cache_len" in static:
@@ -529,9 +513,9 @@ class HFBackend:
                 compile_seconds = time.perf_counter() - started
                 self.compile_spans.append((started, started + compile_seconds))
         except BaseException:
-            self.shapes.failed(shape)
+            planner.failed(shape)
             raise
-        self.shapes.succeeded(shape)
+        planner.succeeded(shape)
         self.compile_seconds += compile_seconds
         new_ids = output[:len(texts), encoded["input_ids"].shape[1]:].tolist()
         return new_ids, shape, compile_seconds
@@ -567,7 +551,8 @@ class HFBackend:
     def generate(self, texts: list[str], *, max_new_tokens: int, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, stop: list[str] | None = None,
                  force_length: bool = False,
-                 on_step: Callable[[], bool] | None = None, graph: bool = False) -> Generation:
+                 on_step: Callable[[], bool] | None = None, graph: bool = False,
+                 static: bool | None = None) -> Generation:
         """Generate for rendered prompts. ``force_length`` disables early stopping, so every
         row produces ``max_new_tokens`` (the batch-size probes need the worst case).
         ``on_step`` is called as each new token is chosen; when it returns True generation
@@ -579,7 +564,14 @@ class HFBackend:
 
         ``graph``: this call decodes greedily with our own loop, its decode step a CUDA
         graph captured per shape (see ``graph_unsupported`` for when it falls back to the
-        path above); its output equals the eager path's."""
+        path above); its output equals the eager path's.
+
+        ``static``: for a call apart from the run, its path named by the caller rather than
+        taken from ``compile``: False runs it eagerly with the dynamic cache; True on the
+        static cache (allocated whole by the prefill: the true peak memory) at the batch's
+        own shape, without torch.compile and apart from the run's shapes (see
+        ``_generate_static``). The batch-size probes try many sizes this way, each of which
+        would otherwise be a compilation, without changing what the run's calls do."""
         import torch
 
         if graph and texts and self.graph_unsupported(
@@ -612,8 +604,9 @@ class HFBackend:
             options["stopping_criteria"] = StoppingCriteriaList(criteria)
         shape: StaticShape | None = None
         compile_seconds = 0.0
-        if self.compile and texts:
-            new_ids, shape, compile_seconds = self._generate_static(texts, options)
+        if (self.compile if static is None else static) and texts:
+            new_ids, shape, compile_seconds = self._generate_static(texts, options,
+                                                                    aside=static is not None)
         else:
             if self.simulate_oom_above is not None and len(texts) > self.simulate_oom_above:
                 self._simulated_oom(len(texts))

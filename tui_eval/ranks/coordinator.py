@@ -244,7 +244,8 @@ class Leader(Solo):
             generation_seconds=seconds,
             fallbacks=sum(r.fallbacks for r in reports),
             final_batch_size=min(r.final_batch_size for r in reports),
-            errors=sum(r.errors for r in reports), compiled=any(r.compiled for r in reports),
+            errors=sum(r.errors for r in reports),
+            compile=next((r.compile for r in reports if r.compile != "off"), "off"),
             compile_seconds=compile_seconds, stopped=any(r.stopped for r in reports))
         return rows, summed
 

@@ -46,5 +46,7 @@ def summary_rows(metrics: RunMetrics, wall_time: Callable[[float], str] = "{:.1f
         ("wall time", wall_time(metrics.wall_seconds)),
     ]
     if metrics.compiled:
-        rows.append(("compile time", wall_time(metrics.compile_seconds)))
+        path = (f"auto: {metrics.compile}" if metrics.requested_compile == "auto"
+                else metrics.compile)
+        rows.append(("compile time", f"{wall_time(metrics.compile_seconds)} ({path})"))
     return rows
