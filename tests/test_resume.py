@@ -7,6 +7,7 @@ import shutil
 import signal
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import complete_lines, headless, long_rows, wait_until, write_jsonl
@@ -22,6 +23,7 @@ from tui_eval.engine.resume import (
 from tui_eval.errors import UsageError
 from tui_eval.events import Event, LogLine, Progress, RunStarted, TryStarted
 from tui_eval.results import RunMetrics
+from tui_eval.ui.wording import APP_RESUME_WORDS
 
 
 class Collect:
@@ -41,7 +43,7 @@ class Collect:
         return "\n".join(e.message for e in self.events if isinstance(e, LogLine))
 
 
-def run(config: EvalConfig, *, cancel_after: int | None = None, **options: bool
+def run(config: EvalConfig, *, cancel_after: int | None = None, **options: Any
         ) -> tuple[RunMetrics, Collect]:
     sink = Collect(cancel_after)
     evaluation = Evaluation(config, sink, **options)
@@ -225,10 +227,10 @@ def test_done_line_after_a_resume_counts_this_try_only(config: EvalConfig) -> No
 
 def test_the_app_is_told_how_it_can_start_over(config: EvalConfig) -> None:
     partial, _ = run(config, cancel_after=8)
-    metrics, sink = run(config, front_end="app")
+    metrics, sink = run(config, resume_words=APP_RESUME_WORDS)
     assert "resuming it" in sink.logs() and "choose another output directory" in sink.logs()
     assert "--overwrite" not in sink.logs()  # a flag the app does not have
-    again, sink = run(config, front_end="app")
+    again, sink = run(config, resume_words=APP_RESUME_WORDS)
     assert "already holds a complete run" in sink.logs() and "--overwrite" not in sink.logs()
     # the new try announced itself with what it kept, before the model loaded
     _, sink = run(replace(config, output_dir=str(Path(config.output_dir or "") / "other")),

@@ -34,7 +34,7 @@ KEEP_LOG_LINES = 500
 # Events every reader needs in full; the rest are "latest wins" (progress, gauges, …)
 # except log lines, of which the last KEEP_LOG_LINES are kept.
 _KEPT_KINDS = {b"try_started", b"started", b"finished", b"failed", b"fallback", b"tune_step",
-               b"tune_finished"}
+               b"tune_finished", b"resume_decided"}
 _EVENT_PREFIX = b'{"event": "'
 
 

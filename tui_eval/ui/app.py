@@ -61,7 +61,7 @@ from tui_eval.ui.widgets.log_pane import LogPane
 from tui_eval.ui.widgets.output_area import OutputArea
 from tui_eval.ui.widgets.progress import ProgressPane
 from tui_eval.ui.widgets.results import ResultsPane
-from tui_eval.ui.wording import field_words
+from tui_eval.ui.wording import APP_RESUME_WORDS, field_words
 
 RUN_ACTIONS = ("start", "cancel", "tune", "save_config")
 PROGRESS_REDRAW_S = 0.25  # however fast the batches, the progress pane redraws 4 times a second
@@ -638,7 +638,7 @@ class EvalApp(App[int]):
     @work(thread=True, group="engine", exit_on_error=False, name="evaluation")
     def _evaluate(self, config: EvalConfig, cancel: CancelToken) -> None:
         try:
-            Evaluation(config, self.bridge, cancel=cancel, front_end="app",
+            Evaluation(config, self.bridge, cancel=cancel, resume_words=APP_RESUME_WORDS,
                        **self.run_options).run()
         finally:
             self._engine_done.set()
