@@ -21,7 +21,14 @@ from tui_eval.engine.resume import (
     read_done_rows,
 )
 from tui_eval.errors import UsageError
-from tui_eval.events import Event, LogLine, Progress, RunStarted, TryStarted
+from tui_eval.events import (
+    Event,
+    LogLine,
+    Progress,
+    ResumeDecided,
+    RunStarted,
+    TryStarted,
+)
 from tui_eval.results import RunMetrics
 from tui_eval.ui.wording import APP_RESUME_WORDS
 
@@ -195,7 +202,11 @@ def test_cancelled_run_resumes_automatically_to_the_same_results(
     assert partial.partial and 8 <= partial.n < 48
     metrics, sink = run(replace(config, batch_size=3))  # batch size may change between tries
     assert "holds a run of the same config: resuming it" in sink.logs()
+    decided = [e for e in sink.events if isinstance(e, ResumeDecided)]
+    assert [(d.outcome, d.done, d.total, d.automatic) for d in decided] == [
+        ("resume", partial.n, 48, True)]
     out = Path(config.output_dir or "")
+    assert '"event": "resume_decided"' in (out / "events.jsonl").read_text()
     assert rows_of(out) == ref_rows  # same ids, same greedy outputs, dataset order, no dupes
     assert timeless(metrics) == timeless(ref_metrics)
     assert metrics.n_resumed == partial.n
@@ -213,6 +224,8 @@ def test_a_finished_run_repeated_is_reported_and_left_as_it_is(
               ("metrics.json", "predictions.jsonl", "events.jsonl", "run.log", "config.json")}
     metrics, sink = run(replace(config, output_dir=str(out)))
     assert "already holds a complete run (48 samples)" in sink.logs()
+    assert [(e.outcome, e.done) for e in sink.events if isinstance(e, ResumeDecided)] == [
+        ("complete", 48)]
     assert metrics.n == 48 and metrics.samples_per_s > 0  # the first run's figures, not zeros
     assert {name: (out / name).read_bytes() for name in before} == before
 
