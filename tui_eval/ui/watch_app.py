@@ -83,7 +83,8 @@ class WatchApp(EvalApp):
 
     def _forward(self, events: list[Event]) -> None:
         if self.follower.restarted:
-            self.state = RunView()
+            # a "stopped" notice shown stays until the new file's try begins
+            self.state = RunView(stopped=self.state.stopped)
             self.call_from_thread(self.progress_pane.reset, "the run started over…")
         new_config = False
         for event in events:
