@@ -2,7 +2,8 @@
 
 Each event serialises to one JSON object with an ``event`` field naming its kind, so a
 watcher can rebuild the same objects from events.jsonl (``recorder`` writes the file,
-``follow`` reads it back as it grows).
+``follow`` reads it back as it grows). ``view.RunView`` folds them into a run's state,
+which every front end draws from.
 """
 
 from __future__ import annotations
