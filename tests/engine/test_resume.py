@@ -7,6 +7,7 @@ import shutil
 import signal
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,16 @@ from tui_eval.engine.resume import (
     read_done_rows,
 )
 from tui_eval.errors import UsageError
-from tui_eval.events import Event, LogLine, Progress, RunStarted, TryStarted
+from tui_eval.events import (
+    Event,
+    LogLine,
+    Progress,
+    ResumeDecided,
+    RunStarted,
+    TryStarted,
+)
 from tui_eval.results import RunMetrics
+from tui_eval.ui.wording import APP_RESUME_WORDS
 
 
 class Collect:
@@ -41,7 +50,7 @@ class Collect:
         return "\n".join(e.message for e in self.events if isinstance(e, LogLine))
 
 
-def run(config: EvalConfig, *, cancel_after: int | None = None, **options: bool
+def run(config: EvalConfig, *, cancel_after: int | None = None, **options: Any
         ) -> tuple[RunMetrics, Collect]:
     sink = Collect(cancel_after)
     evaluation = Evaluation(config, sink, **options)
@@ -188,7 +197,11 @@ def test_cancelled_run_resumes_automatically_to_the_same_results(
     assert partial.partial and 8 <= partial.n < 48
     metrics, sink = run(replace(config, batch_size=3))  # batch size may change between tries
     assert "holds a run of the same config: resuming it" in sink.logs()
+    decided = [e for e in sink.events if isinstance(e, ResumeDecided)]
+    assert [(d.outcome, d.done, d.total, d.automatic) for d in decided] == [
+        ("resume", partial.n, 48, True)]
     out = Path(config.output_dir or "")
+    assert '"event": "resume_decided"' in (out / "events.jsonl").read_text()
     assert rows_of(out) == ref_rows  # same ids, same greedy outputs, dataset order, no dupes
     assert timeless(metrics) == timeless(ref_metrics)
     assert metrics.n_resumed == partial.n
@@ -206,6 +219,8 @@ def test_a_finished_run_repeated_is_reported_and_left_as_it_is(
               ("metrics.json", "predictions.jsonl", "events.jsonl", "run.log", "config.json")}
     metrics, sink = run(replace(config, output_dir=str(out)))
     assert "already holds a complete run (48 samples)" in sink.logs()
+    assert [(e.outcome, e.done) for e in sink.events if isinstance(e, ResumeDecided)] == [
+        ("complete", 48)]
     assert metrics.n == 48 and metrics.samples_per_s > 0  # the first run's figures, not zeros
     assert {name: (out / name).read_bytes() for name in before} == before
 
@@ -220,10 +235,10 @@ def test_done_line_after_a_resume_counts_this_try_only(config: EvalConfig) -> No
 
 def test_the_app_is_told_how_it_can_start_over(config: EvalConfig) -> None:
     partial, _ = run(config, cancel_after=8)
-    metrics, sink = run(config, front_end="app")
+    metrics, sink = run(config, resume_words=APP_RESUME_WORDS)
     assert "resuming it" in sink.logs() and "choose another output directory" in sink.logs()
     assert "--overwrite" not in sink.logs()  # a flag the app does not have
-    again, sink = run(config, front_end="app")
+    again, sink = run(config, resume_words=APP_RESUME_WORDS)
     assert "already holds a complete run" in sink.logs() and "--overwrite" not in sink.logs()
     # the new try announced itself with what it kept, before the model loaded
     _, sink = run(replace(config, output_dir=str(Path(config.output_dir or "") / "other")),

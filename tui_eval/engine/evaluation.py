@@ -34,6 +34,8 @@ from tui_eval.events import (
     Progress,
     RankFinished,
     RankStarted,
+    ResumeDecided,
+    ResumeWords,
     RunFailed,
     RunFinished,
     RunLog,
@@ -75,13 +77,13 @@ class Evaluation:
     def __init__(self, config: EvalConfig, sink: EventSink,
                  cancel: CancelToken | None = None, *, resume: bool = False,
                  overwrite: bool = False, backend: HFBackend | None = None,
-                 front_end: str = "cli", world: World | None = None,
+                 resume_words: ResumeWords | None = None, world: World | None = None,
                  config_source: ConfigSource | None = None) -> None:
         # backend: an already loaded model to reuse (bench runs one model at many sizes)
         self.backend = backend
-        # front_end: "cli" or "app"; the log's hints name what that front end can do
-        # (the app has no --overwrite flag)
-        self.front_end = front_end
+        # how the front end words a resume decided (its hint names what it can do: the app
+        # has no --overwrite flag); the command line's words by default
+        self.resume_words = resume_words or ResumeWords()
         self.config_source = config_source  # the TOML file, named in the log's first line
         self.tune_seconds: float | None = None  # set when batch_size = "auto"
         self.skipped_lines = 0
@@ -213,11 +215,7 @@ class Evaluation:
         if self.resumed.torn_bytes:
             self.log("WARNING", "resume_torn", bytes=self.resumed.torn_bytes)
         if had_run and not self.overwrite and self.resumed.done < len(dataset.samples):
-            key = "resume_explicit"
-            if self.resumed.automatic:
-                key = "resume_auto_app" if self.front_end == "app" else "resume_auto"
-            self.log("INFO", key, run_dir=self.run_dir, done=self.resumed.done,
-                     total=len(dataset.samples))
+            self._decided("resume", self.resumed.done, len(dataset.samples))
 
     def _already_complete(self, dataset: Dataset | ChoiceDataset) -> RunMetrics | None:
         """A run whose every sample is on disk, with its final metrics, is left as it is:
@@ -228,10 +226,17 @@ class Evaluation:
         metrics = RunMetrics.read(self.run_dir)
         if metrics is None or metrics.partial:
             return None
-        key = "already_complete_app" if self.front_end == "app" else "already_complete"
-        self.log("INFO", key, run_dir=self.run_dir, n=metrics.n)
+        self._decided("complete", metrics.n, len(dataset.samples))
         self.sink(RunFinished(metrics=metrics))
         return metrics
+
+    def _decided(self, outcome: str, done: int, total: int) -> None:
+        """Tell what the output directory's run became, and its line in the front end's words
+        (run.log keeps the line)."""
+        decided = ResumeDecided(run_dir=str(self.run_dir), outcome=outcome, done=done,
+                                total=total, automatic=self.resumed.automatic)
+        self.sink(decided)
+        self.sink(self.resume_words.line(decided, self.lang))
 
     # ── the batches, and the end of the run ─────────────────────────────────────────────
 

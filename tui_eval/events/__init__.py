@@ -2,7 +2,8 @@
 
 Each event serialises to one JSON object with an ``event`` field naming its kind, so a
 watcher can rebuild the same objects from events.jsonl (``recorder`` writes the file,
-``follow`` reads it back as it grows).
+``follow`` reads it back as it grows). ``view.RunView`` folds them into a run's state,
+which every front end draws from.
 """
 
 from __future__ import annotations
@@ -60,6 +61,39 @@ class LogLine(Event):
     kind: ClassVar[str] = "log"
     level: str  # "INFO" | "WARNING" | "ERROR"
     message: str
+
+
+@dataclass
+class ResumeDecided(Event):
+    """The results directory already held a run of the same config: the engine continues it
+    (``outcome`` "resume") or finds it complete ("complete"), before the model loads."""
+
+    kind: ClassVar[str] = "resume_decided"
+    run_dir: str
+    outcome: str  # "resume" | "complete"
+    done: int  # samples on disk
+    total: int  # samples in the dataset
+    automatic: bool = False  # -o named it without --resume
+
+
+@dataclass(frozen=True)
+class ResumeWords:
+    """A front end's words for a ``ResumeDecided`` (keys of i18n's messages): its hint names
+    what that front end can do instead (the app has no --overwrite). The defaults are the
+    command line's."""
+
+    resume: str = "resume_explicit"
+    resume_auto: str = "resume_auto"
+    complete: str = "already_complete"
+
+    def line(self, decided: ResumeDecided, lang: str) -> LogLine:
+        if decided.outcome == "complete":
+            key = self.complete
+        else:
+            key = self.resume_auto if decided.automatic else self.resume
+        return LogLine(level="INFO", message=message(
+            key, lang, run_dir=decided.run_dir, done=decided.done, total=decided.total,
+            n=decided.done))
 
 
 @dataclass
@@ -173,7 +207,7 @@ EventSink = Callable[[Event], None]
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (TryStarted, RunStarted, LogLine, Progress, Fallback, TuneStep, TuneFinished,
-                RunFinished, RunFailed, RankStarted, RankFinished)
+                RunFinished, RunFailed, RankStarted, RankFinished, ResumeDecided)
 }
 
 

@@ -1,5 +1,6 @@
 """Following a run through its events.jsonl: read only what was appended since the last
-look, fold the events into the run's state, and tell whether its process is still alive.
+look (the caller folds the events into a ``RunView``), and tell whether its process is
+still alive.
 
 Only reads: several followers may watch one run, and none of them changes the directory.
 """
@@ -10,31 +11,18 @@ import json
 import os
 import socket
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tui_eval.errors import UsageError
-from tui_eval.events import (
-    Event,
-    Fallback,
-    LogLine,
-    Progress,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    TryStarted,
-    TuneFinished,
-    TuneStep,
-    event_from_dict,
-)
+from tui_eval.events import Event, event_from_dict
+from tui_eval.events.view import KEEP_LOG_LINES, RunView
 from tui_eval.results import EVENTS_FILE, LineTail, RunConfig, resume_command
-
-KEEP_LOG_LINES = 500
 
 # Events every reader needs in full; the rest are "latest wins" (progress, gauges, …)
 # except log lines, of which the last KEEP_LOG_LINES are kept.
 _KEPT_KINDS = {b"try_started", b"started", b"finished", b"failed", b"fallback", b"tune_step",
-               b"tune_finished"}
+               b"tune_finished", b"resume_decided"}
 _EVENT_PREFIX = b'{"event": "'
 
 
@@ -120,62 +108,8 @@ class EventFollower:
         return events
 
 
-@dataclass
-class RunState:
-    """A run as its events describe it. ``apply`` takes events in file order. A new try
-    (``try_started``, or a ``started`` event from a version without it) forgets how the last
-    try ended and starts the progress over, but keeps the log."""
-
-    started: RunStarted | None = None
-    progress: Progress | None = None
-    final: RunFinished | RunFailed | None = None
-    tune: TuneFinished | None = None
-    tune_steps: list[TuneStep] = field(default_factory=list)
-    logs: deque[LogLine] = field(default_factory=lambda: deque(maxlen=KEEP_LOG_LINES))
-    fallbacks: int = 0
-    tries: int = 0
-    pid: int = 0  # the latest try's process: what liveness looks at
-    pid_since: float | None = None  # when that try began (pids are reused)
-    try_started: TryStarted | None = None  # the latest try's announcement
-    loading: bool = False  # that try has not started generating yet (model, tuning)
-
-    def apply(self, event: Event) -> None:
-        if isinstance(event, TryStarted):
-            self._begin_try(event.pid, event.time)
-            self.try_started, self.loading = event, True
-        elif isinstance(event, RunStarted):
-            if not (self.loading and event.pid == self.pid):
-                # no try_started before it: a file written by an older version
-                self._begin_try(event.pid, event.time)
-            self.loading = False
-            self.started = event
-        elif isinstance(event, Progress):
-            self.progress = event
-            self.fallbacks = max(self.fallbacks, event.fallbacks)
-        elif isinstance(event, LogLine):
-            self.logs.append(event)
-        elif isinstance(event, Fallback):
-            self.fallbacks += 1
-        elif isinstance(event, (RunFinished, RunFailed)):
-            self.final = event
-        elif isinstance(event, TuneStep):
-            self.tune_steps.append(event)
-        elif isinstance(event, TuneFinished):
-            self.tune = event
-
-    def _begin_try(self, pid: int, time: float) -> None:
-        self.progress, self.final = None, None
-        self.fallbacks = 0
-        self.tries += 1
-        self.pid, self.pid_since = pid, time
-
-    @property
-    def ended(self) -> bool:
-        return self.final is not None
-
-    @property
-    def partial(self) -> bool:
-        return isinstance(self.final, RunFinished) and self.final.metrics.partial
+# A run's state, as events.jsonl tells it: the one reading every front end shares.
+RunState = RunView
 
 
 def run_host(run_dir: Path) -> str | None:
@@ -219,7 +153,7 @@ class Liveness:
     host: str | None
 
 
-def liveness(run_dir: Path, state: RunState) -> Liveness:
+def liveness(run_dir: Path, state: RunView) -> Liveness:
     if not state.pid:
         return Liveness(pid=None, alive=None, host=None)
     pid = state.pid
@@ -231,9 +165,9 @@ def liveness(run_dir: Path, state: RunState) -> Liveness:
     return Liveness(pid=pid, alive=process_alive(pid, state.pid_since), host=host)
 
 
-def read_run_state(run_dir: Path) -> RunState:
+def read_run_state(run_dir: Path) -> RunView:
     """The state of a run as its events.jsonl describes it now."""
-    state = RunState()
+    state = RunView()
     for event in EventFollower(run_dir / EVENTS_FILE).poll():
         state.apply(event)
     return state

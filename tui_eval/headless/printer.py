@@ -9,15 +9,8 @@ import time
 import unicodedata
 from typing import TextIO
 
-from tui_eval.events import (
-    Event,
-    LogLine,
-    Progress,
-    RankProgress,
-    RunFailed,
-    RunFinished,
-    format_log_line,
-)
+from tui_eval.events import Event, Progress, RankProgress, format_log_line
+from tui_eval.events.view import Change, RunView
 from tui_eval.formatting import format_duration
 from tui_eval.reports.summary import summary_rows
 from tui_eval.results import RunMetrics
@@ -185,13 +178,15 @@ def metrics_table(metrics: RunMetrics) -> str:
 
 class HeadlessPrinter:
     """On a TTY: a live one-line progress bar that fits the terminal's width. Elsewhere
-    (nohup, CI): one plain progress line at most every few seconds, so logs stay readable."""
+    (nohup, CI): one plain progress line at most every few seconds, so logs stay readable.
+    Each event goes into ``view``; what it changed is printed from there."""
 
     def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
                  width: int | None = None) -> None:
         self.stream: TextIO | None = stream or sys.stdout
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.width = width  # None: ask the terminal at each update (it may be resized)
+        self.view = RunView()
         self._last_plain = 0.0
         self._bar_shown = False
 
@@ -227,15 +222,18 @@ class HeadlessPrinter:
             self._print(line)
 
     def _show(self, event: Event) -> None:
-        if isinstance(event, LogLine):
-            self._print_fitted(format_log_line(event))
-        elif isinstance(event, Progress):
-            self._progress(event)
-        elif isinstance(event, RunFinished):
-            self._print("\n" + metrics_table(event.metrics))
-        elif isinstance(event, RunFailed):
-            rank = "" if event.rank is None else f"rank {event.rank}: "
-            self._print_fitted(f"run failed: {rank}{event.error}")
+        view = self.view
+        change = view.apply(event)
+        if change is Change.LOG:
+            self._print_fitted(format_log_line(view.logs[-1]))
+        elif change is Change.PROGRESS and view.progress is not None:
+            self._progress(view.progress)
+        elif change is Change.FINISHED and view.metrics is not None:
+            self._print("\n" + metrics_table(view.metrics))
+        elif change is Change.FAILED and view.failure is not None:
+            failure = view.failure
+            rank = "" if failure.rank is None else f"rank {failure.rank}: "
+            self._print_fitted(f"run failed: {rank}{failure.error}")
 
     def _progress(self, event: Progress) -> None:
         assert self.stream is not None

@@ -19,16 +19,14 @@ from typing import TextIO
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED
 from tui_eval.events import (
     Event,
-    LogLine,
     Progress,
-    RunFailed,
-    RunFinished,
     RunStarted,
     TryStarted,
     TuneFinished,
     format_log_line,
 )
-from tui_eval.events.follow import EventFollower, Liveness, RunState, liveness, stopped_line
+from tui_eval.events.follow import EventFollower, Liveness, liveness, stopped_line
+from tui_eval.events.view import Change, RunView
 from tui_eval.headless.printer import (
     PLAIN_PROGRESS_INTERVAL_S,
     fit_log_line,
@@ -87,7 +85,7 @@ class PlainWatcher:
         self.clock = clock
         self.sleep = sleep
         self.follower = EventFollower(run_dir / EVENTS_FILE)
-        self.state = RunState()
+        self.state = RunView()
         self._last_progress_print = float("-inf")
         self._progress_shown: Progress | None = None
 
@@ -124,9 +122,9 @@ class PlainWatcher:
         """The run we attached to was interrupted; a resume may be starting right now."""
         if self.resume_grace <= 0:
             return
-        final = self.state.final
-        assert isinstance(final, RunFinished)
-        self.say(f"the run was interrupted after {final.metrics.n}/{final.metrics.n_total} "
+        metrics = self.state.metrics
+        assert metrics is not None
+        self.say(f"the run was interrupted after {metrics.n}/{metrics.n_total} "
                  f"samples; waiting {self.resume_grace:g}s for a resumed try…")
         deadline = self.clock() + self.resume_grace
         while self.state.partial and self.clock() < deadline:
@@ -175,20 +173,21 @@ class PlainWatcher:
 
     def _show_new(self, events: list[Event]) -> None:
         if self.follower.restarted:
-            self.state = RunState()
+            self.state = RunView()
             self.say("the run's events.jsonl was replaced (started over); following the new one")
+        state = self.state
         for event in events:
-            self.state.apply(event)
-            if isinstance(event, LogLine):
-                self.say(format_log_line(event))
-            elif isinstance(event, TryStarted):
-                self.say(try_line(event))
-            elif isinstance(event, RunStarted):
-                self.say(started_line(event, self._liveness()))
-            elif isinstance(event, Progress):
-                self._show_progress(event)
-            elif isinstance(event, TuneFinished):
-                self.say(tune_line(event))
+            change = state.apply(event)
+            if change is Change.LOG:
+                self.say(format_log_line(state.logs[-1]))
+            elif change is Change.TRY and state.try_started is not None:
+                self.say(try_line(state.try_started))
+            elif change is Change.STARTED and state.started is not None:
+                self.say(started_line(state.started, self._liveness()))
+            elif change is Change.PROGRESS and state.progress is not None:
+                self._show_progress(state.progress)
+            elif change is Change.TUNE and state.tune is not None:
+                self.say(tune_line(state.tune))
 
     def _show_progress(self, event: Progress, force: bool = False) -> None:
         now = self.clock()
@@ -213,6 +212,7 @@ class PlainWatcher:
         if self.state.ended:
             return self._finish()
         self._show_last_progress()
+        self.state.mark_stopped()
         self.say(stopped_line(self.run_dir, live.pid))
         return EXIT_RUN_FAILED
 
@@ -222,16 +222,16 @@ class PlainWatcher:
             self._show_progress(progress, force=True)
 
     def _finish(self) -> int:
-        final = self.state.final
-        if isinstance(final, RunFailed):
+        failure, metrics = self.state.failure, self.state.metrics
+        if failure is not None:
             self._show_last_progress()
-            self.say(f"run failed: {final.error}")
+            self.say(f"run failed: {failure.error}")
             return EXIT_RUN_FAILED
-        assert isinstance(final, RunFinished)
+        assert metrics is not None
         self.say("")
-        self.say(metrics_table(final.metrics))
-        if final.metrics.partial:
-            self.say(f"interrupted after {final.metrics.n}/{final.metrics.n_total} samples; "
+        self.say(metrics_table(metrics))
+        if metrics.partial:
+            self.say(f"interrupted after {metrics.n}/{metrics.n_total} samples; "
                      f"resume with: {resume_command(self.run_dir)}")
             return EXIT_INTERRUPTED
         self.say(f"finished: results in {self.run_dir}")

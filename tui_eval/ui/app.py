@@ -29,17 +29,8 @@ from tui_eval.config import DEFAULTS, EvalConfig
 from tui_eval.device.monitor import HostReading, Sampler, Snapshot
 from tui_eval.engine import DEMO_MAX_TOKENS, Comparison, Evaluation
 from tui_eval.errors import UsageError
-from tui_eval.events import (
-    Event,
-    LogLine,
-    Progress,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    TryStarted,
-    TuneFinished,
-    TuneStep,
-)
+from tui_eval.events import Event, Progress, RunFailed, TuneFinished
+from tui_eval.events.view import Change, RunView, changes_phase
 from tui_eval.results import PREDICTIONS_FILE, RunMetrics, holds_bench
 from tui_eval.ui.bridge import EngineEvent, EventBridge, GaugeReadings, ProgressReady
 from tui_eval.ui.chart import BENCH_TAB, ChartScreen
@@ -62,7 +53,7 @@ from tui_eval.ui.widgets.log_pane import LogPane
 from tui_eval.ui.widgets.output_area import OutputArea
 from tui_eval.ui.widgets.progress import ProgressPane
 from tui_eval.ui.widgets.results import ResultsPane
-from tui_eval.ui.wording import field_words
+from tui_eval.ui.wording import APP_RESUME_WORDS, field_words
 
 RUN_ACTIONS = ("start", "cancel", "tune", "save_config")
 PROGRESS_REDRAW_S = 0.25  # however fast the batches, the progress pane redraws 4 times a second
@@ -144,6 +135,7 @@ class EvalApp(App[int]):
         self._watchdog: threading.Thread | None = None
         self._undo_hangup: Callable[[], None] | None = None
         self.run_dir: Path | None = None  # the latest run's results directory
+        self.view = RunView()  # the events shown so far, as the panes draw them
         # The panes, kept here rather than queried: the app feeds them while another screen
         # (the samples browser, a dialog) is in front of them.
         self.config_pane: ConfigPane
@@ -238,35 +230,44 @@ class EvalApp(App[int]):
     # ── engine events: the one way into the panes ─────────────────────────────────────
 
     def apply_event(self, event: Event) -> None:
-        """Show one engine event. UI thread only; other threads call ``self.bridge(event)``."""
-        if isinstance(event, LogLine):
-            self.log_pane.add_event(event)
-        elif isinstance(event, Progress):
-            self.progress_pane.show_progress(event)
-        elif isinstance(event, TryStarted):
+        """Show one engine event. UI thread only; other threads call ``self.bridge(event)``.
+        The event goes into ``view``; the panes draw what it changed from there."""
+        view = self.view
+        change = view.apply(event)
+        if change is Change.LOG:
+            self.log_pane.add_event(view.logs[-1])
+        elif change is Change.PROGRESS and view.progress is not None:
+            self.progress_pane.show_progress(view.progress)
+        elif change is Change.TRY and view.try_started is not None:
             self.progress_pane.reset("starting: loading the model…")
             if not self.read_only:  # a watcher knows the run's directory better than the run
-                self.run_dir = Path(event.run_dir)
-        elif isinstance(event, RunStarted):
-            self.progress_pane.show_started(event)
+                self.run_dir = Path(view.try_started.run_dir)
+        elif change is Change.STARTED and view.started is not None:
+            self.progress_pane.show_started(view.started)
             self.results_pane.clear_metrics()
-            self.sub_title = event.run_dir
-        elif isinstance(event, TuneStep):
-            self.results_pane.add_probe(event)
-        elif isinstance(event, TuneFinished):
-            self.results_pane.show_tune(event)
-            self.progress_pane.reset(f"auto-tune chose batch size {event.chosen_batch_size}")
-            if self._offer_tuned_size:
-                self._offer_tuned_size = False
-                self._offer_batch_size(event.chosen_batch_size)
-        elif isinstance(event, RunFinished):
-            self._show_finished(event.metrics)
-        elif isinstance(event, RunFailed):
-            self._failure_reported = True
-            error = event.error if self.read_only else field_words(event.error)
-            self.progress_pane.reset("failed: see the log")
-            self.log_pane.add_line("ERROR", f"run failed: {error}")
-            self.notify(error, title="Run failed", severity="error", timeout=10)
+            self.sub_title = view.started.run_dir
+        elif change is Change.TUNE_STEP:
+            self.results_pane.add_probe(view.tune_steps[-1])
+        elif change is Change.TUNE and view.tune is not None:
+            self._show_tune(view.tune)
+        elif change is Change.FINISHED and view.metrics is not None:
+            self._show_finished(view.metrics)
+        elif change is Change.FAILED and view.failure is not None:
+            self._show_failure(view.failure.error)
+
+    def _show_tune(self, tune: TuneFinished) -> None:
+        self.results_pane.show_tune(tune)
+        self.progress_pane.reset(f"auto-tune chose batch size {tune.chosen_batch_size}")
+        if self._offer_tuned_size:
+            self._offer_tuned_size = False
+            self._offer_batch_size(tune.chosen_batch_size)
+
+    def _show_failure(self, error: str) -> None:
+        self._failure_reported = True
+        error = error if self.read_only else field_words(error)
+        self.progress_pane.reset("failed: see the log")
+        self.log_pane.add_line("ERROR", f"run failed: {error}")
+        self.notify(error, title="Run failed", severity="error", timeout=10)
 
     def _show_finished(self, metrics: RunMetrics) -> None:
         self.results_pane.show_metrics(metrics)
@@ -282,7 +283,7 @@ class EvalApp(App[int]):
 
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
-        if not isinstance(event, (RunStarted, RunFinished, RunFailed)):
+        if not changes_phase(event):
             self.apply_event(event)
             return
         # The bridge holds the newest progress event. One from before this event is drawn
@@ -639,7 +640,7 @@ class EvalApp(App[int]):
     @work(thread=True, group="engine", exit_on_error=False, name="evaluation")
     def _evaluate(self, config: EvalConfig, cancel: CancelToken) -> None:
         try:
-            Evaluation(config, self.bridge, cancel=cancel, front_end="app",
+            Evaluation(config, self.bridge, cancel=cancel, resume_words=APP_RESUME_WORDS,
                        **self.run_options).run()
         finally:
             self._engine_done.set()

@@ -21,8 +21,9 @@ from tui_eval.config import EvalConfig
 from tui_eval.device.monitor import Sampler
 from tui_eval.engine import saved_config_values
 from tui_eval.errors import UsageError
-from tui_eval.events import RunStarted, TryStarted
-from tui_eval.events.follow import EventFollower, RunState, liveness, stopped_line
+from tui_eval.events import Event
+from tui_eval.events.follow import EventFollower, liveness, stopped_line
+from tui_eval.events.view import Change, RunView
 from tui_eval.results import CONFIG_FILE, EVENTS_FILE
 from tui_eval.ui.app import EvalApp
 from tui_eval.ui.chart import ChartScreen
@@ -52,8 +53,9 @@ class WatchApp(EvalApp):
         self.run_dir = run_dir
         self.interval = interval
         self.follower = EventFollower(run_dir / EVENTS_FILE)
-        self.state = RunState()
-        self.stopped_shown = False
+        # the follower's own reading, for liveness: the panes draw from the app's view,
+        # which the UI thread folds at its own pace
+        self.state = RunView()
         self.follower_polls = 0  # looks at events.jsonl so far (tests wait on it)
 
     def on_mount(self) -> None:
@@ -71,27 +73,29 @@ class WatchApp(EvalApp):
                 if values is not None:
                     config_shown = True
                     self.call_from_thread(self._show_config, values)
-            if not self.stopped_shown and self._process_gone():
+            if not self.state.stopped and self._process_gone():
                 self._forward(self.follower.poll())  # its last words, written as it exited
                 if not self.state.ended:
-                    self.stopped_shown = True
+                    self.state.mark_stopped()
                     pid = self.state.pid or None
                     self.call_from_thread(self._show_stopped, stopped_line(self.run_dir, pid))
             time.sleep(self.interval)
 
-    def _forward(self, events: list[Any]) -> None:
+    def _forward(self, events: list[Event]) -> None:
         if self.follower.restarted:
-            self.state = RunState()
+            # a "stopped" notice shown stays until the new file's try begins
+            self.state = RunView(stopped=self.state.stopped)
             self.call_from_thread(self.progress_pane.reset, "the run started over…")
         new_config = False
         for event in events:
-            self.state.apply(event)
-            if isinstance(event, (TryStarted, RunStarted)) and self.stopped_shown:
-                self.stopped_shown = False  # a resumed try: the old news goes
+            was_stopped = self.state.stopped
+            change = self.state.apply(event)
+            if was_stopped and not self.state.stopped:
+                # a resumed try: the old news goes
                 self.call_from_thread(self.clear_notifications)
             # a try writes config.json before it starts generating; a resume may have
             # changed the batch size, the device…
-            new_config = new_config or isinstance(event, RunStarted)
+            new_config = new_config or change is Change.STARTED
             self.bridge(event)
         values = run_config(self.run_dir) if new_config else None
         if values is not None:

@@ -1,11 +1,16 @@
 """The engine's messages name command-line flags (``pass -d DATA``, ``--device cuda: …``);
-the app's user has fields instead. ``field_words`` says the same with the form's labels."""
+the app's user has fields instead. ``field_words`` says the same with the form's labels;
+``APP_RESUME_WORDS`` words a resume the engine decided."""
 
 from __future__ import annotations
 
 import re
 
 from tui_eval.config import KEYS
+from tui_eval.events import ResumeWords
+
+# A run found in the output directory: the app's hint says to choose another directory.
+APP_RESUME_WORDS = ResumeWords(resume_auto="resume_auto_app", complete="already_complete_app")
 
 # The demo's two messages say more than a flag: the app's own sentence.
 WHOLE = {
