@@ -10,7 +10,7 @@ import pytest
 from tui_eval.cli import main
 from tui_eval.engine.comparison import compare_runs, comparison_report
 from tui_eval.errors import UsageError
-from tui_eval.results import PredictionRow, RunMetrics
+from tui_eval.results import PredictionRow, RunMetrics, write_metrics
 
 SAMPLES = [("q1", "1+1=", "2"), ("q2", "2+2=", "4"), ("q3", "3+3=", "6"), ("q4", "4+4=", "8")]
 
@@ -31,9 +31,9 @@ def write_run(run_dir: Path, predictions: dict[str, str | None], *, samples=SAMP
             error=None if prediction is not None else "CUDA out of memory"))
     (run_dir / "predictions.jsonl").write_text("".join(row.to_json() + "\n" for row in rows),
                                                encoding="utf-8")
-    RunMetrics.from_dict({"metrics": {}, "n": len(rows), "n_total": len(samples),
-                          "batch_size": batch_size, "samples_per_s": samples_per_s,
-                          "generation_seconds": len(rows) / samples_per_s}).write(run_dir)
+    write_metrics(run_dir, RunMetrics.from_dict({
+        "metrics": {}, "n": len(rows), "n_total": len(samples), "batch_size": batch_size,
+        "samples_per_s": samples_per_s, "generation_seconds": len(rows) / samples_per_s}))
     return run_dir
 
 

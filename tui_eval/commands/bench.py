@@ -78,14 +78,14 @@ def main(argv: list[str]) -> int:
     config = config_from_args(args)
     # the engine: once the flags are valid
     from tui_eval.engine import bench, bench_table
-    from tui_eval.results import BENCH_FILE, BENCH_MD_FILE
 
     lang = config.lang or default_language()
-    rows, out = bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
-                          compile_modes=modes)
+    rows, bench_dir = bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
+                            compile_modes=modes)
     print()
     print(bench_table(rows, lang))
-    print(message("bench_written", lang, json=out / BENCH_FILE, md=out / BENCH_MD_FILE))
+    print(message("bench_written", lang, json=bench_dir.bench_path,
+                  md=bench_dir.bench_md_path))
     if rows:
-        print(message("bench_chart", lang, out=shlex.quote(str(out))))
+        print(message("bench_chart", lang, out=shlex.quote(str(bench_dir))))
     return EXIT_OK

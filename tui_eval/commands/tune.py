@@ -13,7 +13,6 @@ from tui_eval.commands.options import (
 from tui_eval.errors import EXIT_OK
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.i18n import default_language, message
-from tui_eval.results import TUNE_FILE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,5 +40,5 @@ def main(argv: list[str]) -> int:
     lang = config.lang or default_language()
     # the table was printed row by row as the probes ran
     print(message("tune_summary", lang, batch_size=result.chosen_batch_size,
-                  path=run_dir / TUNE_FILE))
+                  path=run_dir.tune_path))
     return EXIT_OK

@@ -45,17 +45,9 @@ from tui_eval.i18n import LogFn, default_language
 from tui_eval.model.backend import HFBackend
 from tui_eval.ranks.coordinator import Decision, coordinator_for
 from tui_eval.ranks.world import World
-from tui_eval.results import (
-    PredictionRow,
-    PredictionWriter,
-    RunMetrics,
-    build_run_metrics,
-    default_run_dir,
-    holds_run,
-    missing_dirs,
-    prepare_run_dir,
-    remove_if_empty,
-)
+from tui_eval.results.metrics import RunMetrics, build_run_metrics
+from tui_eval.results.predictions import PredictionRow
+from tui_eval.results.run_dir import RunDir, remove_if_empty
 
 
 class Evaluation:
@@ -100,7 +92,7 @@ class Evaluation:
         self.ranks = coordinator_for(self.world, lambda: self.cancel.cancelled)
         self.recorder = EventRecorder()
         self.sink: EventSink = self.ranks.sink(self.recorder, sink)
-        self.run_dir: Path | None = None
+        self.run_dir: RunDir | None = None
         self.created_dirs: list[Path] = []  # made for this run: removed if it fails empty
         self.started = time.perf_counter()
         self.prepared: Prepared | None = None  # set once the data is read
@@ -157,9 +149,9 @@ class Evaluation:
         """Prepare, plan what the output directory holds, and check the samples to run."""
         log_config_source(self.config_source, self.log)
         prepared = self._prepare(self.log)
-        run_dir = Path(prepared.config.output_dir or default_run_dir())
-        self.created_dirs = missing_dirs(run_dir)
-        self.run_dir = prepare_run_dir(run_dir)
+        run_dir = RunDir.of(prepared.config.output_dir)
+        self.created_dirs = run_dir.missing_dirs()
+        self.run_dir = run_dir.prepare()
         self._plan_resume(prepared.config, prepared.dataset)
         self.finished = self._already_complete(prepared.dataset)
         if self.finished is None:
@@ -172,13 +164,13 @@ class Evaluation:
         """Open the run: its events file, the weights, config.json."""
         prepared = self.prepared
         assert self.run_dir is not None and prepared is not None
-        self.recorder.open(self.run_dir)  # writes the lines logged so far first
+        self.recorder.open(self.run_dir.path)  # writes the lines logged so far first
         # a watcher forgets the last try's ending here, and follows this process
         self.sink(TryStarted(run_dir=str(self.run_dir), pid=os.getpid(),
                              done_before=self.resumed.done,
                              total=len(prepared.dataset.samples), world_size=self.world.size))
         prepared.load_weights()
-        prepared.describe(self.run_dir)
+        prepared.describe(self.run_dir.path)
         if self.resumed.done:
             self.sink = ProgressOffset(self.sink, self.resumed.done)
 
@@ -189,7 +181,7 @@ class Evaluation:
             """Rank 0 logs the preparation once for all."""
 
         prepared = self._prepare(quiet)
-        self.run_dir = Path(decision.run_dir)
+        self.run_dir = RunDir(Path(decision.run_dir))
         self.resumed = ResumePlan(indices=frozenset(decision.done))
         prepared.task.check(self.resumed.remaining(prepared.dataset.samples), quiet)
         prepared.load_weights()
@@ -205,7 +197,7 @@ class Evaluation:
     def _plan_resume(self, config: EvalConfig, dataset: Dataset | ChoiceDataset) -> None:
         """Continue, replace or refuse the run the output dir holds, before the model loads."""
         assert self.run_dir is not None
-        had_run = holds_run(self.run_dir)
+        had_run = self.run_dir.holds_run()
         self.resumed = plan_resume(self.run_dir, config, dataset, resume=self.resume,
                                    overwrite=self.overwrite)
         if self.overwrite and had_run:
@@ -225,7 +217,7 @@ class Evaluation:
         assert self.run_dir is not None
         if self.resumed.done < len(dataset.samples):
             return None
-        metrics = RunMetrics.read(self.run_dir)
+        metrics = self.run_dir.read_metrics()
         if metrics is None or metrics.partial:
             return None
         key = "already_complete_app" if self.front_end == "app" else "already_complete"
@@ -246,7 +238,7 @@ class Evaluation:
         loop_log = RunLog(loop_sink, self.lang)
         policy = make_oom_policy(config.oom_policy, task.work(), loop_sink, self.lang,
                                  batch_size, DEVICE_HOOKS)
-        writer = PredictionWriter(self.run_dir, ranks.predictions_file)
+        writer = self.run_dir.prediction_writer(ranks.predictions_file)
         sinks.lead(RunStarted(run_dir=str(self.run_dir), total=len(samples),
                               batch_size=batch_size, model=str(config.model),
                               device=backend.device, dtype=backend.dtype_name,

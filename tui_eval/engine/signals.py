@@ -27,24 +27,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Protocol
 
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
-from tui_eval.engine.resume import ResumePlan, read_run_rows
+from tui_eval.engine.resume import ResumePlan
 from tui_eval.errors import EXIT_INTERRUPTED
 from tui_eval.events import Event, Progress, RunFinished, RunLog, RunStarted
 from tui_eval.events.recorder import EventRecorder
-from tui_eval.results import (
-    CONFIG_FILE,
-    PREDICTIONS_FILE,
-    RunMetrics,
-    build_run_metrics,
-    rank_prediction_paths,
-    resume_command,
-)
+from tui_eval.results.metrics import RunMetrics, build_run_metrics
+from tui_eval.results.run_dir import RunDir
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LOG_JOIN_SECONDS = 5.0  # a handler's log line waits at most this long for its stream
@@ -54,7 +47,7 @@ class StoppableRun(Protocol):
     """What the handlers need from an Evaluation."""
 
     cancel: CancelToken
-    run_dir: Path | None
+    run_dir: RunDir | None
     config: EvalConfig
     started: float  # time.perf_counter() at creation
     lang: str
@@ -160,31 +153,31 @@ class HeadlessSignals:
         self.flush_log()  # the stop's own line comes before the resume line
         run_dir = self.run.run_dir
         if metrics is None and run_dir is not None:
-            metrics = (RunMetrics.read(run_dir) if self.tracker.finished
+            metrics = (run_dir.read_metrics() if self.tracker.finished
                        else self._metrics_from_disk(run_dir))
-        if run_dir is None or not (run_dir / CONFIG_FILE).exists():
+        if run_dir is None or not run_dir.config_path.exists():
             _say("tui-eval: stopped before the first sample; run the same command again")
         else:
             done = f"{metrics.n}/{metrics.n_total} samples done; " if metrics else ""
             _say(f"tui-eval: interrupted ({self.stop_signal}): {done}resume with: "
-                 f"{resume_command(run_dir)}")
+                 f"{run_dir.resume_command()}")
         return EXIT_INTERRUPTED
 
     def hint_resume(self) -> None:
         """After a failure: the finished batches are on disk; say how to go on from them."""
         run_dir = self.run.run_dir
-        if run_dir is not None and (run_dir / CONFIG_FILE).exists():
+        if run_dir is not None and run_dir.config_path.exists():
             _say(f"tui-eval: finished batches are kept in {run_dir}; once the cause is fixed, "
-                 f"resume with: {resume_command(run_dir)}")
+                 f"resume with: {run_dir.resume_command()}")
 
-    def _metrics_from_disk(self, run_dir: Path) -> RunMetrics | None:
+    def _metrics_from_disk(self, run_dir: RunDir) -> RunMetrics | None:
         """Partial metrics from the rows already written (the engine's own were never
         reached), built as the engine builds them, plus the final event for watchers."""
-        paths = [run_dir / PREDICTIONS_FILE, *rank_prediction_paths(run_dir)]
+        paths = [run_dir.predictions_path, *run_dir.rank_prediction_paths()]
         if not any(path.exists() for path in paths):
             return None
         try:  # a run of several processes: each rank's file too
-            rows, _ = read_run_rows(run_dir)
+            rows, _ = run_dir.read_run_rows()
         except Exception:  # noqa: BLE001 - a damaged file is left for --resume to explain
             return None
         started, progress = self.tracker.started, self.tracker.progress
@@ -209,9 +202,9 @@ class HeadlessSignals:
             dtype=started.dtype if started else None, model=str(config.model),
             stopped_at_once=True, extract=config.extract,
             task=config.task or "generate")
-        metrics.write(run_dir)
+        run_dir.write_metrics(metrics)
         recorder = EventRecorder()
-        recorder.open(run_dir)
+        recorder.open(run_dir.path)
         RunLog(recorder, self.run.lang)("INFO", "stopped_at_once", done=metrics.n,
                                         total=metrics.n_total, run_dir=run_dir)
         recorder(RunFinished(metrics=metrics))

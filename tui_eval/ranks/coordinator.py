@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol, TypeVar
 
 from tui_eval.batching.plan import share_by_cost
@@ -24,7 +23,10 @@ from tui_eval.ranks.world import (
     World,
     for_rank,
 )
-from tui_eval.results import PREDICTIONS_FILE, PredictionRow, RunMetrics, rank_predictions_file
+from tui_eval.results.metrics import RunMetrics
+from tui_eval.results.names import PREDICTIONS_FILE, rank_predictions_file
+from tui_eval.results.predictions import PredictionRow
+from tui_eval.results.run_dir import RunDir
 
 # After a stop, how long rank 0 waits for the other ranks to report before it writes the
 # run's metrics from the rows on disk (torchrun kills what is left 30 s after a stop).
@@ -85,7 +87,7 @@ class Ending(Protocol):
 class TryFiles(Protocol):
     """This try's prediction files."""
 
-    run_dir: Path
+    run_dir: RunDir
 
     def rows_of_try(self) -> list[PredictionRow]:
         """This try's rows in every rank's file (a rank that died left its batches)."""
@@ -143,7 +145,7 @@ class Solo:
         metrics = end.run_metrics(rows, report)
         if not metrics.partial:
             files.keep_in_order(None)
-        metrics.write(files.run_dir)
+        files.run_dir.write_metrics(metrics)
         end.announce(metrics, len(rows))
         return metrics
 
@@ -212,7 +214,7 @@ class Leader(Solo):
             # every rank has closed its file (or every sample has its row): one
             # predictions.jsonl in dataset order, as a run of one leaves
             files.keep_in_order(rows)
-        metrics.write(files.run_dir)
+        files.run_dir.write_metrics(metrics)
         end.announce(metrics, len(rows))
         return metrics
 
