@@ -188,7 +188,7 @@ def test_the_run_and_a_rescore_write_metrics_through_the_one_writer(
     out = tmp_path / "run"
     Evaluation(demo_config(out), lambda event: None).run()
     assert metric_writes == [out]
-    rescore(out, {"extract": r"^(\d)"}, lambda event: None)
+    rescore(RunDir(out), {"extract": r"^(\d)"}, lambda event: None)
     assert metric_writes == [out, out]
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["extract"] == r"^(\d)"
 

@@ -10,7 +10,7 @@ from tui_eval.formatting import (
     markdown_table,
     pad_cell,
 )
-from tui_eval.results import TuneProbe, TuneResult
+from tui_eval.results.tune import TuneProbe, TuneResult
 
 HEADERS = {
     "en": ("batch", "status", "time", "samples/s", "tok/s", "peak mem", "GPU%", "probe"),

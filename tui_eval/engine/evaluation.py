@@ -170,7 +170,7 @@ class Evaluation:
                              done_before=self.resumed.done,
                              total=len(prepared.dataset.samples), world_size=self.world.size))
         prepared.load_weights()
-        prepared.describe(self.run_dir.path)
+        prepared.describe(self.run_dir)
         if self.resumed.done:
             self.sink = ProgressOffset(self.sink, self.resumed.done)
 

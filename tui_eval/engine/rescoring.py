@@ -107,12 +107,10 @@ def keep_previous_metrics(run_dir: RunDir) -> Path:
     raise UsageError(f"{run_dir}: too many {PREVIOUS_METRICS_PREFIX}{stamp}*.json copies")
 
 
-def rescore_run(directory: Path | RunDir, overrides: dict[str, Any],
-                sink: EventSink) -> Rescored:
+def rescore_run(run_dir: RunDir, overrides: dict[str, Any], sink: EventSink) -> Rescored:
     """Score every row of a finished run again. ``overrides``: values for the keys of
     SCORING_KEYS (already validated; extract None turns extraction off) that replace the
     saved ones. Sends a log line and RunFinished with the new metrics to ``sink``."""
-    run_dir = RunDir.of(directory)
     previous = finished_run_metrics(run_dir)
     saved = saved_config_values(run_dir)
     choice = previous.task == "choice" or saved.get("task") == "choice"

@@ -37,10 +37,9 @@ from tui_eval.results.run_dir import RunDir
 SampleT = TypeVar("SampleT", Sample, ChoiceSample)
 
 
-def saved_config_values(directory: Path | RunDir) -> dict[str, Any]:
+def saved_config_values(run_dir: RunDir) -> dict[str, Any]:
     """The config a run was started with, validated key by key; keys this version does not
     know are ignored and missing ones take their defaults."""
-    run_dir = RunDir.of(directory)
     path = run_dir.config_path
     if not path.exists():
         raise UsageError(f"{path}: not found; {run_dir} holds no run to resume")

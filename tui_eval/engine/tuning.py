@@ -142,7 +142,7 @@ def run_tuning(config: EvalConfig, sink: EventSink,
         run_dir = RunDir.of(config.output_dir, "tune").prepare()
         recorder.open(run_dir.path)
         prepared.load_weights()
-        prepared.describe(run_dir.path)
+        prepared.describe(run_dir)
         items = task.plan(dataset.samples)
         backend.compile = config.compile == "on"  # probe the path the run would take first
         result = tune_batch_size(task, items, config, backend, events, lang, run_dir, cancel,
