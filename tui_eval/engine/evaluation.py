@@ -157,7 +157,7 @@ class Evaluation:
         if self.finished is None:
             # before anything is written: a rerun with a smaller --max-tokens starts afresh
             prepared.task.check(self.resumed.remaining(prepared.dataset.samples), self.log)
-        return Decision(run_dir=str(self.run_dir), done=sorted(self.resumed.done_indices),
+        return Decision(run_dir=self.run_dir, done=sorted(self.resumed.done_indices),
                         complete=self.finished is not None)
 
     def begin(self, decision: Decision) -> None:
@@ -181,7 +181,8 @@ class Evaluation:
             """Rank 0 logs the preparation once for all."""
 
         prepared = self._prepare(quiet)
-        self.run_dir = RunDir(Path(decision.run_dir))
+        assert decision.run_dir is not None  # rank 0 names it in every decision it goes on with
+        self.run_dir = decision.run_dir
         self.resumed = ResumePlan(indices=frozenset(decision.done))
         prepared.task.check(self.resumed.remaining(prepared.dataset.samples), quiet)
         prepared.load_weights()

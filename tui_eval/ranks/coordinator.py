@@ -41,7 +41,7 @@ class Decision:
     run rank 0 stopped (bad input, a failure) or one already complete ends every rank;
     otherwise all write to ``run_dir`` and skip the samples ``done``."""
 
-    run_dir: str = ""
+    run_dir: RunDir | None = None
     done: list[int] = field(default_factory=list)
     complete: bool = False
     stopped: bool = False  # rank 0 could not go on (bad input, a failure, a stop)
