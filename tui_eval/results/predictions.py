@@ -206,7 +206,6 @@ class PredictionWriter:
         write_predictions_atomic(self.path, rows)
 
 
-
 # ── a torn tail, and the ranks' files ──────────────────────────────────────────────────
 
 @dataclass
