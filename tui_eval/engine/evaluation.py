@@ -164,7 +164,7 @@ class Evaluation:
         """Open the run: its events file, the weights, config.json."""
         prepared = self.prepared
         assert self.run_dir is not None and prepared is not None
-        self.recorder.open(self.run_dir.path)  # writes the lines logged so far first
+        self.recorder.open(self.run_dir)  # writes the lines logged so far first
         # a watcher forgets the last try's ending here, and follows this process
         self.sink(TryStarted(run_dir=str(self.run_dir), pid=os.getpid(),
                              done_before=self.resumed.done,

@@ -148,7 +148,7 @@ def rescore_run(run_dir: RunDir, overrides: dict[str, Any], sink: EventSink) -> 
 
     config_lang = saved.get("lang")
     recorder = EventRecorder()
-    recorder.open(run_dir.path)
+    recorder.open(run_dir)
     events = FanOut(recorder, sink)
     try:
         RunLog(events, config_lang or default_language())(

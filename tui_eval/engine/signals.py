@@ -204,7 +204,7 @@ class HeadlessSignals:
             task=config.task or "generate")
         run_dir.write_metrics(metrics)
         recorder = EventRecorder()
-        recorder.open(run_dir.path)
+        recorder.open(run_dir)
         RunLog(recorder, self.run.lang)("INFO", "stopped_at_once", done=metrics.n,
                                         total=metrics.n_total, run_dir=run_dir)
         recorder(RunFinished(metrics=metrics))

@@ -140,7 +140,7 @@ def run_tuning(config: EvalConfig, sink: EventSink,
         # the probes run the longest prompts: they must fit as a run's would
         task.check(dataset.samples, log)
         run_dir = RunDir.of(config.output_dir, "tune").prepare()
-        recorder.open(run_dir.path)
+        recorder.open(run_dir)
         prepared.load_weights()
         prepared.describe(run_dir)
         items = task.plan(dataset.samples)
