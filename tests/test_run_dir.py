@@ -170,6 +170,18 @@ def test_the_typed_readers_read_what_the_writers_wrote(tmp_path: Path) -> None:
         "config.json", "metrics.json", "tune.json"]  # no temporary file left behind
 
 
+def test_a_rank_appends_to_its_own_file_and_a_run_of_one_to_predictions_jsonl(
+        tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path)
+    for rank, index in ((None, 0), (2, 1)):
+        writer = run_dir.prediction_writer(rank)
+        writer.write_batch([row(index)])
+        writer.close()
+    assert [r.index for r in run_dir.read_predictions()] == [0]
+    assert run_dir.rank_prediction_paths() == [tmp_path / "predictions.rank-2.jsonl"]
+    assert sorted(r.index for r in run_dir.read_run_rows()[0]) == [0, 1]
+
+
 def test_the_ranks_files_merge_into_one_predictions_file(tmp_path: Path) -> None:
     run_dir = RunDir(tmp_path)
     write_predictions_atomic(run_dir.predictions_path, [row(0)])

@@ -239,7 +239,7 @@ class Evaluation:
         loop_log = RunLog(loop_sink, self.lang)
         policy = make_oom_policy(config.oom_policy, task.work(), loop_sink, self.lang,
                                  batch_size, DEVICE_HOOKS)
-        writer = self.run_dir.prediction_writer(ranks.predictions_file)
+        writer = self.run_dir.prediction_writer(ranks.predictions_rank)
         sinks.lead(RunStarted(run_dir=str(self.run_dir), total=len(samples),
                               batch_size=batch_size, model=str(config.model),
                               device=backend.device, dtype=backend.dtype_name,

@@ -24,7 +24,6 @@ from tui_eval.ranks.world import (
     for_rank,
 )
 from tui_eval.results.metrics import RunMetrics
-from tui_eval.results.names import PREDICTIONS_FILE, rank_predictions_file
 from tui_eval.results.predictions import PredictionRow
 from tui_eval.results.run_dir import RunDir
 
@@ -108,8 +107,9 @@ class Solo:
         self.world = world or World()
 
     @property
-    def predictions_file(self) -> str:
-        return PREDICTIONS_FILE
+    def predictions_rank(self) -> int | None:
+        """Whose prediction file this process appends to: None, the run's own."""
+        return None
 
     def sink(self, recorder: EventSink, front: EventSink) -> EventSink:
         """Where this process's events go from the start: its files and its front end."""
@@ -162,8 +162,8 @@ class Leader(Solo):
         self.share_sink: EventSink = silent
 
     @property
-    def predictions_file(self) -> str:
-        return rank_predictions_file(self.world.rank)
+    def predictions_rank(self) -> int | None:
+        return self.world.rank
 
     def place(self, config: EvalConfig) -> EvalConfig:
         return for_rank(config, self.world.local_rank)
@@ -260,8 +260,8 @@ class Peer(Solo):
         self.share_sink: EventSink = silent
 
     @property
-    def predictions_file(self) -> str:
-        return rank_predictions_file(self.world.rank)
+    def predictions_rank(self) -> int | None:
+        return self.world.rank
 
     def sink(self, recorder: EventSink, front: EventSink) -> EventSink:
         return FanOut(RankEventSender(self.world.store, self.world.rank), front)

@@ -1,19 +1,21 @@
 """The results directory: the contract between a run and everything that reads it later.
-One module per file, and ``RunDir`` (run_dir.py) for the directory itself.
+One module per file (named after the dash), and ``RunDir`` (run_dir.py) for the directory
+itself: its default name, its preparation, its files and their readers and writers.
 
-config.json       the resolved config, versions and device          ``RunConfig``  run_config
-predictions.jsonl one row per sample, appended as each batch ends    ``PredictionRow``
-                  (a choice task's rows add every choice's log-likelihood and the
-                  indices picked and expected); predictions.rank-N.jsonl, a rank's own
-                  rows in a run of several processes                             predictions
-metrics.json      the scores and the run's figures, written whole    ``RunMetrics``  metrics
-tune.json         the batch-size probes and the size chosen          ``TuneResult``  tune
+config.json       the resolved config, versions and device       ``RunConfig`` — run_config
+predictions.jsonl one row per sample, appended as each batch ends ``PredictionRow`` —
+                  predictions (a choice task's rows add every choice's log-likelihood and
+                  the indices picked and expected); in a run of several processes each
+                  rank appends to its own predictions.rank-N.jsonl, merged when it ends
+metrics.json      the scores and the run's figures, written whole ``RunMetrics`` — metrics
+tune.json         the batch-size probes and the size chosen       ``TuneResult`` — tune
 run.log           the log lines, as the terminal shows them
 events.jsonl      every engine event, one JSON object per line (tui_eval.events)
 
 A bench directory (``tui-eval bench``) holds one run directory per size (``bs_N/``) and:
-bench.json        one row per size and compile setting, and what was run  ``BenchResult``
-bench.md          the same table in markdown, for people and scripts             bench
+bench.json        one row per size and compile setting, and what was run
+                                                                  ``BenchResult`` — bench
+bench.md          the same table in markdown, for people and scripts
 
 The files' names are in names.py; JSON replaced atomically in json_io.py; a file another
 process appends to is followed by tail.py; the summary's rows (text) in summary.py.

@@ -189,8 +189,8 @@ class PredictionWriter:
     """Appends prediction rows and flushes after each batch (to the rank's own file in a
     run of several processes)."""
 
-    def __init__(self, run_dir: Path, name: str = PREDICTIONS_FILE) -> None:
-        self.path = run_dir / name
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._handle: IO[str] = self.path.open("a", encoding="utf-8")
 
     def write_batch(self, rows: Sequence[PredictionRow]) -> None:

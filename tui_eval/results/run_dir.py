@@ -181,9 +181,11 @@ class RunDir:
         """Every row of a whole predictions.jsonl."""
         return read_predictions(self.predictions_path)
 
-    def prediction_writer(self, name: str = PREDICTIONS_FILE) -> PredictionWriter:
-        """Rows appended to predictions.jsonl, or (``name``) a rank's own file."""
-        return PredictionWriter(self.path, name)
+    def prediction_writer(self, rank: int | None = None) -> PredictionWriter:
+        """Rows appended to predictions.jsonl, or to ``rank``'s own file in a run of
+        several processes."""
+        return PredictionWriter(self.predictions_path if rank is None
+                                else self.rank_predictions_path(rank))
 
     def read_run_rows(self) -> tuple[list[PredictionRow], int]:
         """Every row in predictions.jsonl and the ranks' files, and the torn bytes."""
