@@ -18,7 +18,7 @@ from tui_eval.engine.preparation import DEMO_CHOICE_DATA
 from tui_eval.engine.resume import ResumePlan, config_differences
 from tui_eval.engine.signals import HeadlessSignals, RunTracker
 from tui_eval.events import Fallback, Progress, RunStarted
-from tui_eval.results import PredictionRow, RunMetrics, score_text, summary_rows
+from tui_eval.results import PredictionRow, RunDir, RunMetrics, score_text, summary_rows
 
 CHOICES = ["Paris", "blue", "The number after 99 is 100.", "chat", "eight legs"]
 
@@ -295,7 +295,7 @@ def test_metrics_rebuilt_after_a_second_signal_have_acc(base: EvalConfig,
     class Stopped:  # what the handlers read from an Evaluation
         def __init__(self) -> None:
             self.config = replace(base, output_dir=str(out))
-            self.run_dir = out
+            self.run_dir = RunDir(out)
             self.started = 0.0
             self.lang = "en"
             self.resumed = ResumePlan()
@@ -310,7 +310,7 @@ def test_metrics_rebuilt_after_a_second_signal_have_acc(base: EvalConfig,
     tracker = RunTracker()
     tracker(RunStarted(run_dir=str(out), total=12, batch_size=4, model="m", device="cpu",
                        dtype="float32"))
-    metrics = HeadlessSignals(Stopped(), tracker)._metrics_from_disk(out)  # type: ignore[arg-type]
+    metrics = HeadlessSignals(Stopped(), tracker)._metrics_from_disk(RunDir(out))  # type: ignore[arg-type]
     assert metrics is not None and metrics.stopped_at_once and metrics.partial
     assert metrics.task == "choice" and (metrics.n, metrics.n_total) == (5, 12)
     assert json.loads((out / "metrics.json").read_text())["metrics"] == metrics.metrics

@@ -112,8 +112,8 @@ def refuse_existing_bench(bench_dir: RunDir, sizes: list[int],
     existing = [name for name in (BENCH_FILE, BENCH_MD_FILE, *runs)
                 if (bench_dir / name).exists()]
     if existing:
-        raise UsageError(f"{bench_dir}: holds a bench already ({', '.join(existing[:3])}); choose "
-                         "another -o, or pass --overwrite to measure again")
+        raise UsageError(f"{bench_dir}: holds a bench already ({', '.join(existing[:3])}); "
+                         "choose another -o, or pass --overwrite to measure again")
 
 
 def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
@@ -144,8 +144,8 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
     if len(modes) > 1:
         listed += f" × compile {', '.join(modes)}"
     if config.task == "choice":
-        log("INFO", "bench_started_choice", n=len(dataset.samples), sizes=listed, out=bench_dir,
-            pairs=len(task.plan(dataset.samples)))
+        log("INFO", "bench_started_choice", n=len(dataset.samples), sizes=listed,
+            out=bench_dir, pairs=len(task.plan(dataset.samples)))
     else:
         log("INFO", "bench_started", n=len(dataset.samples), sizes=listed,
             max_tokens=config.max_tokens, out=bench_dir)
@@ -156,9 +156,9 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
         for size in sizes:
             if cancel.cancelled:
                 break
+            run_dir = bench_dir / run_dir_name(size, mode, modes)
             row = _bench_one(backend, replace(config, batch_size=size, compile=mode,
-                                              output_dir=str(bench_dir / run_dir_name(size, mode,
-                                                                                modes))),
+                                              output_dir=str(run_dir)),
                              sink, cancel, overwrite)
             if row is None:  # cancelled: a half-measured size is no figure
                 break
