@@ -31,6 +31,7 @@ from tui_eval.results import (
     RunMetrics,
     TuneProbe,
     read_predictions,
+    write_metrics,
 )
 
 if TYPE_CHECKING:
@@ -253,9 +254,9 @@ def write_run(run_dir: Path, predictions: dict[str, str | None], *, samples=SAMP
             error=None if prediction is not None else "CUDA out of memory"))
     (run_dir / "predictions.jsonl").write_text("".join(row.to_json() + "\n" for row in rows),
                                                encoding="utf-8")
-    RunMetrics.from_dict({"metrics": {}, "n": len(rows), "n_total": len(samples),
-                          "batch_size": batch_size, "samples_per_s": samples_per_s,
-                          "generation_seconds": len(rows) / samples_per_s}).write(run_dir)
+    write_metrics(run_dir, RunMetrics.from_dict({
+        "metrics": {}, "n": len(rows), "n_total": len(samples), "batch_size": batch_size,
+        "samples_per_s": samples_per_s, "generation_seconds": len(rows) / samples_per_s}))
     return run_dir
 
 

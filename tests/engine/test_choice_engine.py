@@ -35,7 +35,7 @@ from tui_eval.engine.resume import ResumePlan, config_differences
 from tui_eval.engine.stopping import metrics_after_stop
 from tui_eval.events import Fallback, Progress, RunStarted
 from tui_eval.reports.summary import score_text, summary_rows
-from tui_eval.results import PredictionRow
+from tui_eval.results import PredictionRow, RunDir
 
 
 @pytest.fixture()
@@ -292,7 +292,7 @@ def test_metrics_rebuilt_after_a_second_signal_have_acc(base: EvalConfig,
     class Stopped:  # what the handlers read from an Evaluation
         def __init__(self) -> None:
             self.config = replace(base, output_dir=str(out))
-            self.run_dir = out
+            self.run_dir = RunDir(out)
             self.started = 0.0
             self.lang = "en"
             self.resumed = ResumePlan()

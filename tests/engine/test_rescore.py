@@ -18,7 +18,7 @@ from tui_eval.config import EvalConfig
 from tui_eval.engine.evaluation import Evaluation
 from tui_eval.engine.preparation import DEMO_DATA, DEMO_MODEL
 from tui_eval.events import RunStarted
-from tui_eval.results import EVENTS_FILE, RunMetrics
+from tui_eval.results import EVENTS_FILE, RunMetrics, write_metrics
 
 FIRST_DIGIT = r"^(\d)"  # an extract spec that changes the demo's answers: "13" → "1"
 
@@ -142,7 +142,7 @@ def test_a_partial_run_is_refused_with_the_command_that_finishes_it(
         run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     metrics = RunMetrics.read(run_dir)
     assert metrics is not None
-    replace(metrics, partial=True, n_total=200).write(run_dir)
+    write_metrics(run_dir, replace(metrics, partial=True, n_total=200))
     before = (run_dir / "predictions.jsonl").read_bytes()
     assert main(["rescore", str(run_dir)]) == 2
     [line] = error_lines(capsys)

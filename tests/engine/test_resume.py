@@ -15,11 +15,7 @@ from tests.helpers import complete_lines, headless, long_rows, rows_of, wait_unt
 from tui_eval.config import EvalConfig
 from tui_eval.data import load_dataset
 from tui_eval.engine.evaluation import Evaluation
-from tui_eval.engine.resume import (
-    config_differences,
-    plan_resume,
-    read_done_rows,
-)
+from tui_eval.engine.resume import config_differences, plan_resume
 from tui_eval.errors import UsageError
 from tui_eval.events import (
     Event,
@@ -30,6 +26,8 @@ from tui_eval.events import (
     TryStarted,
 )
 from tui_eval.results import RunMetrics
+from tui_eval.results.predictions import read_done_rows
+from tui_eval.results.run_dir import RunDir
 from tui_eval.ui.wording import APP_RESUME_WORDS
 
 
@@ -184,7 +182,7 @@ def test_a_changed_dataset_is_refused(config: EvalConfig, finished_copy: Path) -
     dataset = load_dataset(str(config.data))
     dataset.samples[0].prompt = "Something else entirely?"
     with pytest.raises(UsageError, match=r"does not match .*\(was the dataset changed\?\)"):
-        plan_resume(finished_copy, replace(config, output_dir=str(finished_copy)), dataset,
+        plan_resume(RunDir(finished_copy), replace(config, output_dir=str(finished_copy)), dataset,
                     resume=True, overwrite=False)
 
 

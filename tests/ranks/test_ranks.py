@@ -16,12 +16,12 @@ import pytest
 from tests.helpers import PROMPTS, choice_rows, complete_lines, rows_of, wait_until, write_jsonl
 from tui_eval.batching.plan import share_by_cost
 from tui_eval.cli import main
-from tui_eval.engine.resume import merge_rank_files
 from tui_eval.errors import UsageError
 from tui_eval.events import Progress, RankFinished, RankStarted
 from tui_eval.ranks.rank_board import RankBoard
 from tui_eval.ranks.world import world_from_env
 from tui_eval.results import PredictionRow, rank_predictions_file, write_predictions_atomic
+from tui_eval.results.predictions import merge_rank_files
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -204,9 +204,9 @@ def test_a_killed_rank_ends_the_run_in_one_line_and_one_process_completes_it(
     out = tmp_path / "run"
     flags = args_for(tiny_model, data, out, "-b", "1", "--max-tokens", "8")
     launcher = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pathlib import Path; "
+        [sys.executable, "-c", "import sys; from tui_eval.results import RunDir; "
          "from tui_eval.ranks.launch import launch_ranks; "
-         f"sys.exit(launch_ranks({flags!r}, 2, Path({str(out)!r})))"],
+         f"sys.exit(launch_ranks({flags!r}, 2, RunDir({str(out)!r})))"],
         cwd=tmp_path, env=environment(), text=True, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE)
     part = out / rank_predictions_file(1)
@@ -266,9 +266,9 @@ def test_bad_input_under_two_ranks_is_one_line_from_rank_0(tiny_model: Path,
                                                            tmp_path: Path) -> None:
     flags = args_for(tiny_model, tmp_path / "missing.jsonl", tmp_path / "run")
     launched = subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; "
+        [sys.executable, "-c", "import sys; from tui_eval.results import RunDir; "
          "from tui_eval.ranks.launch import launch_ranks; "
-         f"sys.exit(launch_ranks({flags!r}, 2, Path({str(tmp_path / 'run')!r})))"],
+         f"sys.exit(launch_ranks({flags!r}, 2, RunDir({str(tmp_path / 'run')!r})))"],
         cwd=tmp_path, env=environment(), text=True, capture_output=True, timeout=300)
     assert launched.returncode == 2
     lines = [line for line in launched.stderr.splitlines() if line.strip()]

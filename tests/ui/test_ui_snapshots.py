@@ -38,6 +38,7 @@ from tui_eval.results import (
     PredictionRow,
     RunConfig,
     RunMetrics,
+    write_metrics,
 )
 from tui_eval.ui.app import EvalApp
 from tui_eval.ui.samples import SamplesScreen
@@ -242,11 +243,11 @@ def two_runs(tmp_path, monkeypatch) -> tuple[Path, Path]:
         run_dir.mkdir()
         (run_dir / "predictions.jsonl").write_text(
             "".join(row.to_json() + "\n" for row in rows), encoding="utf-8")
-        RunMetrics.from_dict({"metrics": {}, "n": len(rows), "n_total": len(rows),
-                              "n_errors": sum(row.error is not None for row in rows),
-                              "batch_size": size, "samples_per_s": speed,
-                              "tokens_per_s": speed * 4,
-                              "generation_seconds": len(rows) / speed}).write(run_dir)
+        write_metrics(run_dir, RunMetrics.from_dict({
+            "metrics": {}, "n": len(rows), "n_total": len(rows),
+            "n_errors": sum(row.error is not None for row in rows), "batch_size": size,
+            "samples_per_s": speed, "tokens_per_s": speed * 4,
+            "generation_seconds": len(rows) / speed}))
         dirs.append(run_dir)
     return dirs[0], dirs[1]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tui_eval.results import TuneProbe
+from tui_eval.results.tune import TuneProbe
 
 BUDGET_SHARE = 0.1  # of the estimated run time
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from tui_eval.batching.hooks import PLAIN_HOOKS, DeviceHooks, Meter
 from tui_eval.batching.probe import DecodeTimer, ProbeRun, probe_steps
-from tui_eval.results import TuneProbe
+from tui_eval.results.tune import TuneProbe
 
 WARM_UP_TOKENS = 2  # the prefill and one decode step pay the one-time costs
 

@@ -32,7 +32,7 @@ from tui_eval.batching.budget import Budget
 from tui_eval.batching.prober import Prober
 from tui_eval.cancel import CancelToken
 from tui_eval.formatting import format_bytes
-from tui_eval.results import TuneProbe
+from tui_eval.results.tune import TuneProbe
 
 DECLINE = 0.10  # a size this much slower than the fastest so far is past the peak
 DECLINES_TO_STOP = 2  # in a row, before ``power`` stops doubling: one can be bad luck

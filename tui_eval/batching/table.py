@@ -10,7 +10,7 @@ from tui_eval.formatting import (
     format_seconds,
     pad_cell,
 )
-from tui_eval.results import TuneProbe
+from tui_eval.results.tune import TuneProbe
 
 HEADERS = {
     "en": ("batch", "status", "time", "samples/s", "tok/s", "peak mem", "GPU%", "probe"),

@@ -27,7 +27,7 @@ from tui_eval.cancel import CancelToken
 from tui_eval.events import EventSink, RunLog, TuneFinished, TuneStep
 from tui_eval.formatting import format_bytes
 from tui_eval.i18n import message
-from tui_eval.results import TuneProbe, TuneResult
+from tui_eval.results.tune import TuneProbe, TuneResult
 
 PREFER_SMALLER_WITHIN = 0.03  # throughput this close to the best is a tie: take less memory
 

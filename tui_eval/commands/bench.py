@@ -16,7 +16,6 @@ from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.i18n import default_language, message
 from tui_eval.reports.bench import bench_markdown, bench_table
-from tui_eval.results import BENCH_FILE, BENCH_MD_FILE
 
 DEFAULT_SIZES = "1,2,4,8,16"
 SIZES_FLAG = "-b/--batch-sizes"
@@ -82,15 +81,15 @@ def main(argv: list[str]) -> int:
     from tui_eval.engine import bench
 
     lang = config.lang or default_language()
-    result, out = bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
-                        compile_modes=modes)
+    result, bench_dir = bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
+                              compile_modes=modes)
     rows = result.rows
     # bench.json is the engine's; its table for people is written here, in the run's language
-    (out / BENCH_MD_FILE).write_text(bench_markdown(rows, result.context, lang),
-                                     encoding="utf-8")
+    bench_dir.write_bench_markdown(bench_markdown(rows, result.context, lang))
     print()
     print(bench_table(rows, lang))
-    print(message("bench_written", lang, json=out / BENCH_FILE, md=out / BENCH_MD_FILE))
+    print(message("bench_written", lang, json=bench_dir.bench_path,
+                  md=bench_dir.bench_md_path))
     if rows:
-        print(message("bench_chart", lang, out=shlex.quote(str(out))))
+        print(message("bench_chart", lang, out=shlex.quote(str(bench_dir))))
     return EXIT_OK

@@ -22,6 +22,7 @@ from tui_eval.config import (
     resolve_with_source,
 )
 from tui_eval.errors import UsageError
+from tui_eval.results.run_dir import RunDir
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -82,7 +83,7 @@ def config_and_source(args: argparse.Namespace) -> tuple[EvalConfig, ConfigSourc
 
         if args.output_dir is None:
             raise UsageError("--resume: name the run to continue with -o DIR")
-        base = saved_config_values(Path(args.output_dir))
+        base = saved_config_values(RunDir(Path(args.output_dir)))
         config_file = args.config
     else:
         config_file = args.config if args.config is not None else find_default_config()

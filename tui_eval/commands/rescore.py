@@ -11,6 +11,7 @@ from tui_eval.commands.options import ArgumentParser
 from tui_eval.config import KEYS, check_value, parse_flag
 from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.headless.printer import HeadlessPrinter
+from tui_eval.results.run_dir import RunDir
 
 # The flags, each the config key it sets; values are checked by that key's rule.
 SCORING_FLAGS = {"metrics": "--metrics", "extract": "--extract"}
@@ -57,5 +58,5 @@ def main(argv: list[str]) -> int:
     overrides = overrides_from_args(args)
     from tui_eval.engine import rescore  # no model, no torch: scores only
 
-    rescore(run_dir, overrides, HeadlessPrinter())
+    rescore(RunDir(run_dir), overrides, HeadlessPrinter())
     return EXIT_OK

@@ -23,7 +23,7 @@ from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, QuietExi
 from tui_eval.events import EventSink, FanOut
 from tui_eval.headless.printer import HeadlessPrinter, fitted
 from tui_eval.headless.signals import HeadlessSignals, RunTracker
-from tui_eval.results import default_run_dir
+from tui_eval.results.run_dir import RunDir
 from tui_eval.theme_names import theme_not_found
 
 GPUS_TEXT = re.compile(r"^(all|[1-9]\d*)$")
@@ -119,10 +119,10 @@ def run_on_gpus(argv: list[str], args: argparse.Namespace, config: EvalConfig) -
     from tui_eval.engine import gpu_count, launch_ranks
 
     if args.resume:  # -o names the run; its directory is the one to continue
-        run_dir = Path(args.output_dir)
+        run_dir = RunDir(Path(args.output_dir))
         forwarded = list(argv)
     else:  # every rank must write to the same directory: name it now
-        run_dir = Path(config.output_dir or default_run_dir())
+        run_dir = RunDir.of(config.output_dir)
         forwarded = argv if config.output_dir else [*argv, "-o", str(run_dir)]
     return launch_ranks(without_gpus_flag(forwarded), gpu_count(args.gpus), run_dir)
 

@@ -13,7 +13,6 @@ from tui_eval.commands.options import (
 from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.headless.printer import HeadlessPrinter
 from tui_eval.i18n import default_language, message
-from tui_eval.results import TUNE_FILE
 
 RETUNE_REFUSED = ("--retune: tui-eval tune always probes again (it never reads the tune "
                   "cache, and replaces its entry); --retune is for -b auto in a run")
@@ -49,5 +48,5 @@ def main(argv: list[str]) -> int:
     lang = config.lang or default_language()
     # the table was printed row by row as the probes ran
     print(message("tune_summary", lang, batch_size=result.chosen_batch_size,
-                  path=run_dir / TUNE_FILE))
+                  path=run_dir.tune_path))
     return EXIT_OK

@@ -10,9 +10,7 @@ generation only, compile time apart.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
-from pathlib import Path
 
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
@@ -25,13 +23,9 @@ from tui_eval.events import Event, EventSink, LogLine, Progress, RunLog
 from tui_eval.formatting import format_bytes, format_percent, format_seconds
 from tui_eval.i18n import default_language
 from tui_eval.model.backend import HFBackend
-from tui_eval.results import (
-    BENCH_FILE,
-    BENCH_MD_FILE,
-    BenchResult,
-    BenchRow,
-    prepare_run_dir,
-)
+from tui_eval.results.bench import BenchResult, BenchRow
+from tui_eval.results.names import BENCH_FILE, BENCH_MD_FILE
+from tui_eval.results.run_dir import RunDir
 
 
 def run_dir_name(size: int, mode: str, modes: list[str]) -> str:
@@ -46,8 +40,6 @@ def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
     return [replace(r, speedup=base / r.seconds if r.seconds > 0 else 0.0) for r in rows]
 
 
-def default_bench_dir() -> Path:
-    return Path("eval_results") / time.strftime("bench-%Y%m%d-%H%M%S")
 
 
 class _RunFilter:
@@ -62,20 +54,22 @@ class _RunFilter:
             self.sink(event)
 
 
-def refuse_existing_bench(out: Path, sizes: list[int], modes: list[str] | None = None) -> None:
+def refuse_existing_bench(bench_dir: RunDir, sizes: list[int],
+                          modes: list[str] | None = None) -> None:
     """A bench directory that already holds results is never measured into again without
     --overwrite: its sub-runs would be 'resumed' with nothing left to generate."""
     modes = modes or ["off"]
     runs = [run_dir_name(size, mode, modes) for mode in modes for size in sizes]
-    existing = [name for name in (BENCH_FILE, BENCH_MD_FILE, *runs) if (out / name).exists()]
+    existing = [name for name in (BENCH_FILE, BENCH_MD_FILE, *runs)
+                if (bench_dir / name).exists()]
     if existing:
-        raise UsageError(f"{out}: holds a bench already ({', '.join(existing[:3])}); choose "
-                         "another -o, or pass --overwrite to measure again")
+        raise UsageError(f"{bench_dir}: holds a bench already ({', '.join(existing[:3])}); "
+                         "choose another -o, or pass --overwrite to measure again")
 
 
 def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
               overwrite: bool = False, cancel: CancelToken | None = None,
-              compile_modes: list[str] | None = None) -> tuple[BenchResult, Path]:
+              compile_modes: list[str] | None = None) -> tuple[BenchResult, RunDir]:
     """Evaluate the data at each size (for each compile setting: ``compile_modes``, by
     default the config's) with one loaded model; write bench.json (bench.md, its table
     for people, is the command's: tui_eval.reports.bench)."""
@@ -84,11 +78,11 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
     log = RunLog(sink, lang)
     # settling the config (the demo, the task) leaves its output_dir and compile as they are
     modes = compile_modes or [config.compile]
-    out = Path(config.output_dir or default_bench_dir())
+    bench_dir = RunDir.of(config.output_dir, "bench")
 
     def refuse_existing(settled: EvalConfig) -> EvalConfig:
         if not overwrite:  # before the tokenizer opens
-            refuse_existing_bench(out, sizes, modes)
+            refuse_existing_bench(bench_dir, sizes, modes)
         return settled
 
     prepared = prepare(config, log, settled=refuse_existing)
@@ -96,17 +90,17 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
                                       prepared.task)
     # each size's run checks again; this one answers before the weights load
     task.check(dataset.samples, log)
-    prepare_run_dir(out)
+    bench_dir.prepare()
     prepared.load_weights()
     listed = ", ".join(map(str, sizes))
     if len(modes) > 1:
         listed += f" × compile {', '.join(modes)}"
     if config.task == "choice":
-        log("INFO", "bench_started_choice", n=len(dataset.samples), sizes=listed, out=out,
-            pairs=len(task.plan(dataset.samples)))
+        log("INFO", "bench_started_choice", n=len(dataset.samples), sizes=listed,
+            out=bench_dir, pairs=len(task.plan(dataset.samples)))
     else:
         log("INFO", "bench_started", n=len(dataset.samples), sizes=listed,
-            max_tokens=config.max_tokens, out=out)
+            max_tokens=config.max_tokens, out=bench_dir)
     # One-time costs of the first call must not count against the first size.
     task.warm_up(dataset.samples[0])
     rows: list[BenchRow] = []
@@ -114,9 +108,9 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
         for size in sizes:
             if cancel.cancelled:
                 break
+            run_dir = bench_dir / run_dir_name(size, mode, modes)
             row = _bench_one(backend, replace(config, batch_size=size, compile=mode,
-                                              output_dir=str(out / run_dir_name(size, mode,
-                                                                                modes))),
+                                              output_dir=str(run_dir)),
                              sink, cancel, overwrite)
             if row is None:  # cancelled: a half-measured size is no figure
                 break
@@ -135,8 +129,8 @@ def run_bench(config: EvalConfig, sizes: list[int], sink: EventSink, *,
     if len(modes) > 1:
         context["compile"] = ",".join(modes)
     result = BenchResult(rows, context)
-    result.write(out)
-    return result, out
+    bench_dir.write_bench(result)
+    return result, bench_dir
 
 
 def _bench_one(backend: HFBackend, config: EvalConfig, sink: EventSink, cancel: CancelToken,

@@ -32,7 +32,7 @@ from tui_eval.model.loglikelihood import (
     resolve_max_length,
     resolve_target_delimiter,
 )
-from tui_eval.results import PredictionRow
+from tui_eval.results.predictions import PredictionRow
 
 
 @dataclass

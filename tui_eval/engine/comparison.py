@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tui_eval.engine.resume import read_done_rows
 from tui_eval.errors import UsageError
 from tui_eval.metrics import mean_scores
-from tui_eval.results import PREDICTIONS_FILE, PredictionRow, RunMetrics
+from tui_eval.results.metrics import RunMetrics
+from tui_eval.results.names import PREDICTIONS_FILE
+from tui_eval.results.predictions import PredictionRow, read_done_rows
 
 SHOWN_IDS = 3  # ids named in the one line that says how two runs differ
 

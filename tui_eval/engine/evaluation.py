@@ -47,17 +47,9 @@ from tui_eval.i18n import LogFn, default_language
 from tui_eval.model.backend import HFBackend
 from tui_eval.ranks.coordinator import Decision, coordinator_for
 from tui_eval.ranks.world import World
-from tui_eval.results import (
-    PredictionRow,
-    PredictionWriter,
-    RunMetrics,
-    build_run_metrics,
-    default_run_dir,
-    holds_run,
-    missing_dirs,
-    prepare_run_dir,
-    remove_if_empty,
-)
+from tui_eval.results.metrics import RunMetrics, build_run_metrics
+from tui_eval.results.predictions import PredictionRow
+from tui_eval.results.run_dir import RunDir, remove_if_empty
 
 
 class Evaluation:
@@ -102,7 +94,7 @@ class Evaluation:
         self.ranks = coordinator_for(self.world, lambda: self.cancel.cancelled)
         self.recorder = EventRecorder()
         self.sink: EventSink = self.ranks.sink(self.recorder, sink)
-        self.run_dir: Path | None = None
+        self.run_dir: RunDir | None = None
         self.created_dirs: list[Path] = []  # made for this run: removed if it fails empty
         self.started = time.perf_counter()
         self.prepared: Prepared | None = None  # set once the data is read
@@ -159,15 +151,15 @@ class Evaluation:
         """Prepare, plan what the output directory holds, and check the samples to run."""
         log_config_source(self.config_source, self.log)
         prepared = self._prepare(self.log)
-        run_dir = Path(prepared.config.output_dir or default_run_dir())
-        self.created_dirs = missing_dirs(run_dir)
-        self.run_dir = prepare_run_dir(run_dir)
+        run_dir = RunDir.of(prepared.config.output_dir)
+        self.created_dirs = run_dir.missing_dirs()
+        self.run_dir = run_dir.prepare()
         self._plan_resume(prepared.config, prepared.dataset)
         self.finished = self._already_complete(prepared.dataset)
         if self.finished is None:
             # before anything is written: a rerun with a smaller --max-tokens starts afresh
             prepared.task.check(self.resumed.remaining(prepared.dataset.samples), self.log)
-        return Decision(run_dir=str(self.run_dir), done=sorted(self.resumed.done_indices),
+        return Decision(run_dir=self.run_dir, done=sorted(self.resumed.done_indices),
                         complete=self.finished is not None)
 
     def begin(self, decision: Decision) -> None:
@@ -191,7 +183,8 @@ class Evaluation:
             """Rank 0 logs the preparation once for all."""
 
         prepared = self._prepare(quiet)
-        self.run_dir = Path(decision.run_dir)
+        assert decision.run_dir is not None  # rank 0 names it in every decision it goes on with
+        self.run_dir = decision.run_dir
         self.resumed = ResumePlan(indices=frozenset(decision.done))
         prepared.task.check(self.resumed.remaining(prepared.dataset.samples), quiet)
         prepared.load_weights()
@@ -207,7 +200,7 @@ class Evaluation:
     def _plan_resume(self, config: EvalConfig, dataset: Dataset | ChoiceDataset) -> None:
         """Continue, replace or refuse the run the output dir holds, before the model loads."""
         assert self.run_dir is not None
-        had_run = holds_run(self.run_dir)
+        had_run = self.run_dir.holds_run()
         self.resumed = plan_resume(self.run_dir, config, dataset, resume=self.resume,
                                    overwrite=self.overwrite)
         if self.overwrite and had_run:
@@ -223,7 +216,7 @@ class Evaluation:
         assert self.run_dir is not None
         if self.resumed.done < len(dataset.samples):
             return None
-        metrics = RunMetrics.read(self.run_dir)
+        metrics = self.run_dir.read_metrics()
         if metrics is None or metrics.partial:
             return None
         self._decided("complete", metrics.n, len(dataset.samples))
@@ -251,7 +244,7 @@ class Evaluation:
         loop_log = RunLog(loop_sink, self.lang)
         policy = make_oom_policy(config.oom_policy, task.work(), loop_sink, self.lang,
                                  batch_size, DEVICE_HOOKS)
-        writer = PredictionWriter(self.run_dir, ranks.predictions_file)
+        writer = self.run_dir.prediction_writer(ranks.predictions_rank)
         sinks.lead(RunStarted(run_dir=str(self.run_dir), total=len(samples),
                               batch_size=batch_size, model=str(config.model),
                               device=backend.device, dtype=backend.dtype_name,

@@ -33,7 +33,7 @@ from tui_eval.i18n import LogFn
 from tui_eval.metrics import score_prediction
 from tui_eval.model.backend import Generation, HFBackend
 from tui_eval.model.static_shapes import StaticShape, prompt_bucket
-from tui_eval.results import PredictionRow
+from tui_eval.results.predictions import PredictionRow
 
 WARM_UP_TOKENS = 4
 # Below this many prompts tokenising is quick enough not to mention.

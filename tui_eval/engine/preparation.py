@@ -30,7 +30,8 @@ from tui_eval.i18n import LogFn
 from tui_eval.model.backend import HFBackend
 from tui_eval.model.loglikelihood import resolve_target_delimiter
 from tui_eval.prompts import PromptStyle
-from tui_eval.results import RunConfig
+from tui_eval.results.run_config import RunConfig
+from tui_eval.results.run_dir import RunDir
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 DEMO_MODEL = DEMO_DIR / "model"
@@ -206,9 +207,9 @@ class Prepared:
         if self.backend.model is None:
             load_weights(self.backend, self.config, self.log)
 
-    def describe(self, run_dir: Path) -> None:
+    def describe(self, run_dir: RunDir) -> None:
         """config.json: the resolved config and what it runs on."""
-        run_description(self.config, self.backend).write(run_dir)
+        run_dir.write_config(run_description(self.config, self.backend))
 
 
 def prepare(config: EvalConfig, log: LogFn, *, backend: HFBackend | None = None,

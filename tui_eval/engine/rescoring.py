@@ -40,18 +40,10 @@ from tui_eval.events import EventSink, FanOut, RunFinished, RunLog
 from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
 from tui_eval.metrics import CHOICE_METRICS, choice_picks, choice_scores, score_prediction
-from tui_eval.results import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    PREDICTIONS_FILE,
-    PredictionRow,
-    RunConfig,
-    RunMetrics,
-    read_predictions,
-    rescored_metrics,
-    resume_command,
-    write_predictions_atomic,
-)
+from tui_eval.results.metrics import RunMetrics, rescored_metrics
+from tui_eval.results.names import CONFIG_FILE, METRICS_FILE
+from tui_eval.results.predictions import PredictionRow, read_predictions, write_predictions_atomic
+from tui_eval.results.run_dir import RunDir
 
 # The config keys that decide how a prediction is scored: all a rescore may change.
 SCORING_KEYS = ("metrics", "extract")
@@ -83,25 +75,25 @@ def rescore_choice_row(row: PredictionRow) -> PredictionRow:
                                pred_norm=pred_norm, scores=choice_scores(pred, pred_norm, row.gold))
 
 
-def finished_run_metrics(run_dir: Path) -> RunMetrics:
+def finished_run_metrics(run_dir: RunDir) -> RunMetrics:
     """The metrics.json of a finished run that no process is writing; UsageError otherwise."""
-    if not (run_dir / CONFIG_FILE).is_file():
+    if not run_dir.config_path.is_file():
         raise UsageError(f"{run_dir}: no run here (no {CONFIG_FILE})")
     refuse_if_still_running(run_dir)
-    metrics = RunMetrics.read(run_dir)
+    metrics = run_dir.read_metrics()
     if metrics is None:
         raise UsageError(f"{run_dir}: no readable {METRICS_FILE}, so the run did not finish; "
-                         f"finish it with `{resume_command(run_dir)}`, then rescore")
+                         f"finish it with `{run_dir.resume_command()}`, then rescore")
     if metrics.partial:
         raise UsageError(f"{run_dir}: the run stopped after {metrics.n}/{metrics.n_total} "
-                         f"samples; finish it with `{resume_command(run_dir)}`, then rescore")
+                         f"samples; finish it with `{run_dir.resume_command()}`, then rescore")
     return metrics
 
 
-def keep_previous_metrics(run_dir: Path) -> Path:
+def keep_previous_metrics(run_dir: RunDir) -> Path:
     """Copy metrics.json to a new metrics.before-rescore-<time>[-k].json; an existing copy
     is never replaced."""
-    data = (run_dir / METRICS_FILE).read_bytes()
+    data = run_dir.metrics_path.read_bytes()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for attempt in range(1, 1000):
         suffix = "" if attempt == 1 else f"-{attempt}"
@@ -115,7 +107,7 @@ def keep_previous_metrics(run_dir: Path) -> Path:
     raise UsageError(f"{run_dir}: too many {PREVIOUS_METRICS_PREFIX}{stamp}*.json copies")
 
 
-def rescore_run(run_dir: Path, overrides: dict[str, Any], sink: EventSink) -> Rescored:
+def rescore_run(run_dir: RunDir, overrides: dict[str, Any], sink: EventSink) -> Rescored:
     """Score every row of a finished run again. ``overrides``: values for the keys of
     SCORING_KEYS (already validated; extract None turns extraction off) that replace the
     saved ones. Sends a log line and RunFinished with the new metrics to ``sink``."""
@@ -130,7 +122,7 @@ def rescore_run(run_dir: Path, overrides: dict[str, Any], sink: EventSink) -> Re
     names, extract = list(scoring["metrics"]), scoring["extract"]
     if choice:
         names, extract = list(CHOICE_METRICS), None
-    path = run_dir / PREDICTIONS_FILE
+    path = run_dir.predictions_path
     if not path.is_file():
         raise UsageError(f"{path}: not found")
     rows = read_predictions(path)
@@ -149,10 +141,10 @@ def rescore_run(run_dir: Path, overrides: dict[str, Any], sink: EventSink) -> Re
     previous_copy = keep_previous_metrics(run_dir)
     write_predictions_atomic(path, rows)
     if changed:
-        described = RunConfig.read(run_dir)
+        described = run_dir.read_config()
         described.config.update(changed)
-        described.write(run_dir)
-    metrics.write(run_dir)
+        run_dir.write_config(described)
+    run_dir.write_metrics(metrics)
 
     config_lang = saved.get("lang")
     recorder = EventRecorder()

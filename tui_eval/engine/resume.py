@@ -6,13 +6,13 @@ generated or how it is scored; the keys declared ``may_change`` in tui_eval.conf
 change how the work is done (batch size, device, OOM settings…) and may differ between
 tries. Rows already in
 predictions.jsonl are kept and their samples skipped; a torn last line (the process was
-killed while writing it) is cut off so that its sample is generated again.
+killed while writing it) is cut off so that its sample is generated again (reading the
+rows and merging the ranks' files are tui_eval.results.predictions').
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,31 +25,25 @@ from tui_eval.engine.preparation import with_task
 from tui_eval.errors import UsageError
 from tui_eval.events import Event, EventSink, Progress, RunStarted
 from tui_eval.events.follow import last_run_status
-from tui_eval.results import (
-    CONFIG_FILE,
-    PREDICTIONS_FILE,
-    RUN_FILES,
+from tui_eval.results.names import CONFIG_FILE, PREDICTIONS_FILE, RUN_FILES
+from tui_eval.results.predictions import (
     PredictionRow,
     PredictionWriter,
-    RunConfig,
-    RunMetrics,
-    holds_run,
-    parse_prediction_line,
-    rank_prediction_paths,
-    resume_command,
-    write_predictions_atomic,
+    cut_torn_tail,
+    read_done_rows,
 )
+from tui_eval.results.run_dir import RunDir
 
 SampleT = TypeVar("SampleT", Sample, ChoiceSample)
 
 
-def saved_config_values(run_dir: Path) -> dict[str, Any]:
+def saved_config_values(run_dir: RunDir) -> dict[str, Any]:
     """The config a run was started with, validated key by key; keys this version does not
     know are ignored and missing ones take their defaults."""
-    path = run_dir / CONFIG_FILE
+    path = run_dir.config_path
     if not path.exists():
         raise UsageError(f"{path}: not found; {run_dir} holds no run to resume")
-    saved = RunConfig.read(run_dir).config
+    saved = run_dir.read_config().config
     values: dict[str, Any] = {}
     for key, value in saved.items():
         if key not in KEYS:
@@ -96,47 +90,6 @@ def _same_value(key: str, before: Any, now: Any) -> bool:
         except OSError:
             return False
     return False
-
-
-@dataclass
-class DoneRows:
-    """The rows of predictions.jsonl that can be kept, and how the file must be cut."""
-
-    rows: list[PredictionRow] = field(default_factory=list)
-    valid_bytes: int = 0  # the file's length up to the end of the last good line
-    torn_bytes: int = 0  # bytes after it: a line cut short by a kill
-
-
-def read_done_rows(path: Path) -> DoneRows:
-    """Read predictions.jsonl without changing it. Only the tail may be damaged: a line that
-    does not parse followed by a line that does means the file is corrupt, not torn."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return DoneRows()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
-    done = DoneRows()
-    position = 0
-    first_bad: int | None = None
-    pieces = data.split(b"\n")
-    for number, piece in enumerate(pieces, start=1):
-        complete = number < len(pieces)  # only the last piece lacks its newline
-        line = piece + b"\n" if complete else piece
-        row = parse_prediction_line(line) if complete else None
-        if row is None:
-            if line.strip() and first_bad is None:
-                first_bad = number
-        elif first_bad is not None:
-            raise UsageError(f"{path}:{first_bad}: not a valid prediction row (and rows "
-                             "follow it); the file is damaged — use --overwrite or another -o")
-        else:
-            done.rows.append(row)
-        position += len(line)
-        if first_bad is None:
-            done.valid_bytes = position
-    done.torn_bytes = len(data) - done.valid_bytes
-    return done
 
 
 @dataclass
@@ -200,13 +153,13 @@ def check_rows_match(path: Path, rows: list[PredictionRow],
                              "or another -o")
 
 
-def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset | ChoiceDataset, *,
+def plan_resume(run_dir: RunDir, config: EvalConfig, dataset: Dataset | ChoiceDataset, *,
                 resume: bool, overwrite: bool) -> ResumePlan:
     """Decide, before the model loads, how to use ``run_dir``: start fresh, continue the run
     it holds, or refuse. Cuts a torn last line off predictions.jsonl when continuing."""
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
-    if not holds_run(run_dir):
+    if not run_dir.holds_run():
         if resume:
             raise UsageError(f"{run_dir}: no run to resume (no {CONFIG_FILE})")
         return ResumePlan()
@@ -214,13 +167,13 @@ def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset | ChoiceData
     if overwrite:
         remove_run_files(run_dir)
         return ResumePlan()
-    if not (run_dir / CONFIG_FILE).exists():
+    if not run_dir.config_path.exists():
         raise UsageError(f"{run_dir}: holds {PREDICTIONS_FILE} but no {CONFIG_FILE}, so its "
                          "config is unknown; use --overwrite or another -o")
     differences = config_differences(saved_config_values(run_dir), with_task(config))
     if differences:
         shown = "; ".join(differences[:3]) + ("; …" if len(differences) > 3 else "")
-        metrics = RunMetrics.read(run_dir)
+        metrics = run_dir.read_metrics()
         if metrics is not None and not metrics.partial:  # nothing left to continue
             rescore = ""
             if all(line.split(":", 1)[0] in RESCORE_KEYS for line in differences):
@@ -229,10 +182,10 @@ def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset | ChoiceData
                              f"({shown}); {rescore}replace it with --overwrite, or choose "
                              "another -o")
         raise UsageError(f"{run_dir}: holds a run with a different config ({shown}); continue "
-                         f"it with `{resume_command(run_dir)}`, replace it with --overwrite, "
+                         f"it with `{run_dir.resume_command()}`, replace it with --overwrite, "
                          "or choose another -o")
-    path = run_dir / PREDICTIONS_FILE
-    torn_in_ranks = merge_rank_files(run_dir)
+    path = run_dir.predictions_path
+    torn_in_ranks = run_dir.merge_rank_files()
     done = read_done_rows(path)
     check_rows_match(path, done.rows, dataset)
     if done.torn_bytes:
@@ -241,52 +194,19 @@ def plan_resume(run_dir: Path, config: EvalConfig, dataset: Dataset | ChoiceData
                       automatic=not resume)
 
 
-def merge_rank_files(run_dir: Path) -> int:
-    """Fold the ranks' prediction files that a run of several processes left (it was
-    stopped, or a rank died) into predictions.jsonl, so that a resume on any number of
-    processes starts from one file. A row already in predictions.jsonl is not added again
-    (a merge stopped between writing and removing). Returns the torn bytes dropped."""
-    if not rank_prediction_paths(run_dir):
-        return 0
-    rows, torn = read_run_rows(run_dir)
-    replace_rank_files(run_dir, rows)
-    return torn
-
-
-def read_run_rows(run_dir: Path) -> tuple[list[PredictionRow], int]:
-    """Every row a run holds, in predictions.jsonl and the ranks' files (each sample once,
-    the first found), and the torn bytes after the last whole line of each file."""
-    rows: dict[int, PredictionRow] = {}
-    torn = 0
-    for path in (run_dir / PREDICTIONS_FILE, *rank_prediction_paths(run_dir)):
-        done = read_done_rows(path)
-        torn += done.torn_bytes
-        for row in done.rows:
-            rows.setdefault(row.index, row)
-    return list(rows.values()), torn
-
-
-def replace_rank_files(run_dir: Path, rows: list[PredictionRow]) -> None:
-    """predictions.jsonl becomes ``rows``, whole, and then the ranks' files go: a stop
-    between the two leaves rows twice, which the next merge reads once."""
-    write_predictions_atomic(run_dir / PREDICTIONS_FILE, rows)
-    for part in rank_prediction_paths(run_dir):
-        part.unlink(missing_ok=True)
-
-
 @dataclass
 class RunFiles:
     """A try's prediction files as the run's end reads and orders them: ``writer``'s file
     (predictions.jsonl, or this rank's), and in a run of several every rank's."""
 
-    run_dir: Path
+    run_dir: RunDir
     resumed: ResumePlan
     writer: PredictionWriter
 
     def rows_of_try(self) -> list[PredictionRow]:
         """This try's rows in every rank's file (a rank that died left its batches)."""
         kept = self.resumed.done_indices
-        return [row for row in read_run_rows(self.run_dir)[0] if row.index not in kept]
+        return [row for row in self.run_dir.read_run_rows()[0] if row.index not in kept]
 
     def keep_in_order(self, rows: list[PredictionRow] | None) -> None:
         """predictions.jsonl in dataset order: the file as written (``None``), or the rows
@@ -295,21 +215,11 @@ class RunFiles:
             self.writer.restore_dataset_order()
             return
         all_rows = self.resumed.rows + rows
-        replace_rank_files(self.run_dir, sorted(all_rows, key=lambda row: row.index))
+        self.run_dir.replace_predictions(sorted(all_rows, key=lambda row: row.index))
 
 
-def cut_torn_tail(path: Path, valid_bytes: int) -> None:
-    try:
-        with path.open("r+b") as handle:
-            handle.truncate(valid_bytes)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot cut its torn last line: {exc.strerror}") from None
-
-
-def remove_run_files(run_dir: Path) -> None:
-    for name in (*RUN_FILES, *(part.name for part in rank_prediction_paths(run_dir))):
+def remove_run_files(run_dir: RunDir) -> None:
+    for name in (*RUN_FILES, *(part.name for part in run_dir.rank_prediction_paths())):
         for path in (run_dir / name, run_dir / (name + ".tmp")):
             try:
                 path.unlink(missing_ok=True)
@@ -318,9 +228,9 @@ def remove_run_files(run_dir: Path) -> None:
                     from None
 
 
-def refuse_if_still_running(run_dir: Path) -> None:
+def refuse_if_still_running(run_dir: RunDir) -> None:
     """Two processes appending to one run would score samples twice."""
-    status = last_run_status(run_dir)
+    status = last_run_status(run_dir.path)
     if status.alive:
         raise UsageError(f"{run_dir}: a run (pid {status.pid}) is still writing here; stop it "
                          f"first, or follow it with `tui-eval watch {shlex.quote(str(run_dir))}`")

@@ -8,15 +8,15 @@ watchers. The front end that caught the signal calls this (tui_eval.headless.sig
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Protocol
 
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
-from tui_eval.engine.resume import ResumePlan, read_run_rows
+from tui_eval.engine.resume import ResumePlan
 from tui_eval.events import Progress, RunFinished, RunLog, RunStarted
 from tui_eval.events.recorder import EventRecorder
-from tui_eval.results import PREDICTIONS_FILE, RunMetrics, build_run_metrics, rank_prediction_paths
+from tui_eval.results.metrics import RunMetrics, build_run_metrics
+from tui_eval.results.run_dir import RunDir
 
 
 class StoppableRun(Protocol):
@@ -25,7 +25,7 @@ class StoppableRun(Protocol):
     @property
     def cancel(self) -> CancelToken: ...
     @property
-    def run_dir(self) -> Path | None: ...
+    def run_dir(self) -> RunDir | None: ...
     @property
     def config(self) -> EvalConfig: ...
     @property
@@ -55,11 +55,11 @@ def metrics_after_stop(run: StoppableRun, started: RunStarted | None,
     run_dir = run.run_dir
     if run_dir is None:
         return None
-    paths = [run_dir / PREDICTIONS_FILE, *rank_prediction_paths(run_dir)]
+    paths = [run_dir.predictions_path, *run_dir.rank_prediction_paths()]
     if not any(path.exists() for path in paths):
         return None
     try:  # a run of several processes: each rank's file too
-        rows, _ = read_run_rows(run_dir)
+        rows, _ = run_dir.read_run_rows()
     except Exception:  # noqa: BLE001 - a damaged file is left for --resume to explain
         return None
     config = run.config
@@ -84,7 +84,7 @@ def metrics_after_stop(run: StoppableRun, started: RunStarted | None,
         dtype=started.dtype if started else None, model=str(config.model),
         stopped_at_once=True, extract=config.extract,
         task=config.task or "generate")
-    metrics.write(run_dir)
+    run_dir.write_metrics(metrics)
     recorder = EventRecorder()
     recorder.open(run_dir)
     RunLog(recorder, run.lang)("INFO", "stopped_at_once", done=metrics.n,

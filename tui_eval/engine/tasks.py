@@ -16,7 +16,7 @@ from tui_eval.engine.choice import ChoiceTask
 from tui_eval.engine.generation import GenerationTask
 from tui_eval.i18n import LogFn
 from tui_eval.model.backend import HFBackend
-from tui_eval.results import PredictionRow
+from tui_eval.results.predictions import PredictionRow
 
 
 class RunTask(Protocol):

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tui_eval.paths import user_cache_dir
-from tui_eval.results import TuneResult, write_json_atomic
+from tui_eval.results.json_io import write_json_atomic
+from tui_eval.results.tune import TuneResult
 
 CACHE_FORMAT = 1
 

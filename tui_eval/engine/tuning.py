@@ -30,7 +30,8 @@ from tui_eval.events.recorder import EventRecorder
 from tui_eval.i18n import default_language
 from tui_eval.model.backend import HFBackend
 from tui_eval.model.static_shapes import prompt_bucket
-from tui_eval.results import TUNE_FILE, TuneResult, prepare_run_dir
+from tui_eval.results.run_dir import RunDir
+from tui_eval.results.tune import TuneResult
 
 
 def tune_key(config: EvalConfig, backend: HFBackend, longest_prompt_tokens: int,
@@ -60,7 +61,7 @@ def search_mode(config: EvalConfig, task: RunTask, device: str, explicit: bool) 
 
 
 def tune_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend: HFBackend,
-                    sink: EventSink, lang: str, run_dir: Path | None = None,
+                    sink: EventSink, lang: str, run_dir: RunDir | None = None,
                     cancel: CancelToken | None = None, *, explicit: bool = False) -> TuneResult:
     """Tune the task's batch unit over ``items`` (as its ``plan`` ordered them) for a run's
     config, and write tune.json to its results directory. A generation task probes the
@@ -101,12 +102,12 @@ def tune_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend
             except OSError as exc:
                 log("WARNING", "tune_cache_unwritable", path=cache_path(), error=exc.strerror)
     if run_dir is not None:
-        result.write(run_dir)
+        run_dir.write_tune(result)
     return result
 
 
 def run_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend: HFBackend,
-                   sink: EventSink, lang: str, run_dir: Path, *, resumed: bool,
+                   sink: EventSink, lang: str, run_dir: RunDir, *, resumed: bool,
                    cancel: CancelToken | None = None) -> tuple[int, float | None]:
     """A run's batch size and the seconds its tune took: the configured size, or with
     batch_size = "auto" the size tuned on the run's longest items (tune.json); a resumed
@@ -115,9 +116,9 @@ def run_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend:
         return int(config.batch_size), None
     if not items:
         return 1, None
-    if resumed and not config.retune and (run_dir / TUNE_FILE).exists():
+    if resumed and not config.retune and run_dir.tune_path.exists():
         try:
-            earlier = TuneResult.read(run_dir)
+            earlier = run_dir.read_tune()
         except (UsageError, TypeError):
             earlier = None
         if earlier is not None and earlier.chosen_batch_size >= 1:
@@ -127,12 +128,8 @@ def run_batch_size(task: RunTask, items: list[Any], config: EvalConfig, backend:
     return result.chosen_batch_size, result.seconds
 
 
-def default_tune_dir() -> Path:
-    return Path("eval_results") / time.strftime("tune-%Y%m%d-%H%M%S")
-
-
 def run_tuning(config: EvalConfig, sink: EventSink,
-               cancel: CancelToken | None = None) -> tuple[TuneResult, Path]:
+               cancel: CancelToken | None = None) -> tuple[TuneResult, RunDir]:
     """Load the model and the data as a run would, tune, and write the results directory."""
     lang = config.lang or default_language()
     recorder = EventRecorder()
@@ -144,7 +141,7 @@ def run_tuning(config: EvalConfig, sink: EventSink,
                                           prepared.task)
         # the probes run the longest prompts: they must fit as a run's would
         task.check(dataset.samples, log)
-        run_dir = prepare_run_dir(Path(config.output_dir or default_tune_dir()))
+        run_dir = RunDir.of(config.output_dir, "tune").prepare()
         recorder.open(run_dir)
         prepared.load_weights()
         prepared.describe(run_dir)

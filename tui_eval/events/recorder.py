@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from tui_eval.events import Event, LogLine, format_log_line
-from tui_eval.results import EVENTS_FILE, LOG_FILE
+from tui_eval.results.run_dir import RunDir
 
 
 class EventRecorder:
@@ -16,15 +16,15 @@ class EventRecorder:
     directory is open (model loading, data errors) are kept and written once it opens."""
 
     def __init__(self) -> None:
-        self.run_dir: Path | None = None
+        self.run_dir: RunDir | None = None
         self._pending: list[Event] = []
         self._events: IO[str] | None = None
         self._log: IO[str] | None = None
 
-    def open(self, run_dir: Path) -> None:
+    def open(self, run_dir: RunDir) -> None:
         self.run_dir = run_dir
-        self._events = _open_for_append(run_dir / EVENTS_FILE)
-        self._log = _open_for_append(run_dir / LOG_FILE)
+        self._events = _open_for_append(run_dir.events_path)
+        self._log = _open_for_append(run_dir.log_path)
         pending, self._pending = self._pending, []
         for event in pending:
             self(event)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tui_eval import engine
 from tui_eval.errors import EXIT_INTERRUPTED
 from tui_eval.events import Event, Progress, RunFinished, RunStarted
-from tui_eval.results import CONFIG_FILE, RunMetrics, resume_command
+from tui_eval.results import RunMetrics
 from tui_eval.terminal import silence_hung_up, tty_streams
 
 if TYPE_CHECKING:
@@ -132,23 +132,23 @@ class HeadlessSignals:
         run_dir = self.run.run_dir
         if metrics is None and run_dir is not None:
             # the run never reached its own: the engine builds them from the rows on disk
-            metrics = (RunMetrics.read(run_dir) if self.tracker.finished
+            metrics = (run_dir.read_metrics() if self.tracker.finished
                        else engine.metrics_after_stop(self.run, self.tracker.started,
                                                       self.tracker.progress))
-        if run_dir is None or not (run_dir / CONFIG_FILE).exists():
+        if run_dir is None or not run_dir.config_path.exists():
             _say("tui-eval: stopped before the first sample; run the same command again")
         else:
             done = f"{metrics.n}/{metrics.n_total} samples done; " if metrics else ""
             _say(f"tui-eval: interrupted ({self.stop_signal}): {done}resume with: "
-                 f"{resume_command(run_dir)}")
+                 f"{run_dir.resume_command()}")
         return EXIT_INTERRUPTED
 
     def hint_resume(self) -> None:
         """After a failure: the finished batches are on disk; say how to go on from them."""
         run_dir = self.run.run_dir
-        if run_dir is not None and (run_dir / CONFIG_FILE).exists():
+        if run_dir is not None and run_dir.config_path.exists():
             _say(f"tui-eval: finished batches are kept in {run_dir}; once the cause is fixed, "
-                 f"resume with: {resume_command(run_dir)}")
+                 f"resume with: {run_dir.resume_command()}")
 
 
 def _say(text: str) -> None:

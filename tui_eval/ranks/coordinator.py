@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol, TypeVar
 
 from tui_eval.batching.plan import share_by_cost
@@ -24,7 +23,9 @@ from tui_eval.ranks.world import (
     World,
     for_rank,
 )
-from tui_eval.results import PREDICTIONS_FILE, PredictionRow, RunMetrics, rank_predictions_file
+from tui_eval.results.metrics import RunMetrics
+from tui_eval.results.predictions import PredictionRow
+from tui_eval.results.run_dir import RunDir
 
 # After a stop, how long rank 0 waits for the other ranks to report before it writes the
 # run's metrics from the rows on disk (torchrun kills what is left 30 s after a stop).
@@ -39,7 +40,7 @@ class Decision:
     run rank 0 stopped (bad input, a failure) or one already complete ends every rank;
     otherwise all write to ``run_dir`` and skip the samples ``done``."""
 
-    run_dir: str = ""
+    run_dir: RunDir | None = None
     done: list[int] = field(default_factory=list)
     complete: bool = False
     stopped: bool = False  # rank 0 could not go on (bad input, a failure, a stop)
@@ -85,7 +86,7 @@ class Ending(Protocol):
 class TryFiles(Protocol):
     """This try's prediction files."""
 
-    run_dir: Path
+    run_dir: RunDir
 
     def rows_of_try(self) -> list[PredictionRow]:
         """This try's rows in every rank's file (a rank that died left its batches)."""
@@ -106,8 +107,9 @@ class Solo:
         self.world = world or World()
 
     @property
-    def predictions_file(self) -> str:
-        return PREDICTIONS_FILE
+    def predictions_rank(self) -> int | None:
+        """Whose prediction file this process appends to: None, the run's own."""
+        return None
 
     def sink(self, recorder: EventSink, front: EventSink) -> EventSink:
         """Where this process's events go from the start: its files and its front end."""
@@ -143,7 +145,7 @@ class Solo:
         metrics = end.run_metrics(rows, report)
         if not metrics.partial:
             files.keep_in_order(None)
-        metrics.write(files.run_dir)
+        files.run_dir.write_metrics(metrics)
         end.announce(metrics, len(rows))
         return metrics
 
@@ -160,8 +162,8 @@ class Leader(Solo):
         self.share_sink: EventSink = silent
 
     @property
-    def predictions_file(self) -> str:
-        return rank_predictions_file(self.world.rank)
+    def predictions_rank(self) -> int | None:
+        return self.world.rank
 
     def place(self, config: EvalConfig) -> EvalConfig:
         return for_rank(config, self.world.local_rank)
@@ -212,7 +214,7 @@ class Leader(Solo):
             # every rank has closed its file (or every sample has its row): one
             # predictions.jsonl in dataset order, as a run of one leaves
             files.keep_in_order(rows)
-        metrics.write(files.run_dir)
+        files.run_dir.write_metrics(metrics)
         end.announce(metrics, len(rows))
         return metrics
 
@@ -259,8 +261,8 @@ class Peer(Solo):
         self.share_sink: EventSink = silent
 
     @property
-    def predictions_file(self) -> str:
-        return rank_predictions_file(self.world.rank)
+    def predictions_rank(self) -> int | None:
+        return self.world.rank
 
     def sink(self, recorder: EventSink, front: EventSink) -> EventSink:
         return FanOut(RankEventSender(self.world.store, self.world.rank), front)

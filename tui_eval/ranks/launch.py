@@ -9,13 +9,12 @@ import os
 import signal
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
 from tui_eval.events import LogLine, Progress, RunFailed, TryStarted
 from tui_eval.events.follow import EventFollower
-from tui_eval.results import EVENTS_FILE, resume_command
+from tui_eval.results.run_dir import RunDir
 
 # Set for the ranks this launcher starts: a SIGTERM then comes from the launcher, which says
 # itself why the run ended (rank 0 stays quiet about it).
@@ -39,7 +38,7 @@ def gpu_count(requested: str) -> int:
     return count
 
 
-def launch_ranks(argv: list[str], processes: int, run_dir: Path) -> int:
+def launch_ranks(argv: list[str], processes: int, run_dir: RunDir) -> int:
     """Run ``tui-eval`` with ``argv`` (which names ``-o run_dir``) in ``processes`` processes
     on this machine; the exit code is the run's."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -66,7 +65,7 @@ def launch_ranks(argv: list[str], processes: int, run_dir: Path) -> int:
     except SignalException as stopped:
         if stopped.sigval != signal.SIGINT:  # rank 0 says where a Ctrl+C left the run
             print(f"tui-eval: stopped ({stopped.sigval.name}); finished batches are kept in "
-                  f"{run_dir}; resume with: {resume_command(run_dir)}", file=sys.stderr,
+                  f"{run_dir}; resume with: {run_dir.resume_command()}", file=sys.stderr,
                   flush=True)
         return EXIT_INTERRUPTED
     finally:
@@ -75,7 +74,7 @@ def launch_ranks(argv: list[str], processes: int, run_dir: Path) -> int:
     return EXIT_OK
 
 
-def _report_failure(failures: dict[int, Any], run_dir: Path) -> int:
+def _report_failure(failures: dict[int, Any], run_dir: RunDir) -> int:
     """The exit code of a run some rank did not finish, and one line for the rank that ended
     it (the first to fail), unless rank 0 said it itself: a bad input (exit 2). A rank that
     fails first makes torchrun stop the others, rank 0 writing partial metrics."""
@@ -87,14 +86,14 @@ def _report_failure(failures: dict[int, Any], run_dir: Path) -> int:
     last = last_rank_line(run_dir, first_rank)
     said = f"; its last report: {last}" if last else ""
     print(f"tui-eval: rank {first_rank} {how}{said}; finished batches are kept in {run_dir}; "
-          f"complete the run with: {resume_command(run_dir)}", file=sys.stderr, flush=True)
+          f"complete the run with: {run_dir.resume_command()}", file=sys.stderr, flush=True)
     return EXIT_INTERRUPTED if first.exitcode == EXIT_INTERRUPTED else EXIT_RUN_FAILED
 
 
-def last_rank_line(run_dir: Path, rank: int) -> str:
+def last_rank_line(run_dir: RunDir, rank: int) -> str:
     """What events.jsonl last holds from ``rank``: its last log line or failure (rank 0's own
     lines outside its batches carry no rank), else how far its share had come."""
-    events = EventFollower(run_dir / EVENTS_FILE).poll()
+    events = EventFollower(run_dir.events_path).poll()
     ranks = (rank, None) if rank == 0 else (rank,)
     share = ""
     for event in reversed(events):

@@ -24,7 +24,7 @@ from tui_eval.errors import UsageError
 from tui_eval.events import Event
 from tui_eval.events.follow import EventFollower, liveness, stopped_line
 from tui_eval.events.view import Change, RunView
-from tui_eval.results import CONFIG_FILE, EVENTS_FILE
+from tui_eval.results import CONFIG_FILE, EVENTS_FILE, RunDir
 from tui_eval.ui.app import EvalApp
 from tui_eval.ui.chart import ChartScreen
 from tui_eval.ui.themes import DEFAULT_THEME, terminal_has_few_colours
@@ -38,7 +38,7 @@ def run_config(run_dir: Path) -> dict[str, Any] | None:
     if not (run_dir / CONFIG_FILE).exists():
         return None
     try:
-        values = saved_config_values(run_dir)
+        values = saved_config_values(RunDir(run_dir))
     except UsageError:
         return None
     return {k: v for k, v in values.items() if k not in WATCHER_KEYS}
