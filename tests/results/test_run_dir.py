@@ -17,7 +17,8 @@ from tui_eval.engine import Evaluation, rescore
 from tui_eval.engine.preparation import DEMO_DATA, DEMO_MODEL
 from tui_eval.engine.resume import ResumePlan
 from tui_eval.errors import UsageError
-from tui_eval.headless.signals import HeadlessSignals, RunTracker
+from tui_eval.events.view import RunView
+from tui_eval.headless.signals import HeadlessSignals
 from tui_eval.results import (
     PredictionRow,
     RunConfig,
@@ -217,7 +218,7 @@ def test_a_stop_at_once_writes_metrics_through_the_one_writer(
         run_dir=RunDir(out), config=config, started=time.perf_counter(), lang="en",
         resumed=ResumePlan(), tune_seconds=None, compile_seconds=0.0, compile_path="off",
         skipped_lines=0, log=lambda *args, **values: None)
-    signals = HeadlessSignals(stopped, RunTracker())  # type: ignore[arg-type]
+    signals = HeadlessSignals(stopped, RunView())  # type: ignore[arg-type]
     signals.stop_signal = "SIGINT"
     assert signals.exit_interrupted(None) == 130
     assert metric_writes == [out]

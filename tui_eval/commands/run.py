@@ -21,8 +21,9 @@ from tui_eval.commands.options import (
 from tui_eval.config import ConfigSource, EvalConfig, find_default_config
 from tui_eval.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, QuietExit, UsageError
 from tui_eval.events import EventSink, FanOut
+from tui_eval.events.view import RunView
 from tui_eval.headless.printer import HeadlessPrinter, fitted
-from tui_eval.headless.signals import HeadlessSignals, RunTracker
+from tui_eval.headless.signals import HeadlessSignals
 from tui_eval.results.run_dir import RunDir
 from tui_eval.theme_names import theme_not_found
 
@@ -82,12 +83,13 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
         if problem is not None:
             print(fitted(f"tui-eval: warning: {problem}; the app would use its default",
                          sys.stderr), file=sys.stderr)
-    tracker = RunTracker()
-    sinks: tuple[EventSink, ...] = (HeadlessPrinter(), tracker) if world.is_main else (tracker,)
+    view = RunView()  # what a stop's wrap-up needs: the run's size and latest rates
+    sinks: tuple[EventSink, ...] = ((HeadlessPrinter(), view.apply) if world.is_main
+                                    else (view.apply,))
     evaluation = Evaluation(config, FanOut(*sinks), resume=resume, overwrite=overwrite,
                             world=world, config_source=config_source)
     try:
-        with HeadlessSignals(evaluation, tracker) as signals:
+        with HeadlessSignals(evaluation, view) as signals:
             try:
                 metrics = evaluation.run()
             except KeyboardInterrupt:

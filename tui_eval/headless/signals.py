@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from tui_eval import engine
 from tui_eval.errors import EXIT_INTERRUPTED
-from tui_eval.events import Event, Progress, RunFinished, RunStarted
+from tui_eval.events import RunFinished
+from tui_eval.events.view import RunView
 from tui_eval.results import RunMetrics
 from tui_eval.terminal import silence_hung_up, tty_streams
 
@@ -40,30 +41,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LOG_JOIN_SECONDS = 5.0  # a handler's log line waits at most this long for its stream
 
 
-class RunTracker:
-    """An event sink that remembers what a wrap-up needs: the run's size and latest rates,
-    and whether the engine already wrote its own metrics."""
-
-    def __init__(self) -> None:
-        self.started: RunStarted | None = None
-        self.progress: Progress | None = None
-        self.finished = False
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.started = event
-        elif isinstance(event, Progress):
-            self.progress = event
-        elif isinstance(event, RunFinished):
-            self.finished = True
-
-
 class HeadlessSignals:
     """Installs the handlers for the duration of a ``with`` block (main thread only)."""
 
-    def __init__(self, run: StoppableRun, tracker: RunTracker) -> None:
+    def __init__(self, run: StoppableRun, view: RunView) -> None:
         self.run = run
-        self.tracker = tracker
+        self.view = view  # the run's events so far: its size and latest rates
         self.stop_signal: str | None = None  # the first stop signal's name
         self.stopped_at_once = False
         self.hangups = 0
@@ -132,9 +115,9 @@ class HeadlessSignals:
         run_dir = self.run.run_dir
         if metrics is None and run_dir is not None:
             # the run never reached its own: the engine builds them from the rows on disk
-            metrics = (run_dir.read_metrics() if self.tracker.finished
-                       else engine.metrics_after_stop(self.run, self.tracker.started,
-                                                      self.tracker.progress))
+            metrics = (run_dir.read_metrics() if isinstance(self.view.final, RunFinished)
+                       else engine.metrics_after_stop(self.run, self.view.started,
+                                                      self.view.progress))
         if run_dir is None or not run_dir.config_path.exists():
             _say("tui-eval: stopped before the first sample; run the same command again")
         else:
