@@ -6,10 +6,18 @@ import gc
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers import PROMPTS, SharedForwards, long_rows, smollm2_gguf, write_jsonl
+from tests.helpers import (
+    PROMPTS,
+    SharedForwards,
+    long_rows,
+    open_backend,
+    smollm2_gguf,
+    write_jsonl,
+)
 from tui_eval.testing import build_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -117,3 +125,14 @@ def shared_forwards(monkeypatch: pytest.MonkeyPatch) -> SharedForwards:
     return SharedForwards(monkeypatch)
 
 
+@pytest.fixture(scope="module")
+def eager(tiny_model: Path) -> Any:
+    """The tiny model on the eager path."""
+    return open_backend(tiny_model)
+
+
+@pytest.fixture()
+def static(tiny_model: Path) -> Any:
+    """The tiny model on the static-cache path without torch.compile: the same shapes, no
+    compilation."""
+    return open_backend(tiny_model, compile=True, compile_decode=False)

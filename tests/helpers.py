@@ -288,6 +288,15 @@ def predictions_of(run_dir: Path) -> list[tuple[str, str | None, int]]:
         run_dir / "predictions.jsonl")]
 
 
+def open_backend(model: Path, **options: Any) -> Any:
+    """An ``HFBackend`` for ``model`` on the CPU in float32, its weights loaded."""
+    from tui_eval.model.backend import HFBackend
+
+    backend = HFBackend(str(model), device="cpu", dtype="float32", **options)
+    backend.load_model()
+    return backend
+
+
 # ── a run of a config, and what it leaves ─────────────────────────────────────────────
 
 def rows_of(run_dir: Path) -> list[dict]:

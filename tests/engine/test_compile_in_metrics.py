@@ -19,13 +19,6 @@ from tui_eval.reports.summary import summary_rows
 from tui_eval.results import METRICS_FILE, RunMetrics
 
 
-@pytest.fixture(scope="module")
-def eager(tiny_model: Path) -> HFBackend:
-    backend = HFBackend(str(tiny_model), device="cpu", dtype="float32")
-    backend.load_model()
-    return backend
-
-
 def run(backend: HFBackend, tiny_model: Path, qa_jsonl: Path, out: Path,
         **values: Any) -> tuple[RunMetrics, dict[str, Any]]:
     config = EvalConfig(**{"model": str(tiny_model), "data": str(qa_jsonl), "max_tokens": 4,

@@ -20,12 +20,6 @@ from tui_eval.model.backend import Generation, HFBackend
 TEXTS = sorted((question for _, question, _ in PROMPTS), key=len, reverse=True)
 
 
-def open_backend(model: Path, **options: Any) -> HFBackend:
-    backend = HFBackend(str(model), device="cpu", dtype="float32", **options)
-    backend.load_model()
-    return backend
-
-
 class Calls:
     """Every generate call of a backend: the ``static`` it named, the backend's own
     ``compile`` at that moment, and the shape the call ran at."""
@@ -41,12 +35,6 @@ class Calls:
             return generation
 
         monkeypatch.setattr(backend, "generate", generate)
-
-
-@pytest.fixture()
-def static(tiny_model: Path) -> HFBackend:
-    """The static path without torch.compile: the same shapes, no compilation."""
-    return open_backend(tiny_model, compile=True, compile_decode=False)
 
 
 @pytest.mark.parametrize("static_cache", [True, False])

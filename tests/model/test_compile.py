@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MAX_NEW, PROMPTS, Collect, engine_config, predictions_of
+from tests.helpers import MAX_NEW, PROMPTS, Collect, engine_config, open_backend, predictions_of
 from tui_eval.batching.oom_policies import make_oom_policy
 from tui_eval.cancel import CancelToken
 from tui_eval.cli import main
@@ -26,22 +26,6 @@ from tui_eval.model.backend import HFBackend, resolve_compile
 from tui_eval.model.static_shapes import ShapePlanner, StaticShape, prompt_bucket
 
 TEXTS = [question for _, question, _ in PROMPTS]
-
-
-def open_backend(model: Path, **options: object) -> HFBackend:
-    backend = HFBackend(str(model), device="cpu", dtype="float32", **options)  # type: ignore[arg-type]
-    backend.load_model()
-    return backend
-
-
-@pytest.fixture(scope="module")
-def eager(tiny_model: Path) -> HFBackend:
-    return open_backend(tiny_model)
-
-
-@pytest.fixture()
-def static(tiny_model: Path) -> HFBackend:
-    return open_backend(tiny_model, compile=True, compile_decode=False)
 
 
 def longest_first(backend: HFBackend, texts: list[str]) -> list[str]:
