@@ -177,7 +177,7 @@ def choice_picks(choices: Sequence[str], logprobs: Sequence[float]) -> tuple[int
 def choice_scores(pred: int, pred_norm: int, gold: int) -> dict[str, float]:
     return {"acc": float(pred == gold), "acc_norm": float(pred_norm == gold)}
 
-METRIC_FUNCTIONS: dict[str, Callable[[str, str], float]] = {
+METRIC_FUNCTIONS: dict[str, Callable[[str | None, str | None], float]] = {
     "exact_match": exact_match,
     "contains": contains,
     "numeric": numeric,

@@ -35,13 +35,17 @@ def build_tiny_model(directory: Path, *, with_pad_token: bool = True, hidden_siz
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
         pad_token="<pad>" if with_pad_token else None)
+    def token_id(token: str) -> int:
+        found = fast.convert_tokens_to_ids(token)
+        assert isinstance(found, int)  # one token in, one id out
+        return found
+
     config = LlamaConfig(
         vocab_size=len(fast), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
         max_position_embeddings=1024,
-        bos_token_id=fast.convert_tokens_to_ids("<s>"),
-        eos_token_id=fast.convert_tokens_to_ids("</s>"),
-        pad_token_id=fast.convert_tokens_to_ids("<pad>") if with_pad_token else None,
+        bos_token_id=token_id("<s>"), eos_token_id=token_id("</s>"),
+        pad_token_id=token_id("<pad>") if with_pad_token else None,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Protocol
 
 
@@ -22,7 +22,8 @@ class Meter(Protocol):
 
     def __enter__(self) -> Meter: ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
 
 
 class NullMeter:
@@ -34,7 +35,8 @@ class NullMeter:
     def __enter__(self) -> NullMeter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         return None
 
 
@@ -49,13 +51,13 @@ def first_sentence(exc: BaseException) -> str:
     return text.split(". ")[0].rstrip(".")[:200]
 
 
-MeterFactory = Callable[[str, Sequence[str]], AbstractContextManager[Meter]]
+MeterFactory = Callable[[str, Sequence[str]], Meter]
 
 
 @dataclass(frozen=True)
 class DeviceHooks:
     is_oom: Callable[[BaseException], bool] = looks_like_oom
-    free_memory: Callable[[], None] = gc.collect  # after an OOM, before trying again
+    free_memory: Callable[[], object] = gc.collect  # after an OOM, before trying again
     # before a probe, so that its peak is its own and not a bigger probe's leftovers
     release_cached_memory: Callable[[str], None] = lambda device: None
     summarize_error: Callable[[BaseException], str] = first_sentence

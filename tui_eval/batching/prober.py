@@ -129,7 +129,7 @@ class Prober:
         """A probe's figures from a measurement: predicted for the full length unless the
         call generated it all."""
         probe.gpu_util_percent = run.gpu_util_percent
-        probe.probe_seconds = run.oom_after_s if run.oom else run.call_seconds
+        probe.probe_seconds = (run.oom_after_s or 0.0) if run.oom else run.call_seconds
         if run.oom:
             probe.status = "oom"
             probe.seconds = run.oom_after_s or 0.0  # how long it took to fail

@@ -56,7 +56,9 @@ class BatchSizeTuner(Protocol):
     kv_bytes_per_token: int
     row_tokens: int
     usable_memory: Callable[[], int | None]
-    log: Callable[..., Any]
+
+    @property
+    def log(self) -> Callable[..., Any]: ...  # a RunLog: (level, key, **values)
 
     def probe(self, size: int) -> TuneProbe: ...
     def record(self, probe: TuneProbe) -> None: ...

@@ -4,6 +4,8 @@ applies it)."""
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from tui_eval.formatting import size_bytes
 
 # accelerate's names for the places other than a GPU index that weights may go
@@ -11,7 +13,7 @@ BUDGET_PLACES = ("cpu", "mps", "disk")
 DEVICE_BUDGETS_EXAMPLE = "0=70GiB,1=70GiB,cpu=200GiB"
 
 
-def is_per_device(value: object) -> bool:
+def is_per_device(value: object) -> TypeGuard[str]:
     """Whether a max_memory value is a size per device (``0=70GiB,cpu=200GiB``)."""
     return isinstance(value, str) and "=" in value
 

@@ -17,10 +17,10 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tui_eval.config import DEFAULTS, KEYS, EvalConfig, check_value
-from tui_eval.data import ChoiceDataset, ChoiceSample, Dataset, Sample
+from tui_eval.data import ChoiceDataset, Dataset
 from tui_eval.engine.preparation import with_task
 from tui_eval.errors import UsageError
 from tui_eval.events import Event, EventSink, Progress, RunStarted
@@ -34,7 +34,15 @@ from tui_eval.results.predictions import (
 )
 from tui_eval.results.run_dir import RunDir
 
-SampleT = TypeVar("SampleT", Sample, ChoiceSample)
+
+class Indexed(Protocol):
+    """A sample by its place in the dataset."""
+
+    @property
+    def index(self) -> int: ...
+
+
+SampleT = TypeVar("SampleT", bound=Indexed)
 
 
 def saved_config_values(run_dir: RunDir) -> dict[str, Any]:

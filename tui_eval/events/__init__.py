@@ -202,7 +202,7 @@ class RunFailed(Event):
     error: str
 
 
-EventSink = Callable[[Event], None]
+EventSink = Callable[[Event], object]  # what a sink returns is ignored (RunView.apply's Change)
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls

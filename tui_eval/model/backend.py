@@ -315,7 +315,8 @@ class HFBackend:
             raise ModelLoadError(f"{self.model_name}: cannot load model: "
                                  f"{_first_line(exc)}") from None
         if self.device_map is None:
-            self.model = model.to(self.device).eval()
+            # transformers wraps .to in a decorator whose type takes the model twice
+            self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         else:  # accelerate's hooks move activations between the devices
             self.model = model.eval()
             self.device = str(model.get_input_embeddings().weight.device)
@@ -470,7 +471,8 @@ class HFBackend:
         if self.device.startswith("cuda"):
             return CompileConfig()
         config = CompileConfig(mode="default")
-        config._compile_all_devices = True  # transformers' own switch for compiling off-GPU
+        # transformers' own switch for compiling off-GPU (declared None, read as a flag)
+        config._compile_all_devices = True  # type: ignore[assignment]
         return config
 
     def _generate_static(self, texts: list[str], options: dict[str, Any], *,

@@ -13,7 +13,6 @@ as long as the longest row). On a CPU (or MPS) the same loop runs without captur
 
 from __future__ import annotations
 
-import functools
 import inspect
 import time
 from collections import OrderedDict
@@ -59,9 +58,14 @@ def supports(model: Any) -> str | None:
     return None
 
 
-@functools.cache
+_FORWARD_PARAMETERS: dict[type, frozenset[str]] = {}  # by model class: read once
+
+
 def _forward_parameters(model_type: type) -> frozenset[str]:
-    return frozenset(inspect.signature(model_type.forward).parameters)
+    if model_type not in _FORWARD_PARAMETERS:
+        forward = getattr(model_type, "forward")  # noqa: B009 - a model class's, untyped
+        _FORWARD_PARAMETERS[model_type] = frozenset(inspect.signature(forward).parameters)
+    return _FORWARD_PARAMETERS[model_type]
 
 
 def make_static_cache(model: Any, rows: int, cache_tokens: int) -> Any:

@@ -165,7 +165,7 @@ def forward_shared(model: Any, rows: Sequence[tuple[int, ...]], firsts: Sequence
         cache = getattr(out, "cache", None)
         if cache is None:  # transformers 4 names it past_key_values
             cache = getattr(out, "past_key_values", None)
-        if not _copyable(cache):
+        if cache is None or not _copyable(cache):
             return None
         cache.batch_select_indices(torch.tensor(plan.group, dtype=torch.long, device=device))
         options: dict[str, Any] = {cache_name: cache}

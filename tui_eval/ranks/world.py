@@ -15,14 +15,14 @@ import dataclasses
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from tui_eval.config import EvalConfig
 from tui_eval.errors import UsageError
-from tui_eval.events import Event, event_from_dict
+from tui_eval.events import Event, EventSink, event_from_dict
 
 # Rank 0 may tune the batch size or load a large model while the others wait for it.
 DECISION_TIMEOUT = timedelta(hours=2)
@@ -107,7 +107,7 @@ def world_from_env(environ: Mapping[str, str] | None = None) -> World:
 class RankTag:
     """Tags the events of this process with its rank (a run of several)."""
 
-    def __init__(self, sink: Callable[[Event], None], rank: int) -> None:
+    def __init__(self, sink: EventSink, rank: int) -> None:
         self.sink = sink
         self.rank = rank
 
@@ -133,7 +133,7 @@ class RankEventCollector:
     """Rank 0's thread that reads the other ranks' events from the store, in each rank's
     order, and hands them to ``deliver``."""
 
-    def __init__(self, store: Any, size: int, deliver: Callable[[Event], None]) -> None:
+    def __init__(self, store: Any, size: int, deliver: EventSink) -> None:
         self.store = store
         self.deliver = deliver
         self.next_slot = dict.fromkeys(range(1, size), 0)

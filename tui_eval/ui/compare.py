@@ -118,8 +118,8 @@ class CompareScreen(Screen[None]):
         for row in metric_rows(self.comparison):
             self.metrics_table.add_row(*row)
         self.changed_table.add_columns(*CHANGED_COLUMNS)
-        for row in changed_rows(self.comparison.changed):
-            self.changed_table.add_row(*row, key=row[0])
+        for change in changed_rows(self.comparison.changed):
+            self.changed_table.add_row(*change, key=change[0])
         self.changed_table.display = bool(self.comparison.changed)
 
     def metric_cells(self) -> list[tuple[str, ...]]:

@@ -50,6 +50,7 @@ class WatchApp(EvalApp):
         super().__init__(EvalConfig(**(run_config(run_dir) or {})), read_only=True,
                          sampler=sampler, theme_directories=theme_directories,
                          subtitle=f"watching {run_dir}")
+        self.watched = run_dir  # the directory followed (run_dir, the samples browser's, too)
         self.run_dir = run_dir
         self.interval = interval
         self.follower = EventFollower(run_dir / EVENTS_FILE)
@@ -64,12 +65,12 @@ class WatchApp(EvalApp):
     @work(thread=True, group="watch", exit_on_error=False, name="follow events.jsonl")
     def _follow(self) -> None:
         worker = get_current_worker()
-        config_shown = run_config(self.run_dir) is not None
+        config_shown = run_config(self.watched) is not None
         while not worker.is_cancelled:
             self._forward(self.follower.poll())
             self.follower_polls += 1
             if not config_shown:
-                values = run_config(self.run_dir)
+                values = run_config(self.watched)
                 if values is not None:
                     config_shown = True
                     self.call_from_thread(self._show_config, values)
@@ -78,7 +79,7 @@ class WatchApp(EvalApp):
                 if not self.state.ended:
                     self.state.mark_stopped()
                     pid = self.state.pid or None
-                    self.call_from_thread(self._show_stopped, stopped_line(self.run_dir, pid))
+                    self.call_from_thread(self._show_stopped, stopped_line(self.watched, pid))
             time.sleep(self.interval)
 
     def _forward(self, events: list[Event]) -> None:
@@ -97,12 +98,12 @@ class WatchApp(EvalApp):
             # changed the batch size, the device…
             new_config = new_config or change is Change.STARTED
             self.bridge(event)
-        values = run_config(self.run_dir) if new_config else None
+        values = run_config(self.watched) if new_config else None
         if values is not None:
             self.call_from_thread(self._show_config, values)
 
     def _process_gone(self) -> bool:
-        return not self.state.ended and liveness(self.run_dir, self.state).alive is False
+        return not self.state.ended and liveness(self.watched, self.state).alive is False
 
     def _show_config(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -111,7 +112,7 @@ class WatchApp(EvalApp):
     def _show_stopped(self, text: str) -> None:
         self.progress_pane.rates.update("stopped — no final event; resume: see the log")
         self.log_pane.add_line("ERROR", text)
-        self.sub_title = f"{self.run_dir} — stopped"
+        self.sub_title = f"{self.watched} — stopped"
         self.notify(text, title="Run stopped", severity="error", timeout=30)
 
 

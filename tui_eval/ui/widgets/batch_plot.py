@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from rich.text import Text
 from textual.color import Color
@@ -111,9 +112,10 @@ class BatchPlot(PlotextPlot):
         for side, axis, label in (("left", chart.speed, "samples/s"),
                                   ("right", chart.memory, "peak GiB")):
             if axis:
-                plt.ylabel(label, yside=side)
+                # plotext takes yside; textual-plotext's type stubs leave it out
+                plt.ylabel(label, yside=side)  # type: ignore[call-arg]
                 plt.ylim(0, max(v for series in axis for v in series.values) * 1.05 or 1.0,
-                         yside=side)
+                         yside=side)  # type: ignore[arg-type]
         if chart.marked is not None:
             # the marked size's own points, drawn last in the theme's success colour, and
             # its name on the zero row below them, where the rising lines seldom are
@@ -123,9 +125,11 @@ class BatchPlot(PlotextPlot):
                 if chart.marked in series.sizes:
                     value = series.values[series.sizes.index(chart.marked)]
                     plt.scatter([mark], [value], marker="◆", color=color, yside=side)
-            edge = {sizes[0]: "left", sizes[-1]: "right"}.get(chart.marked, "center")
+            edge: Literal["left", "center", "right"] = (
+                "left" if chart.marked == sizes[0] and len(sizes) > 1
+                else "right" if chart.marked == sizes[-1] and len(sizes) > 1 else "center")
             plt.text(f"{chart.mark_label} {chart.marked}", mark, 0.0, color=color,
-                     alignment=edge if len(sizes) > 1 else "center",
+                     alignment=edge,
                      yside="left" if chart.speed else "right")
         self.refresh()
 

@@ -160,11 +160,11 @@ class GaugesPane(VerticalScroll):
             if index not in wanted:
                 card.remove()
         for reading in snapshot.gpus:
-            card = present.get(reading.index)
-            if card is None:
-                card = GpuCard(reading.index)
-                cards.mount(card)
-            card.show(reading, snapshot.time)
+            shown = present.get(reading.index)
+            if shown is None:
+                shown = GpuCard(reading.index)
+                cards.mount(shown)
+            shown.show(reading, snapshot.time)
         self.rows.show(list(snapshot.gpus))
         self._gpu_count = len(snapshot.gpus)
         self._choose_form()

@@ -30,7 +30,7 @@ class ProgressPane(Vertical):
         self.idle_text = idle_text
         self.bar = Meter("", label_width=0, warn_above=2.0, id="progress-bar")
         self.rates = Line(idle_text, id="progress-rates")
-        self.batch = Line("", id="progress-batch")
+        self.batch_text = Line("", id="progress-batch")
         self.rank_rows = RankRows(id="progress-rank-rows")
         # hidden in a run of one, so that it looks as it always has; scrolls past a few ranks
         self.ranks = VerticalScroll(self.rank_rows, id="progress-ranks")
@@ -41,7 +41,7 @@ class ProgressPane(Vertical):
     def compose(self) -> ComposeResult:
         yield self.bar
         yield self.rates
-        yield self.batch
+        yield self.batch_text
         yield self.ranks
 
     def _show_ranks(self, event: Progress | None) -> None:
@@ -56,20 +56,20 @@ class ProgressPane(Vertical):
         self.last = None
         self.bar.show(None, "")
         self.rates.set(text or self.idle_text)
-        self.batch.set("")
+        self.batch_text.set("")
         self._show_ranks(None)
 
     def show_started(self, event: RunStarted) -> None:
         self.bar.show(0.0, f"0/{event.total}")
         processes = f" · {event.world_size} processes" if event.world_size > 1 else ""
         self.rates.set(f"{event.model} on {event.device} ({event.dtype}){processes}")
-        self.batch.set(batch_line(event.batch_size, 0, 0))
+        self.batch_text.set(batch_line(event.batch_size, 0, 0))
 
     def show_progress(self, event: Progress) -> None:
         self.last = event
         self.bar.show(event.done / max(event.total, 1), f"{event.done}/{event.total}")
         self.rates.set(rates_line(event.samples_per_s, event.tokens_per_s, event.eta_s))
-        self.batch.set(batch_line(event.batch_size, event.fallbacks, event.errors))
+        self.batch_text.set(batch_line(event.batch_size, event.fallbacks, event.errors))
         self._show_ranks(event)
 
     def show_finished(self, metrics: RunMetrics) -> None:
@@ -79,5 +79,5 @@ class ProgressPane(Vertical):
         self.rates.set(f"{state} in {format_duration(metrics.wall_seconds)} · "
                        f"{metrics.samples_per_s:.2f} samples/s · "
                        f"{metrics.tokens_per_s:.0f} tok/s")
-        self.batch.set(batch_line(batch_size_text(metrics), metrics.fallback_count,
+        self.batch_text.set(batch_line(batch_size_text(metrics), metrics.fallback_count,
                                   metrics.n_errors))

@@ -84,7 +84,7 @@ class ResultsPane(VerticalScroll):
         self.metrics_table: DataTable[str] = DataTable(
             id="metrics-table", cursor_type="row", zebra_stripes=True, show_cursor=False)
         self.tune_title = Static("", markup=False, id="tune-title", classes="table-title")
-        self.tune_table: DataTable[str] = DataTable(
+        self.tune_table: DataTable[str | Text] = DataTable(
             id="tune-table", cursor_type="row", zebra_stripes=True, show_cursor=False)
 
     def compose(self) -> ComposeResult:
