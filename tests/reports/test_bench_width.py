@@ -14,7 +14,7 @@ import pytest
 import tui_eval.engine
 from tui_eval.cli import main
 from tui_eval.headless.printer import columns
-from tui_eval.reports.bench import bench_table
+from tui_eval.reports.bench import bench_table, compact_figure, compact_seconds
 from tui_eval.results import BenchResult, BenchRow, RunDir
 
 GIB = 2**30
@@ -140,3 +140,11 @@ def test_in_a_pipe_the_command_prints_whole_lines(
     assert bench_table(widest_rows()) in printed
     written = f"Written: {out / 'bench.json'} and {out / 'bench.md'}"
     assert written in printed.splitlines() and columns(written) > 80
+
+
+def test_compact_cells_keep_small_figures_and_stay_narrow() -> None:
+    # a small model's batches take milliseconds; a rounded figure never gains a column
+    assert [compact_seconds(s) for s in (0.0052, 0.00999, 0.057, 0.9996, 9.996, 99.96, 1234.5)
+            ] == ["5.2ms", "10ms", "57ms", "1.00s", "10.0s", "100s", "1234s"]
+    assert [compact_figure(v) for v in (8.0, 9.996, 24.46, 99.96, 2880.36, 98765.4)
+            ] == ["8.00", "10.0", "24.5", "100", "2880", "98765"]

@@ -44,22 +44,26 @@ def shows_compile(rows: list[BenchRow]) -> bool:
             or len({r.requested_compile for r in rows}) > 1)
 
 
+def compact_figure(value: float) -> str:
+    """About three significant figures in at most five columns up to 99999: '8.00', '24.5',
+    '2880' (the rounded figure decides, so 9.996 is '10.0', not '10.00')."""
+    for digits, limit in ((2, 10), (1, 100)):
+        if round(value, digits) < limit:
+            return f"{value:.{digits}f}"
+    return f"{value:.0f}"
+
+
 def compact_seconds(value: float) -> str:
-    """Seconds in five columns or so: '0.72s', '9.99s', '12.3s', '123s'."""
-    if value < 10:
-        return f"{value:.2f}s"
-    return f"{value:.1f}s" if value < 100 else f"{value:.0f}s"
-
-
-def compact_rate(value: float) -> str:
-    """A rate in four or five columns: '8.00', '24.5', '2880'."""
-    if value < 10:
-        return f"{value:.2f}"
-    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+    """'5.2ms', '57ms', '1.25s', '12.3s', '123s' (a small model's batches take
+    milliseconds: '0.06s' would hide them)."""
+    ms = value * 1000
+    if round(ms) >= 1000:
+        return f"{compact_figure(value)}s"
+    return f"{ms:.1f}ms" if round(ms, 1) < 10 else f"{ms:.0f}ms"
 
 
 def compact_speedup(value: float) -> str:
-    return f"{value:.2f}x" if value < 10 else f"{value:.1f}x" if value < 100 else f"{value:.0f}x"
+    return f"{compact_figure(value)}x"
 
 
 def compact_bytes(value: int | None) -> str:
@@ -86,12 +90,12 @@ def _table(rows: list[BenchRow], lang: str, compact: bool) -> str:
     pairs = any(row.pairs_per_s is not None for row in rows)
     compile_columns = shows_compile(rows)
     seconds: Callable[[float], str] = compact_seconds if compact else format_seconds
-    rate: Callable[[float], str] = compact_rate if compact else "{:.2f}".format
+    rate: Callable[[float], str] = compact_figure if compact else "{:.2f}".format
     cells = []
     for row in rows:
         lowered = row.final_batch_size is not None and row.final_batch_size != row.batch_size
         marker = "*" if row.fallbacks or lowered else ""
-        pairs_cell = (compact_rate(row.pairs_per_s or 0.0) if compact
+        pairs_cell = (compact_figure(row.pairs_per_s or 0.0) if compact
                       else f"{row.pairs_per_s or 0.0:.1f}")
         cell = [f"{row.batch_size}{marker}", seconds(row.seconds),
                 compact_speedup(row.speedup) if compact else f"{row.speedup:.2f}x",
