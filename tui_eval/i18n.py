@@ -318,6 +318,15 @@ MESSAGES: dict[str, dict[str, str]] = {
               "at batch size {final}",
         "zh": "* batch_size={batch_size} 内存不足：回退 {fallbacks} 次，最终 batch_size={final}",
     },
+    # the same, under a narrow terminal's compact table
+    "bench_oom_note_short": {
+        "en": "* bs {batch_size}: out of memory, {fallbacks} fallback(s), finished at {final}",
+        "zh": "* bs {batch_size}：内存不足，回退 {fallbacks} 次，最终 {final}",
+    },
+    "bench_auto_note": {
+        "en": "a:MODE: compile = auto chose MODE",
+        "zh": "a:MODE：compile = auto 选择了 MODE",
+    },
     "bench_written": {
         "en": "Written: {json} and {md}",
         "zh": "已写入：{json} 和 {md}",

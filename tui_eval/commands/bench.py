@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
 from tui_eval.commands.options import (
     ArgumentParser,
@@ -13,7 +14,7 @@ from tui_eval.commands.options import (
 )
 from tui_eval.config import COMPILE_MODES
 from tui_eval.errors import EXIT_OK, UsageError
-from tui_eval.headless.printer import HeadlessPrinter
+from tui_eval.headless.printer import HeadlessPrinter, fitted, terminal_width
 from tui_eval.i18n import default_language, message
 from tui_eval.reports.bench import bench_markdown, bench_table
 
@@ -86,10 +87,12 @@ def main(argv: list[str]) -> int:
     rows = result.rows
     # bench.json is the engine's; its table for people is written here, in the run's language
     bench_dir.write_bench_markdown(bench_markdown(rows, result.context, lang))
+    # a terminal gets lines that fit it (a narrow one, the compact table); a file or a pipe
+    # gets bench.md's table and whole lines
     print()
-    print(bench_table(rows, lang))
-    print(message("bench_written", lang, json=bench_dir.bench_path,
-                  md=bench_dir.bench_md_path))
+    print(bench_table(rows, lang, terminal_width(sys.stdout)))
+    print(fitted(message("bench_written", lang, json=bench_dir.bench_path,
+                         md=bench_dir.bench_md_path), sys.stdout))
     if rows:
-        print(message("bench_chart", lang, out=shlex.quote(str(bench_dir))))
+        print(fitted(message("bench_chart", lang, out=shlex.quote(str(bench_dir))), sys.stdout))
     return EXIT_OK
