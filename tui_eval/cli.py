@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _say(text: str) -> None:
     """An error on stderr, wrapped to fit a terminal."""
-    from tui_eval.headless.printer import fitted
+    from tui_eval.headless.printer import fitted  # only on an error: --help stays lean
 
     print(fitted(text, sys.stderr), file=sys.stderr)
 

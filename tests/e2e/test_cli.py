@@ -30,6 +30,15 @@ def test_help_imports_no_heavy_library() -> None:
     assert result.stdout.strip().splitlines()[-1] == "heavy="
 
 
+def test_the_package_loads_few_of_its_own_modules_inside_functions() -> None:
+    """Each late import has a reason (start-up time, Textual, yaml); the rest sit on top."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "local_imports.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          check=True, cwd=script.parents[1])
+    count = int(done.stdout.splitlines()[-1].split()[0])
+    assert 0 < count <= 10, done.stdout
+
+
 def test_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "eval.toml").write_text("max_tokens = 64\nbatch_size = 0\n", encoding="utf-8")
     rc = main(["--no-ui", "-c", str(tmp_path / "eval.toml")])

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 
+from tui_eval import engine  # its face: each name loads on first use
 from tui_eval.commands.options import (
     ArgumentParser,
     add_config_flags,
@@ -79,11 +80,9 @@ def main(argv: list[str]) -> int:
     modes = parse_compile_modes(args.compile_modes) if args.compile_modes else None
     config = config_from_args(args)
     # the engine: once the flags are valid
-    from tui_eval.engine import bench
-
     lang = config.lang or default_language()
-    result, bench_dir = bench(config, sizes, HeadlessPrinter(), overwrite=args.overwrite,
-                              compile_modes=modes)
+    result, bench_dir = engine.bench(config, sizes, HeadlessPrinter(),
+                                     overwrite=args.overwrite, compile_modes=modes)
     rows = result.rows
     # bench.json is the engine's; its table for people is written here, in the run's language
     bench_dir.write_bench_markdown(bench_markdown(rows, result.context, lang))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tui_eval import engine  # its face: each name loads on first use
 from tui_eval.commands.options import ArgumentParser
 from tui_eval.errors import EXIT_OK, UsageError
 from tui_eval.reports.compare import comparison_report
@@ -35,8 +36,7 @@ def main(argv: list[str]) -> int:
         if not run_dir.is_dir():
             raise UsageError(f"{run_dir}: not a directory")
     # the comparison: once the arguments are valid (no torch involved)
-    from tui_eval.engine import compare
 
-    comparison = compare(args.run_a, args.run_b)
+    comparison = engine.compare(args.run_a, args.run_b)
     print(comparison_report(comparison, show_all=args.show_all))
     return EXIT_OK

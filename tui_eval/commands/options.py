@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, NoReturn
 
+from tui_eval import engine  # its face: each name loads on first use
 from tui_eval.config import (
     DEFAULTS,
     KEYS,
@@ -79,11 +80,10 @@ def config_and_source(args: argparse.Namespace) -> tuple[EvalConfig, ConfigSourc
     base: dict[str, Any] | None = None
     if getattr(args, "resume", False):
         # The run's own config.json is the starting point; ./eval.toml is not consulted.
-        from tui_eval.engine import saved_config_values  # the engine: only to resume
 
         if args.output_dir is None:
             raise UsageError("--resume: name the run to continue with -o DIR")
-        base = saved_config_values(RunDir(Path(args.output_dir)))
+        base = engine.saved_config_values(RunDir(Path(args.output_dir)))
         config_file = args.config
     else:
         config_file = args.config if args.config is not None else find_default_config()

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tui_eval import engine  # its face: each name loads on first use
 from tui_eval.commands.options import ArgumentParser
 from tui_eval.config import KEYS, check_value, parse_flag
 from tui_eval.errors import EXIT_OK, UsageError
@@ -56,7 +57,6 @@ def main(argv: list[str]) -> int:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run directory")
     overrides = overrides_from_args(args)
-    from tui_eval.engine import rescore  # no model, no torch: scores only
 
-    rescore(RunDir(run_dir), overrides, HeadlessPrinter())
+    engine.rescore(RunDir(run_dir), overrides, HeadlessPrinter())
     return EXIT_OK

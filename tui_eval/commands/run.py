@@ -10,7 +10,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tui_eval import __version__
+from tui_eval import (
+    __version__,
+    engine,  # its face: each name loads on first use
+)
 from tui_eval.commands import SUBCOMMANDS
 from tui_eval.commands.options import (
     ArgumentParser,
@@ -74,9 +77,8 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
     Under torchrun this process is one rank of several: rank 0 prints and owns the results
     directory, the others run their share silently."""
     # the engine: once the flags are valid, so that --help and bad flags answer at once
-    from tui_eval.engine import LAUNCHED_ENV, Evaluation, world_from_env
 
-    world = world_from_env()
+    world = engine.world_from_env()
     world.join()
     if world.is_main and config.theme:  # the app warns of it too, and uses its default
         problem = theme_not_found(config.theme)
@@ -86,7 +88,7 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
     view = RunView()  # what a stop's wrap-up needs: the run's size and latest rates
     sinks: tuple[EventSink, ...] = ((HeadlessPrinter(), view.apply) if world.is_main
                                     else (view.apply,))
-    evaluation = Evaluation(config, FanOut(*sinks), resume=resume, overwrite=overwrite,
+    evaluation = engine.Evaluation(config, FanOut(*sinks), resume=resume, overwrite=overwrite,
                             world=world, config_source=config_source)
     try:
         with HeadlessSignals(evaluation, view) as signals:
@@ -107,7 +109,7 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
                 return EXIT_RUN_FAILED
         if signals.stop_signal is not None and metrics.partial:
             # started by --gpus, a SIGTERM is the launcher's, which says why itself
-            launched = os.environ.get(LAUNCHED_ENV) and signals.stop_signal == "SIGTERM"
+            launched = os.environ.get(engine.LAUNCHED_ENV) and signals.stop_signal == "SIGTERM"
             if world.is_main and not launched:
                 return signals.exit_interrupted(metrics)
             return EXIT_INTERRUPTED
@@ -118,7 +120,6 @@ def run_headless(config: EvalConfig, *, resume: bool = False, overwrite: bool = 
 
 def run_on_gpus(argv: list[str], args: argparse.Namespace, config: EvalConfig) -> int:
     """``--gpus N``: the same command in N processes (this one waits for them)."""
-    from tui_eval.engine import gpu_count, launch_ranks
 
     if args.resume:  # -o names the run; its directory is the one to continue
         run_dir = RunDir(Path(args.output_dir))
@@ -126,7 +127,8 @@ def run_on_gpus(argv: list[str], args: argparse.Namespace, config: EvalConfig) -
     else:  # every rank must write to the same directory: name it now
         run_dir = RunDir.of(config.output_dir)
         forwarded = argv if config.output_dir else [*argv, "-o", str(run_dir)]
-    return launch_ranks(without_gpus_flag(forwarded), gpu_count(args.gpus), run_dir)
+    return engine.launch_ranks(without_gpus_flag(forwarded), engine.gpu_count(args.gpus),
+                               run_dir)
 
 
 def without_gpus_flag(argv: list[str]) -> list[str]:

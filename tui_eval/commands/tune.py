@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tui_eval import engine  # its face: each name loads on first use
 from tui_eval.commands.options import (
     ArgumentParser,
     add_config_flags,
@@ -42,9 +43,8 @@ def main(argv: list[str]) -> int:
         raise UsageError(RETUNE_REFUSED)
     refuse_under_torchrun("tune")
     config = config_from_args(args)
-    from tui_eval.engine import tune  # the engine: once the flags are valid
 
-    result, run_dir = tune(config, HeadlessPrinter())
+    result, run_dir = engine.tune(config, HeadlessPrinter())
     lang = config.lang or default_language()
     # the table was printed row by row as the probes ran
     print(message("tune_summary", lang, batch_size=result.chosen_batch_size,

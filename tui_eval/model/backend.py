@@ -14,6 +14,7 @@ from typing import Any
 
 from tui_eval.device.memcap import parse_device_budgets
 from tui_eval.errors import ModelLoadError, UsageError
+from tui_eval.model.graph_decode import GraphDecoder, as_generate_lays_out, supports
 from tui_eval.model.static_shapes import ShapePlanner, StaticShape
 from tui_eval.paths import user_cache_dir
 
@@ -668,13 +669,9 @@ class HFBackend:
             return "a model spread over devices"
         if self.model is None:
             return "no model loaded"
-        from tui_eval.model.graph_decode import supports
-
         return supports(self.model)
 
     def _graph_decoder(self) -> Any:
-        from tui_eval.model.graph_decode import GraphDecoder
-
         if self._graphs is None or self._graphs.model is not self.model:
             self._graphs = GraphDecoder(self.model, capture=self.device.startswith("cuda"))
         return self._graphs
@@ -683,8 +680,6 @@ class HFBackend:
                         stop: list[str]) -> Generation:
         """The batch at its static shape (padded rows repeat the first prompt, as on the
         compiled path) through the graph decoder."""
-        from tui_eval.model.graph_decode import as_generate_lays_out
-
         tok = self.tokenizer
         shape = self.shape_for(texts, max_new_tokens)
         decoder = self._graph_decoder()

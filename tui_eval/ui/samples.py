@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
+from tui_eval import engine  # its face: each name loads on first use
 from tui_eval.errors import UsageError
 from tui_eval.results import PredictionRow, PredictionTail, RunConfig
 
@@ -338,10 +339,9 @@ class SampleScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, name="chat template")
     def _render_chat_prompt(self, model: str) -> None:
         # the engine's own rendering, so that this is exactly what was generated from
-        from tui_eval.engine import render_prompt
 
         try:
-            text = render_prompt(model, self.row.prompt, self.row.turns)
+            text = engine.render_prompt(model, self.row.prompt, self.row.turns)
             title = prompt_heading(self.row, " (with the chat template)")
         except Exception as exc:  # noqa: BLE001 - the sample is still worth showing
             text = self.row.prompt
