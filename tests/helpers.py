@@ -4,12 +4,13 @@ Fixtures live in the conftest files; everything else any two test modules need i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,13 +102,32 @@ def complete_lines(path: Path) -> int:
         return 0
 
 
+def default_signals() -> None:
+    """For a child process (``preexec_fn``): SIGINT and SIGHUP at their defaults. A suite
+    run under nohup, or as a shell's background job, passes them on ignored, and the tool
+    rightly keeps an ignored signal ignored; the tests that send them need the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def hangup_at_default() -> Iterator[None]:
+    """SIGHUP at its default in this process for a test that sends it to itself (an app
+    installs its handler only where SIGHUP is not ignored), then as it was."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def headless(*args: str, cwd: Path, **options: Any) -> subprocess.Popen[str]:
     """``python -m tui_eval`` started in ``cwd`` (away from the repo's eval.toml), with
-    SIGINT at its default even if this test runs where it is ignored."""
+    SIGINT and SIGHUP at their defaults even if this test runs where they are ignored."""
     return subprocess.Popen(
         [sys.executable, "-m", "tui_eval", *args], cwd=cwd, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **options)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_signals,
+        **options)
 
 
 def long_rows() -> list[dict]:

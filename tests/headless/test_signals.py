@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import complete_lines, headless, wait_until
+from tests.helpers import complete_lines, default_signals, headless, wait_until
 from tui_eval.cli import main
 from tui_eval.results import RunMetrics
 
@@ -138,7 +138,7 @@ def test_an_unwritable_output_dir_fails_before_the_model_loads(
 
 def limit_file_size(size: int):
     def limit() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        default_signals()
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
     return limit
 

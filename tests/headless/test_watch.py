@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PROMPTS, headless, long_rows, wait_for, wait_until, watch_app, write_jsonl
+from tests.helpers import (
+    PROMPTS,
+    hangup_at_default,
+    headless,
+    long_rows,
+    wait_for,
+    wait_until,
+    watch_app,
+    write_jsonl,
+)
 from tui_eval.cancel import CancelToken
 from tui_eval.config import EvalConfig
 from tui_eval.engine.evaluation import Evaluation
@@ -361,7 +370,8 @@ def test_watch_app_exits_cleanly_on_sighup(finished_run: Path) -> None:
             os.kill(os.getpid(), signal.SIGHUP)  # handled on the app's event loop
             await wait_for(pilot, lambda: app._exit)
 
-    asyncio.run(scenario())
+    with hangup_at_default():
+        asyncio.run(scenario())
     assert app.return_code == 0
 
 

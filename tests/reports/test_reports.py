@@ -14,8 +14,7 @@ from tui_eval.engine.comparison import Comparison, RunRows, VerdictChange
 from tui_eval.reports.bench import bench_markdown, bench_table
 from tui_eval.reports.compare import comparison_report
 from tui_eval.reports.summary import batch_size_text, score_text, summary_rows
-from tui_eval.reports.tune import tune_table
-from tui_eval.results import BenchRow, PredictionRow, RunMetrics, TuneProbe, TuneResult
+from tui_eval.results import BenchRow, PredictionRow, RunMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 2**30
@@ -66,43 +65,6 @@ def test_a_compiled_choice_bench_has_pairs_and_compile_columns_in_both_languages
         "| 编译用时 |")
     # a language without its own headers falls back to English
     assert bench_table(rows, "fr") == bench_table(rows, "en")
-
-
-PROBES = [
-    TuneProbe(batch_size=1, status="ok", seconds=0.5, samples_per_s=2.0, tokens_per_s=64.0,
-              peak_memory_bytes=GIB, gpu_util_percent=40.0, full_length=True),
-    TuneProbe(batch_size=2, status="ok", seconds=0.6, samples_per_s=3.5, tokens_per_s=112.0,
-              peak_memory_bytes=2 * GIB, gpu_util_percent=None, new_tokens=8),
-    TuneProbe(batch_size=4, status="oom", seconds=0.1, samples_per_s=0.0, tokens_per_s=0.0,
-              peak_memory_bytes=None, gpu_util_percent=None)]
-TUNE_BODY = [
-    "| 1     | ok     | 0.500s | 2.0       | 64    | 1.0 GiB  | 40%  | full  |",
-    "| 2 ◀   | ok     | 0.600s | 3.5       | 112   | 2.0 GiB  | N/A  | 8 tok |",
-    "| 4     | oom    | 0.100s | -         | -     | N/A      | N/A  | -     |"]
-
-
-def tune_result(unit: str) -> TuneResult:
-    return TuneResult(probes=PROBES, chosen_batch_size=2, mode="power", seconds=1.0,
-                      max_tokens=4, max_batch_size=64, memory_capacity_bytes=None,
-                      memory_headroom=0.9, unit=unit)
-
-
-def test_the_tune_table_marks_the_chosen_size() -> None:
-    assert tune_table(tune_result("samples")).splitlines() == [
-        "| batch | status | time   | samples/s | tok/s | peak mem | GPU% | probe |",
-        "|-------|--------|--------|-----------|-------|----------|------|-------|",
-        *TUNE_BODY]
-
-
-@pytest.mark.parametrize(("unit", "lang", "header"), [
-    ("samples", "zh", "| batch | 状态 | 时间   | 样本/秒 | tok/秒 | 峰值内存 | GPU% | 探测  |"),
-    ("pairs", "en", "| batch | status | time   | pairs/s | tok/s | peak mem | GPU% | probe |"),
-    ("pairs", "zh", "| batch | 状态 | 时间   | 选项/秒 | tok/秒 | 峰值内存 | GPU% | 探测  |")])
-def test_the_tune_table_headers_follow_the_language_and_the_rate_unit(
-        unit: str, lang: str, header: str) -> None:
-    lines = tune_table(tune_result(unit), lang).splitlines()
-    assert lines[0] == header
-    assert lines[3].startswith("| 2 ◀   | ok ") and len(lines) == 2 + len(PROBES)
 
 
 def test_summary_rows_of_a_stopped_compiled_choice_run() -> None:
@@ -185,7 +147,7 @@ def test_the_compare_report_lists_the_first_changes_and_says_how_many_more() -> 
 @pytest.mark.slow
 def test_the_reports_load_no_textual_rich_or_torch() -> None:
     code = ("import sys; import tui_eval.reports.bench, tui_eval.reports.compare, "
-            "tui_eval.reports.summary, tui_eval.reports.tune; print(sorted(m for m in "
+            "tui_eval.reports.summary; print(sorted(m for m in "
             "('textual', 'rich', 'torch', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120, env={"PYTHONPATH": str(REPO)})

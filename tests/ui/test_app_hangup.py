@@ -19,10 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import default_signals, hangup_at_default, wait_until
 from tui_eval.ui.hangup import install_app_hangup
 
 pytestmark = pytest.mark.slow  # a model run in a subprocess
+
+
+def take_the_terminal() -> None:
+    """In the child: the pty becomes its controlling terminal, with SIGHUP at its default."""
+    default_signals()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def start_in_pty(args: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes], int, bytearray]:
@@ -33,7 +39,7 @@ def start_in_pty(args: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes], i
     process = subprocess.Popen(
         [sys.executable, "-m", "tui_eval", *args], cwd=cwd, stdin=slave, stdout=slave,
         stderr=slave, start_new_session=True, env={**os.environ, "TERM": "xterm-256color"},
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        preexec_fn=take_the_terminal)
     os.close(slave)
     screen = bytearray()
 
@@ -89,6 +95,7 @@ def test_the_hangup_handler_acts_while_the_event_loop_is_blocked() -> None:
         finally:
             undo()
 
-    previous = signal.getsignal(signal.SIGHUP)
-    asyncio.run(scenario())
-    assert signal.getsignal(signal.SIGHUP) == previous
+    with hangup_at_default():
+        previous = signal.getsignal(signal.SIGHUP)
+        asyncio.run(scenario())
+        assert signal.getsignal(signal.SIGHUP) == previous

@@ -1,6 +1,6 @@
 """The tuner's probes as rows of its log (run.log, events.jsonl), one as each finishes:
 fixed widths, headers in the run's language (en/zh), as every line the engine logs. The
-same cells as one Markdown table, the chosen size marked, are tui_eval.reports.tune's."""
+app's results pane shows the same cells (tui_eval.ui.widgets.results)."""
 
 from __future__ import annotations
 

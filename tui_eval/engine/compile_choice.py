@@ -4,11 +4,11 @@
 The torch.compile figures below are kept for ``decide``'s defaults and the compile path's
 messages; ``auto`` no longer picks that path (``--compile on`` does).
 
-Compiling the decode step for a shape costs about ``COMPILE_SECONDS`` (32-51 s measured on an
-H200 for a 0.5 B Llama in bf16) and then makes each decode step about ``COMPILED_SPEEDUP``
-times faster (measured there: 11.7x at batch size 64, 6.2x at 256; the lower figure is
-used). So it pays when the eager generation still ahead is longer than
-COMPILE_SECONDS / (1 - 1/COMPILED_SPEEDUP), about 48 s.
+Compiling the decode step for a shape costs about ``COMPILE_SECONDS`` (40.2 s and 47.8 s in
+two runs on an H200 for a 0.54 B Llama in bf16) and then makes each decode step about
+``COMPILED_SPEEDUP`` times faster (6.66x and 5.28x per step at batch size 64 in those runs;
+the second is in benchmarks/RESULTS.md). So it pays when the eager generation still ahead
+is longer than COMPILE_SECONDS / (1 - 1/COMPILED_SPEEDUP), about 48 s.
 
 ``auto`` is off on CPU and MPS (no kernel-launch overhead to save on a CPU; torch's compiler
 is not trusted with a run on MPS). On CUDA the run's first batch runs eagerly (its results

@@ -1,7 +1,7 @@
-"""The tables a front end prints or writes, with their en/zh headers: a run's summary
-(``summary``), the bench table and bench.md (``bench``), two runs compared (``compare``)
-and the tuner's probes as one Markdown table (``tune``). Text only: they read the results
-directory's types and the engine's outcomes, and load no Textual.
+"""The tables a front end prints or writes: a run's summary (``summary``), the bench
+table and bench.md with en/zh headers (``bench``), two runs compared (``compare``). Text
+only: they read the results directory's types and the engine's outcomes, and load no
+Textual.
 
 This layer sits just under the front ends (ui, headless, commands) and over the engine,
 which never imports it: what the engine writes itself (run.log, bench.json) stays the
