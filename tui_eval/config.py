@@ -248,31 +248,31 @@ class EvalConfig:
         None, "Choice tasks: the choices as a Jinja2 template that gives a list "
         "('{{[opa, opb]}}'), a field's name or a list's text ('[\"yes\", \"no\"]'); unset "
         "reads choices_field.", type="str", optional=True, parse=parse_jinja_template,
-        label="choices tmpl",
+        label="choice tmpl",
         placeholder="choices field")
     num_fewshot: int = setting(
         0, "Few-shot examples put before each prompt: each example's prompt, "
         "target_delimiter and answer, then fewshot_delimiter (lm-eval's rule).", type="int",
-        minimum=0, flags=("--num-fewshot",), metavar="K", label="few-shot")
+        minimum=0, flags=("--num-fewshot",), metavar="K", label="few-shot K")
     fewshot_file: str | None = setting(
         None, "Dataset the few-shot examples come from (any supported format, rendered with "
         "the same templates); unset takes them from the data itself, never a record's own.",
         type="str", optional=True, flags=("--fewshot-file",), metavar="FILE",
-        label="few-shot file", placeholder="the data")
+        label="shots from", placeholder="the data")
     fewshot_delimiter: str = setting(
-        "\n\n", "Text after each few-shot example.", type="str", label="few-shot delim")
+        "\n\n", "Text after each few-shot example.", type="str", label="shots sep")
     fewshot_seed: int | None = setting(
         None, "Draw each record's few-shot examples with this seed, as lm-eval's default "
         "sampler does (1234, its default, picks what it picks); unset gives every record "
         "the first num_fewshot examples.", type="int", optional=True, minimum=0,
-        flags=("--fewshot-seed",), metavar="N", label="few-shot seed", placeholder="first K")
+        flags=("--fewshot-seed",), metavar="N", label="shots seed", placeholder="first K")
     chat_template: bool = setting(
         False, "Wrap prompts in the tokenizer's chat template when it has one; few-shot "
         "examples become user/assistant turns.", type="bool", label="chat tmpl")
     system_prompt: str | None = setting(
         None, "A system turn before the prompt with chat_template (without it, text put in "
         "front of the prompt, as lm-eval does).", type="str", optional=True,
-        flags=("--system-prompt",), metavar="TEXT", label="system prompt", placeholder="none")
+        flags=("--system-prompt",), metavar="TEXT", label="system msg", placeholder="none")
     do_sample: bool = setting(False, "Sample instead of greedy decoding.", type="bool",
                               label="sample")
     temperature: float = setting(
@@ -329,7 +329,7 @@ class EvalConfig:
         choices=TASKS, flags=("--task",), label="task", placeholder="from data")
     choices_field: str = setting(
         "choices", "Choice tasks: the dataset field with each sample's list of choices.",
-        type="str", label="choices field")
+        type="str", label="choice field")
     target_delimiter: str = setting(
         "auto", "The text put between a context and each choice (choice tasks) and between a "
         "few-shot example's prompt and its answer. 'auto': ' ', except before a choice under "

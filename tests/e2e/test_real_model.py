@@ -200,8 +200,14 @@ def test_the_few_shot_generation_task_file_end_to_end(real_model: Path, tmp_path
                  str(EXAMPLES / "capitals.yaml"), "--limit", "8", "-b", "8", "--device", "cpu",
                  "-o", str(out)]) == 0
     rows = rows_of(out)
-    # three examples in front; the stop string "\n" ends each answer
-    assert rows[0]["prompt"].count("\nAnswer:") == 4 and "rendered" not in rows[0]
+    # three examples in front (the first three of the train split), written out by hand
+    assert rows[0]["prompt"] == (
+        "Question: What is the capital of China?\nAnswer: Beijing\n\n"
+        "Question: What is the capital of India?\nAnswer: New Delhi\n\n"
+        "Question: What is the capital of Finland?\nAnswer: Helsinki\n\n"
+        "Question: What is the capital of France?\nAnswer:")
+    assert "rendered" not in rows[0]  # no chat template: the prompt is what the model saw
+    # the stop string "\n" ends each answer
     assert all("\n" not in r["prediction"] for r in rows)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["n"] == 8 and metrics["n_errors"] == 0

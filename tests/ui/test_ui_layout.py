@@ -5,6 +5,7 @@ picked anywhere is applied everywhere."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -203,7 +204,7 @@ def test_a_value_too_long_for_its_field_shows_it_is_cut_at_80x24() -> None:
             field = app.query_one("#edit-model", Input)
             room = field.scrollable_content_region.width
             shown = field.render_line(0).text[:room]
-            assert shown.startswith("…") and shown.endswith("does/not/fit")  # the path's end
+            assert shown.startswith("…") and model.endswith(shown[1:])  # the path's end
             stop_field = app.query_one("#edit-stop", Input)
             assert stop_field.render_line(0).text[:room].endswith("…")  # cut at its end
             field.focus()
@@ -218,3 +219,13 @@ def test_a_value_too_long_for_its_field_shows_it_is_cut_at_80x24() -> None:
             assert app.config_pane.values()["model"] == model + "x"  # never the cut text
 
     asyncio.run(scenario())
+
+
+def test_every_field_label_leaves_a_gap_before_its_value() -> None:
+    """A label as wide as its column runs into the value ("choices tmplchoices field")."""
+    from tui_eval.config import KEYS
+
+    sheet = (Path(__file__).parents[2] / "tui_eval" / "ui" / "app.tcss").read_text()
+    width = int(re.search(r"\.field-label \{ width: (\d+);", sheet).group(1))
+    too_wide = [key.label for key in KEYS.values() if key.label and len(key.label) >= width]
+    assert too_wide == []
