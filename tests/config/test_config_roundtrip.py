@@ -159,7 +159,7 @@ def app_run(argv: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch,
     asyncio.run(scenario())
 
 
-def run_config(directory: Path) -> dict[str, Any]:
+def saved_config(directory: Path) -> dict[str, Any]:
     return json.loads((directory / "out" / "config.json").read_text(encoding="utf-8"))
 
 
@@ -174,8 +174,8 @@ def check_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: Path
     assert (tmp_path / "headless" / "out" / "config.json").exists(), done.stderr
     shown: dict[str, str] = {}
     app_run(argv, tmp_path / "app", monkeypatch, shown)
-    headless_config = run_config(tmp_path / "headless")
-    assert run_config(tmp_path / "app") == headless_config
+    headless_config = saved_config(tmp_path / "headless")
+    assert saved_config(tmp_path / "app") == headless_config
     for name, value in expected.items():
         assert headless_config["config"][name] == value, name
     # every field shows its value as it is typed in TOML

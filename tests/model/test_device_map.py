@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import rows_of
 from tui_eval.batching.tuner import BatchSizeTuner
 from tui_eval.cancel import CancelToken
 from tui_eval.cli import main
@@ -30,11 +31,9 @@ from tui_eval.results import RunConfig
 GIB = 2**30
 
 
-def rows_of(run_dir: Path) -> list[dict]:
+def predictions_by_id(run_dir: Path) -> list[dict]:
     """Each sample's id and prediction, in dataset order."""
-    rows = [json.loads(line) for line in
-            (run_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
-    return sorted(({"id": r["id"], "prediction": r["prediction"]} for r in rows),
+    return sorted(({"id": r["id"], "prediction": r["prediction"]} for r in rows_of(run_dir)),
                   key=lambda r: str(r["id"]))
 
 
@@ -132,7 +131,7 @@ def test_device_map_auto_predicts_what_a_single_device_does(base: EvalConfig,
                      output_dir=str(mapped_dir))
     metrics = Evaluation(mapped, lambda event: None).run()
     assert metrics.n == 12 and metrics.device == "cpu"  # accelerate's place with no GPU
-    assert rows_of(mapped_dir) == rows_of(tmp_path / "plain")
+    assert predictions_by_id(mapped_dir) == predictions_by_id(tmp_path / "plain")
     saved = RunConfig.read(mapped_dir).config
     assert (saved["device_map"], saved["max_memory"]) == ("auto", "cpu=4GiB")
 
