@@ -69,7 +69,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from tui_eval.config import EvalConfig
-    from tui_eval.engine.benching import bench_table, run_bench, with_speedups
+    from tui_eval.engine.benching import run_bench, with_speedups
+    from tui_eval.reports.bench import bench_table
 
     threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or 1
     sizes = doubling(min(args.max_batch_size, args.samples))
@@ -81,9 +82,9 @@ def main() -> None:
                           max_batch_size=args.max_batch_size)
         best_rows = {}
         for repeat in range(args.repeats):
-            rows, _ = run_bench(replace(base, output_dir=str(root / f"bench-{repeat}"),
-                                        limit=args.bench_samples), sizes, lambda event: None)
-            for row in rows:
+            result, _ = run_bench(replace(base, output_dir=str(root / f"bench-{repeat}"),
+                                          limit=args.bench_samples), sizes, lambda event: None)
+            for row in result.rows:
                 if row.batch_size not in best_rows or row.seconds < best_rows[
                         row.batch_size].seconds:
                     best_rows[row.batch_size] = row
