@@ -46,11 +46,29 @@ def test_the_log_keeps_following_when_the_results_shrink_it_at_80x24() -> None:
             await pilot.press("home")
             app.apply_event(LogLine(level="INFO", message="one more"))
             await wait_for(pilot, lambda: "one more" in log.plain_lines()[-1])
-            await pilot.pause()
+            await pilot.wait_for_scheduled_animations()
             assert log.scroll_y == 0
             await pilot.press("end")  # back at the end: following again
             app.apply_event(LogLine(level="INFO", message="and another"))
             await wait_for(pilot, lambda: at_end(log))
+
+    asyncio.run(scenario())
+
+
+def test_a_line_arriving_as_the_reader_scrolls_up_leaves_the_view_where_they_went() -> None:
+    app = make_app(EvalConfig())
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            log = app.log_pane
+            fill_log(app, lines=12)
+            await wait_for(pilot, lambda: at_end(log))
+            log.scroll_home(immediate=True)  # animated: the view has not moved yet
+            assert not log.following  # so a line drawn before it moves cannot snap it back
+            app.apply_event(LogLine(level="INFO", message="one more"))
+            await pilot.wait_for_scheduled_animations()
+            assert log.scroll_y == 0
+            assert not log.following
 
     asyncio.run(scenario())
 

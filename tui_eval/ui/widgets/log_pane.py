@@ -66,14 +66,14 @@ class LogPane(RichLog):
         self.entries: deque[LogEntry] = deque(maxlen=MAX_LINES)
         self._drawn_width = 0
         self._drawn_styles: dict[str, Style] = {}
-        # Whether the end is in view after the latest scroll. Decided when the scroll
-        # position changes, not from the position now: a pane the layout just shrank is
-        # no longer scrolled to its end, yet its reader did not scroll away.
+        # Whether the latest scroll went to the end. Decided when a scroll starts, from
+        # where it goes, not from the position now: a pane the layout just shrank is no
+        # longer scrolled to its end, yet its reader did not scroll away; and a line that
+        # arrives while an animated scroll is under way must not undo where it goes.
         self.following = True
         self._end_pending = False
 
-    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        super().watch_scroll_y(old_value, new_value)
+    def watch_scroll_target_y(self, new_value: float) -> None:
         self.following = new_value >= self.max_scroll_y
 
     def add_event(self, event: LogLine) -> None:
@@ -115,7 +115,8 @@ class LogPane(RichLog):
             self.scroll_end(animate=False, immediate=True)
 
     def _redraw(self) -> None:
-        following, scroll_y = self.following, self.scroll_y
+        # where the reader is going: a scroll still under way ends there
+        following, scroll_y = self.following, self.scroll_target_y
         self._drawn_styles = self._level_styles()
         self.clear()
         self.following = following  # clearing scrolled to the top; the reader did not
